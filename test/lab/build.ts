@@ -1,0 +1,281 @@
+// Builds (and caches) the Go binaries the local lab needs: etcd, kube-apiserver, kube-controller-manager,
+// kubectl, source-controller and kustomize-controller.
+//
+// Each component family has its own Go module under test/lab/go/<module>/ (go.mod + go.sum, committed), so the
+// dependency graphs never fight. Binaries are cached outside the repo in
+//   ${LAB_CACHE_DIR:-$HOME/.cache/flux-bootstrap-operator/lab}/<component>-<key>/<component>
+// where key = short sha256 of (go.mod + go.sum, `go version`, build flags). A missing entry is built into a temp
+// dir next to it and renamed into place, so an interrupted build never leaves a half binary behind.
+//
+// Run as a script (`node test/lab/build.ts`) it ensures every binary and prints the JSON map of paths.
+
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream, constants as fsConstants } from 'node:fs';
+import { access, mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type LabBinary =
+  | 'etcd'
+  | 'kube-apiserver'
+  | 'kube-controller-manager'
+  | 'kubectl'
+  | 'source-controller'
+  | 'kustomize-controller';
+
+export type LabBinaries = Record<LabBinary, string>;
+
+export interface EnsureOptions {
+  /** Receives one progress line per component; defaults to stderr. */
+  log?: (line: string) => void;
+}
+
+export interface BuildSpec {
+  /** Binary (and cache entry) name. */
+  name: string;
+  /** Directory of the Go module the package is built from. */
+  moduleDir: string;
+  /** Import path of the main package (a `tool` of that module). */
+  pkg: string;
+  /** Extra `go build` flags, part of the cache key. */
+  flags: string[];
+}
+
+const GO_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'go');
+
+/** Kubernetes release the kubernetes module builds (keep in sync with test/lab/go/kubernetes/go.mod). */
+export const KUBERNETES_VERSION = 'v1.36.4';
+
+function kubernetesLdflags(version: string): string {
+  const [, major, minor] = /^v(\d+)\.(\d+)\./.exec(version) ?? [];
+  const vars: string[] = [];
+  for (const pkg of ['k8s.io/component-base/version', 'k8s.io/client-go/pkg/version']) {
+    vars.push(
+      `-X ${pkg}.gitVersion=${version}`,
+      `-X ${pkg}.gitMajor=${major}`,
+      `-X ${pkg}.gitMinor=${minor}`,
+      `-X ${pkg}.gitTreeState=clean`,
+    );
+  }
+  return vars.join(' ');
+}
+
+/** Flags common to every build (besides CGO_ENABLED=0 GOTOOLCHAIN=local in the environment). */
+const COMMON_FLAGS = ['-trimpath', '-mod=readonly'];
+
+export const LAB_BUILDS: Record<LabBinary, BuildSpec> = {
+  etcd: {
+    name: 'etcd',
+    moduleDir: path.join(GO_DIR, 'etcd'),
+    pkg: 'go.etcd.io/etcd/server/v3',
+    flags: [...COMMON_FLAGS],
+  },
+  'kube-apiserver': {
+    name: 'kube-apiserver',
+    moduleDir: path.join(GO_DIR, 'kubernetes'),
+    pkg: 'k8s.io/kubernetes/cmd/kube-apiserver',
+    flags: [...COMMON_FLAGS, '-ldflags', kubernetesLdflags(KUBERNETES_VERSION)],
+  },
+  'kube-controller-manager': {
+    name: 'kube-controller-manager',
+    moduleDir: path.join(GO_DIR, 'kubernetes'),
+    pkg: 'k8s.io/kubernetes/cmd/kube-controller-manager',
+    flags: [...COMMON_FLAGS, '-ldflags', kubernetesLdflags(KUBERNETES_VERSION)],
+  },
+  kubectl: {
+    name: 'kubectl',
+    moduleDir: path.join(GO_DIR, 'kubernetes'),
+    pkg: 'k8s.io/kubernetes/cmd/kubectl',
+    flags: [...COMMON_FLAGS, '-ldflags', kubernetesLdflags(KUBERNETES_VERSION)],
+  },
+  'source-controller': {
+    name: 'source-controller',
+    moduleDir: path.join(GO_DIR, 'source-controller'),
+    pkg: 'github.com/fluxcd/source-controller',
+    flags: [...COMMON_FLAGS],
+  },
+  'kustomize-controller': {
+    name: 'kustomize-controller',
+    moduleDir: path.join(GO_DIR, 'kustomize-controller'),
+    pkg: 'github.com/fluxcd/kustomize-controller',
+    flags: [...COMMON_FLAGS],
+  },
+};
+
+export function labCacheDir(): string {
+  const fromEnv = process.env.LAB_CACHE_DIR;
+  return path.resolve(fromEnv ? fromEnv : path.join(homedir(), '.cache', 'flux-bootstrap-operator', 'lab'));
+}
+
+/** The `go` binary: GO env var, else `go` on PATH, else /usr/local/go/bin/go. */
+async function findGo(): Promise<string> {
+  if (process.env.GO) return process.env.GO;
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, 'go');
+    if (await isExecutable(candidate)) return candidate;
+  }
+  return '/usr/local/go/bin/go';
+}
+
+async function isExecutable(file: string): Promise<boolean> {
+  try {
+    await access(file, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Environment of every go invocation: static host build with the installed toolchain, no workspace. */
+function goEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, CGO_ENABLED: '0', GOTOOLCHAIN: 'local', GOWORK: 'off' };
+  // Always build for the host the lab runs on.
+  for (const k of ['GOOS', 'GOARCH', 'GOAMD64', 'GOARM', 'GOARM64', 'GOFLAGS']) delete env[k];
+  return env;
+}
+
+interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  output: string;
+}
+
+/** Runs a command, collecting stdout+stderr (and teeing it into logFile when given). */
+function run(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; logFile?: string }): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const log = opts.logFile ? createWriteStream(opts.logFile) : undefined;
+    const chunks: Buffer[] = [];
+    const onData = (b: Buffer) => {
+      chunks.push(b);
+      log?.write(b);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('error', (err) => {
+      log?.end();
+      reject(err);
+    });
+    child.on('close', (code, signal) => {
+      const output = Buffer.concat(chunks).toString('utf8');
+      const done = () => resolve({ code, signal, output });
+      if (log) log.end(done);
+      else done();
+    });
+  });
+}
+
+function tail(text: string, lines = 40): string {
+  const all = text.trimEnd().split('\n');
+  return all.slice(-lines).join('\n');
+}
+
+/** Key of a build: short sha256 of go.mod + go.sum, `go version` output, the package and its flags. */
+export async function cacheKey(spec: BuildSpec, goVersion: string): Promise<string> {
+  const h = createHash('sha256');
+  for (const f of ['go.mod', 'go.sum']) {
+    h.update(`${f}\0`);
+    h.update(await readFile(path.join(spec.moduleDir, f)));
+    h.update('\0');
+  }
+  h.update(`${goVersion.trim()}\0CGO_ENABLED=0\0${spec.pkg}\0${JSON.stringify(spec.flags)}\0`);
+  return h.digest('hex').slice(0, 16);
+}
+
+export interface Context {
+  go: string;
+  goVersion: string;
+  cacheDir: string;
+  log: (line: string) => void;
+}
+
+async function makeContext(opts: EnsureOptions | undefined): Promise<Context> {
+  const go = await findGo();
+  const env = goEnv();
+  let res: RunResult;
+  try {
+    res = await run(go, ['version'], { cwd: GO_DIR, env });
+  } catch (err) {
+    throw new Error(`cannot run '${go} version' (is Go installed?)`, { cause: err });
+  }
+  if (res.code !== 0) throw new Error(`'${go} version' failed: ${tail(res.output)}`);
+  return {
+    go,
+    goVersion: res.output.trim(),
+    cacheDir: labCacheDir(),
+    log: opts?.log ?? ((line) => process.stderr.write(`${line}\n`)),
+  };
+}
+
+/** Returns the absolute path of one binary, building it into the cache if it is missing. */
+export async function ensureBinary(spec: BuildSpec, opts?: EnsureOptions & { context?: Context }): Promise<string> {
+  const ctx = opts?.context ?? (await makeContext(opts));
+  const key = await cacheKey(spec, ctx.goVersion);
+  const entry = path.join(ctx.cacheDir, `${spec.name}-${key}`);
+  const binary = path.join(entry, spec.name);
+  if (await isExecutable(binary)) {
+    ctx.log(`lab: ${spec.name} cached (${binary})`);
+    return binary;
+  }
+
+  await mkdir(ctx.cacheDir, { recursive: true });
+  const logDir = path.join(ctx.cacheDir, 'logs');
+  await mkdir(logDir, { recursive: true });
+  const logFile = path.join(logDir, `${spec.name}-${key}.log`);
+  // Temp dir on the same filesystem as the entry, so the final rename is atomic.
+  const tmp = path.join(ctx.cacheDir, `.tmp-${spec.name}-${key}-${randomBytes(4).toString('hex')}`);
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp);
+  ctx.log(`lab: building ${spec.name} (${spec.pkg}); log: ${logFile}`);
+  const started = Date.now();
+  try {
+    const args = ['build', '-v', ...spec.flags, '-o', path.join(tmp, spec.name), spec.pkg];
+    let res: RunResult;
+    try {
+      res = await run(ctx.go, args, { cwd: spec.moduleDir, env: goEnv(), logFile });
+    } catch (err) {
+      throw new Error(`building ${spec.name}: cannot run ${ctx.go}`, { cause: err });
+    }
+    if (res.code !== 0) {
+      const cause = new Error(
+        `go ${args.join(' ')} (in ${spec.moduleDir}) exited with ${res.code ?? `signal ${res.signal}`}`,
+      );
+      throw new Error(`building ${spec.name} failed (full log: ${logFile}):\n${tail(res.output)}`, { cause });
+    }
+    try {
+      await rename(tmp, entry);
+    } catch (err) {
+      // Another process finished the same build first: keep its entry.
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code !== 'EEXIST' && code !== 'ENOTEMPTY') || !(await isExecutable(binary))) throw err;
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  ctx.log(`lab: ${spec.name} built in ${Math.round((Date.now() - started) / 1000)} s (${binary})`);
+  return binary;
+}
+
+/** Returns absolute paths of all lab binaries, building (sequentially) whatever is not cached yet. */
+export async function ensureLabBinaries(opts?: { log?: (line: string) => void }): Promise<LabBinaries> {
+  const context = await makeContext(opts);
+  const out = {} as LabBinaries;
+  for (const name of Object.keys(LAB_BUILDS) as LabBinary[]) {
+    out[name] = await ensureBinary(LAB_BUILDS[name], { context });
+  }
+  return out;
+}
+
+if (import.meta.main) {
+  try {
+    const binaries = await ensureLabBinaries();
+    process.stdout.write(`${JSON.stringify(binaries, null, 2)}\n`);
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    if (err instanceof Error && err.cause) process.stderr.write(`cause: ${String(err.cause)}\n`);
+    process.exitCode = 1;
+  }
+}
