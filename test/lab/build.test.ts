@@ -1,0 +1,83 @@
+// Unit tests of test/lab/build.ts on a tiny throw-away Go module (no real lab binaries are built).
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { cacheKey, ensureBinary, LAB_BUILDS, type BuildSpec } from './build.ts';
+
+function haveGo(): boolean {
+  try {
+    execFileSync(process.env.GO ?? 'go', ['version'], { stdio: 'ignore', env: { ...process.env, GOTOOLCHAIN: 'local' } });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('lab build', { skip: haveGo() ? false : 'go not installed' }, () => {
+  let dir: string;
+  let moduleDir: string;
+  let savedCacheDir: string | undefined;
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'lab-build-test-'));
+    moduleDir = path.join(dir, 'mod');
+    await mkdir(path.join(moduleDir, 'hello'), { recursive: true });
+    await mkdir(path.join(moduleDir, 'broken'), { recursive: true });
+    await writeFile(path.join(moduleDir, 'go.mod'), 'module example.com/labtest\n\ngo 1.24\n');
+    await writeFile(path.join(moduleDir, 'go.sum'), '');
+    await writeFile(path.join(moduleDir, 'hello', 'main.go'), 'package main\n\nfunc main() { println("hello lab") }\n');
+    await writeFile(path.join(moduleDir, 'broken', 'main.go'), 'package main\n\nfunc main() { undefinedThing() }\n');
+    savedCacheDir = process.env.LAB_CACHE_DIR;
+    process.env.LAB_CACHE_DIR = path.join(dir, 'cache');
+  });
+
+  after(async () => {
+    if (savedCacheDir === undefined) delete process.env.LAB_CACHE_DIR;
+    else process.env.LAB_CACHE_DIR = savedCacheDir;
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('keys depend on go version and flags, and are stable', async () => {
+    const spec = LAB_BUILDS.etcd;
+    const a = await cacheKey(spec, 'go version go1.26.8 linux/amd64');
+    assert.match(a, /^[0-9a-f]{16}$/);
+    assert.equal(await cacheKey(spec, 'go version go1.26.8 linux/amd64'), a);
+    assert.notEqual(await cacheKey(spec, 'go version go1.26.9 linux/amd64'), a);
+    assert.notEqual(await cacheKey({ ...spec, flags: [...spec.flags, '-race'] }, 'go version go1.26.8 linux/amd64'), a);
+  });
+
+  it('builds a missing binary once, then serves it from the cache', async () => {
+    const spec: BuildSpec = { name: 'hello', moduleDir, pkg: 'example.com/labtest/hello', flags: ['-trimpath'] };
+    const lines: string[] = [];
+    const bin = await ensureBinary(spec, { log: (l) => lines.push(l) });
+    assert.ok(path.isAbsolute(bin));
+    assert.ok(bin.startsWith(path.join(dir, 'cache', 'hello-')));
+    const ran = spawnSync(bin, { encoding: 'utf8' });
+    assert.equal(ran.status, 0);
+    assert.match(ran.stderr, /hello lab/);
+    assert.match(lines.at(-1) ?? '', /hello built in \d+ s/);
+
+    const again: string[] = [];
+    assert.equal(await ensureBinary(spec, { log: (l) => again.push(l) }), bin);
+    assert.deepEqual(
+      again.map((l) => l.replace(/ \(.*\)$/, '')),
+      ['lab: hello cached'],
+    );
+  });
+
+  it('reports a failed build with the output tail and a cause, leaving no half entry', async () => {
+    const spec: BuildSpec = { name: 'broken', moduleDir, pkg: 'example.com/labtest/broken', flags: ['-trimpath'] };
+    await assert.rejects(ensureBinary(spec, { log: () => {} }), (err: Error) => {
+      assert.match(err.message, /building broken failed/);
+      assert.match(err.message, /undefinedThing/);
+      assert.ok(err.cause instanceof Error);
+      return true;
+    });
+    const entries = await readdir(path.join(dir, 'cache'));
+    assert.ok(!entries.some((e) => e.startsWith('broken-') || e.startsWith('.tmp-')), entries.join(','));
+  });
+});
