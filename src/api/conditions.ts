@@ -1,0 +1,98 @@
+import type { Condition } from './types.ts';
+
+/** ConditionTypes lists every condition a ClusterBootstrap reports; docs/ and the README describe each. */
+export const ConditionTypes = {
+  Ready: 'Ready',
+  Reconciling: 'Reconciling',
+  Stalled: 'Stalled',
+  IdentityReady: 'IdentityReady',
+  HostKeyTrusted: 'HostKeyTrusted',
+  DeployKeyAuthorized: 'DeployKeyAuthorized',
+  Committed: 'Committed',
+  Applied: 'Applied',
+  FluxReady: 'FluxReady',
+} as const;
+
+/** PhaseConditions are the per-phase conditions, in the order the reconcile runs them. */
+export const PhaseConditions = [
+  ConditionTypes.IdentityReady,
+  ConditionTypes.HostKeyTrusted,
+  ConditionTypes.DeployKeyAuthorized,
+  ConditionTypes.Committed,
+  ConditionTypes.Applied,
+  ConditionTypes.FluxReady,
+] as const;
+
+/**
+ * Reasons is the one catalogue of condition reasons. A test checks that the README documents each one.
+ * Configuration errors (Stalled, not retried until the spec changes) and transient errors (retried with
+ * backoff) are told apart by `Terminal` below.
+ */
+export const Reasons = {
+  // progress and success
+  Succeeded: 'Succeeded',
+  Progressing: 'Progressing',
+  Pending: 'Pending',
+  Suspended: 'Suspended',
+  Deleting: 'Deleting',
+  // configuration errors: fix the spec
+  InvalidSpec: 'InvalidSpec',
+  InvalidGitURL: 'InvalidGitURL',
+  InvalidPath: 'InvalidPath',
+  UnknownFluxVersion: 'UnknownFluxVersion',
+  UnknownComponent: 'UnknownComponent',
+  PathConflict: 'PathConflict',
+  // the management cluster's Secrets
+  KubeconfigSecretMissing: 'KubeconfigSecretMissing',
+  KubeconfigInvalid: 'KubeconfigInvalid',
+  GitCredentialsMissing: 'GitCredentialsMissing',
+  GitCredentialsInvalid: 'GitCredentialsInvalid',
+  // git host
+  HostKeyChanged: 'HostKeyChanged',
+  HostKeyInvalid: 'HostKeyInvalid',
+  GitHostUnreachable: 'GitHostUnreachable',
+  RepositoryNotFound: 'RepositoryNotFound',
+  GitAuthenticationFailed: 'GitAuthenticationFailed',
+  DeployKeyNotAuthorized: 'DeployKeyNotAuthorized',
+  PushRejected: 'PushRejected',
+  GitOperationFailed: 'GitOperationFailed',
+  // target cluster
+  TargetUnreachable: 'TargetUnreachable',
+  ApplyFailed: 'ApplyFailed',
+  FluxNotReady: 'FluxNotReady',
+  // anything else
+  InternalError: 'InternalError',
+} as const;
+
+export type Reason = (typeof Reasons)[keyof typeof Reasons];
+
+/** Terminal reasons are configuration errors: the resource is Stalled until its spec changes. */
+export const Terminal: ReadonlySet<string> = new Set<string>([
+  Reasons.InvalidSpec,
+  Reasons.InvalidGitURL,
+  Reasons.InvalidPath,
+  Reasons.UnknownFluxVersion,
+  Reasons.UnknownComponent,
+  Reasons.PathConflict,
+  Reasons.HostKeyChanged,
+]);
+
+/**
+ * setCondition puts a condition into a list, keeping lastTransitionTime when the status did not change,
+ * so that rewriting the same state is a no-op for the API server and for watchers.
+ */
+export function setCondition(
+  conditions: Condition[],
+  next: Omit<Condition, 'lastTransitionTime'>,
+  now: () => string = () => new Date().toISOString(),
+): Condition[] {
+  const prev = conditions.find((c) => c.type === next.type);
+  const lastTransitionTime = prev && prev.status === next.status ? prev.lastTransitionTime : now();
+  const updated: Condition = { ...next, lastTransitionTime };
+  return prev ? conditions.map((c) => (c.type === next.type ? updated : c)) : [...conditions, updated];
+}
+
+/** findCondition returns the condition of a type, if any. */
+export function findCondition(conditions: Condition[] | undefined, type: string): Condition | undefined {
+  return conditions?.find((c) => c.type === type);
+}

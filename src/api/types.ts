@@ -1,0 +1,98 @@
+/** GROUP, VERSION, KIND and PLURAL name the ClusterBootstrap API as the CRD in crds/ declares it. */
+export const GROUP = 'fluxbootstrap.dev';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = 'ClusterBootstrap';
+export const PLURAL = 'clusterbootstraps';
+
+/** FINALIZER holds a ClusterBootstrap until its deletion policy has been carried out. */
+export const FINALIZER = `${GROUP}/finalizer`;
+
+/** FIELD_MANAGER owns every field the operator server-side applies. */
+export const FIELD_MANAGER = 'flux-bootstrap-operator';
+
+export interface SecretKeyRef {
+  name: string;
+  key?: string;
+}
+
+/** ClusterBootstrapSpec is the user's desired state, as the API server stored it (CRD defaults applied). */
+export interface ClusterBootstrapSpec {
+  target?: { kubeconfigSecretRef?: SecretKeyRef };
+  git: {
+    url: string;
+    branch?: string;
+    path?: string;
+    secretRef: { name: string };
+    knownHosts?: string;
+    author?: { name?: string; email?: string };
+    commitMessageAppendix?: string;
+  };
+  flux?: {
+    version?: string;
+    components?: string[];
+    componentsExtra?: string[];
+    namespace?: string;
+    registry?: string;
+    imagePullSecret?: string;
+    networkPolicy?: boolean;
+    watchAllNamespaces?: boolean;
+    clusterDomain?: string;
+    tolerationKeys?: string[];
+    logLevel?: string;
+  };
+  sync?: {
+    interval?: string;
+    kustomizationInterval?: string;
+    prune?: boolean;
+    secretName?: string;
+  };
+  identity?: { algorithm?: 'ed25519' | 'ecdsa' | 'rsa'; ecdsaCurve?: 'p256' | 'p384' | 'p521'; rsaBits?: number };
+  suspend?: boolean;
+  deletionPolicy?: 'Orphan' | 'Uninstall';
+}
+
+/** Condition is a metav1.Condition. */
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  observedGeneration?: number;
+  lastTransitionTime: string;
+}
+
+/** ClusterBootstrapStatus is what the operator last found; written once per reconcile. */
+export interface ClusterBootstrapStatus {
+  observedGeneration?: number;
+  conditions?: Condition[];
+  identity?: { publicKey: string; fingerprint: string; algorithm: string; secretName: string };
+  hostKeys?: { fingerprints: string[] };
+  lastPushedCommit?: string;
+  lastPushedRevision?: string;
+  lastAppliedRevision?: string;
+  fluxVersion?: string;
+  message?: string;
+}
+
+export interface ObjectMeta {
+  name: string;
+  namespace: string;
+  uid: string;
+  generation?: number;
+  resourceVersion?: string;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  finalizers?: string[];
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+/** ClusterBootstrap is the custom resource: one target cluster bootstrapped with Flux from one git path. */
+export interface ClusterBootstrap {
+  apiVersion: string;
+  kind: string;
+  metadata: ObjectMeta;
+  spec: ClusterBootstrapSpec;
+  status?: ClusterBootstrapStatus;
+}

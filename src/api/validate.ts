@@ -1,0 +1,166 @@
+import { ConditionTypes, Reasons } from './conditions.ts';
+import { PhaseError } from './errors.ts';
+import type { ClusterBootstrap } from './types.ts';
+import { DEFAULT_COMPONENTS, EXTRA_COMPONENTS, shippedVersions } from '../manifests/components.ts';
+
+/** BootstrapOptions is a validated spec with every default filled in: what the phases work from. */
+export interface BootstrapOptions {
+  name: string;
+  namespace: string;
+  target?: { secretName: string; key: string };
+  git: {
+    url: string;
+    transport: 'ssh' | 'https';
+    host: string;
+    port: number;
+    branch: string;
+    path: string;
+    secretName: string;
+    knownHosts?: string;
+    author: { name: string; email: string };
+    messageAppendix: string;
+  };
+  flux: {
+    version: string;
+    components: string[];
+    namespace: string;
+    registry: string;
+    imagePullSecret: string;
+    networkPolicy: boolean;
+    watchAllNamespaces: boolean;
+    clusterDomain: string;
+    tolerationKeys: string[];
+    logLevel: string;
+  };
+  sync: { name: string; interval: string; kustomizationInterval: string; prune: boolean; secretName: string };
+  identity: { algorithm: 'ed25519' | 'ecdsa' | 'rsa'; ecdsaCurve: 'p256' | 'p384' | 'p521'; rsaBits: number };
+  suspend: boolean;
+  deletionPolicy: 'Orphan' | 'Uninstall';
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+const DURATION = /^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$/;
+const PATH_SEGMENT = /^[A-Za-z0-9._-]+$/;
+const LOG_LEVELS = ['debug', 'info', 'error'];
+
+function invalid(reason: (typeof Reasons)[keyof typeof Reasons], message: string): never {
+  throw new PhaseError(ConditionTypes.Ready, reason, message);
+}
+
+/**
+ * normalizeGitURL accepts `ssh://[user@]host[:port]/path`, `https://host/path`, and the scp form
+ * `user@host:org/repo.git`, which it rewrites to ssh:// because Flux's GitRepository rejects it.
+ */
+export function normalizeGitURL(raw: string): { url: string; transport: 'ssh' | 'https'; host: string; port: number } {
+  const value = raw.trim();
+  const scp = /^([A-Za-z0-9._-]+@)?([A-Za-z0-9.-]+):(?!\/\/)([^\s]+)$/.exec(value);
+  const candidate = scp && !value.includes('://') ? `ssh://${scp[1] ?? ''}${scp[2]}/${scp[3].replace(/^\/+/, '')}` : value;
+  let parsed: URL;
+  try {
+    parsed = new URL(candidate);
+  } catch (cause) {
+    return invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} is not a URL: use ssh://git@host/org/repo.git`);
+  }
+  const transport = parsed.protocol === 'ssh:' ? 'ssh' : parsed.protocol === 'https:' ? 'https' : undefined;
+  if (!transport) invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} has scheme ${parsed.protocol} — use ssh:// (or https://)`);
+  if (!parsed.hostname) invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} has no host`);
+  if (parsed.pathname.length <= 1) invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} names no repository`);
+  if (parsed.password) invalid(Reasons.InvalidGitURL, 'spec.git.url must not carry a password: put credentials in spec.git.secretRef');
+  if (parsed.search || parsed.hash) invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} must not have a query or fragment`);
+  const port = parsed.port ? Number(parsed.port) : transport === 'ssh' ? 22 : 443;
+  return { url: parsed.toString(), transport, host: parsed.hostname, port };
+}
+
+/** normalizeRepoPath cleans a path inside the repository and refuses one that would leave it. */
+export function normalizeRepoPath(raw: string): string {
+  const trimmed = raw.trim().replace(/^\.\//, '').replace(/\/+$/, '');
+  if (trimmed.startsWith('/')) invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} must be relative to the repository root`);
+  const segments = trimmed.split('/').filter((s) => s !== '' && s !== '.');
+  if (segments.length === 0) invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} is empty: name a folder such as clusters/<name>`);
+  for (const s of segments) {
+    if (s === '..') invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} escapes the repository ('..' is not allowed)`);
+    if (!PATH_SEGMENT.test(s)) invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} has an invalid segment ${JSON.stringify(s)}`);
+  }
+  if (segments[0] === '.git') invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} points into .git`);
+  return segments.join('/');
+}
+
+/**
+ * validate turns a ClusterBootstrap into BootstrapOptions, or throws a terminal PhaseError whose message
+ * names the field to fix. The CRD schema rejects most of this already; this catches what it cannot, and
+ * objects stored before a schema change.
+ */
+export function validate(cb: ClusterBootstrap): BootstrapOptions {
+  const spec = cb.spec ?? ({} as ClusterBootstrap['spec']);
+  const { name, namespace } = cb.metadata;
+  if (!spec.git?.url) invalid(Reasons.InvalidSpec, 'spec.git.url is required');
+  if (!spec.git.secretRef?.name) invalid(Reasons.InvalidSpec, 'spec.git.secretRef.name is required: the Secret with the push credentials');
+
+  const git = normalizeGitURL(spec.git.url);
+  const branch = spec.git.branch ?? 'main';
+  if (!/^[A-Za-z0-9._/-]+$/.test(branch) || branch.includes('..') || branch.startsWith('/') || branch.endsWith('/') || branch.endsWith('.lock'))
+    invalid(Reasons.InvalidSpec, `spec.git.branch ${JSON.stringify(branch)} is not a valid branch name`);
+
+  const flux = spec.flux ?? {};
+  const version = flux.version ?? shippedVersions().at(-1)!;
+  const versions = shippedVersions();
+  if (!versions.includes(version))
+    invalid(Reasons.UnknownFluxVersion, `spec.flux.version ${version} is not shipped with this operator; use one of ${versions.join(', ')}`);
+  const components = [...(flux.components ?? DEFAULT_COMPONENTS), ...(flux.componentsExtra ?? [])];
+  const known = [...DEFAULT_COMPONENTS, ...EXTRA_COMPONENTS];
+  for (const c of components)
+    if (!known.includes(c)) invalid(Reasons.UnknownComponent, `component ${JSON.stringify(c)} is unknown; known components are ${known.join(', ')}`);
+  for (const required of ['source-controller', 'kustomize-controller'])
+    if (!components.includes(required)) invalid(Reasons.UnknownComponent, `spec.flux.components must include ${required}: the bootstrap syncs with it`);
+  const fluxNamespace = flux.namespace ?? 'flux-system';
+  if (!DNS_LABEL.test(fluxNamespace) || fluxNamespace.length > 63) invalid(Reasons.InvalidSpec, `spec.flux.namespace ${JSON.stringify(fluxNamespace)} is not a valid namespace name`);
+  const logLevel = flux.logLevel ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) invalid(Reasons.InvalidSpec, `spec.flux.logLevel must be one of ${LOG_LEVELS.join(', ')}`);
+  const clusterDomain = flux.clusterDomain ?? 'cluster.local';
+  if (!DNS_SUBDOMAIN.test(clusterDomain)) invalid(Reasons.InvalidSpec, `spec.flux.clusterDomain ${JSON.stringify(clusterDomain)} is not a domain`);
+
+  const sync = spec.sync ?? {};
+  const interval = sync.interval ?? '1m';
+  const kustomizationInterval = sync.kustomizationInterval ?? '10m';
+  for (const [field, value] of [['spec.sync.interval', interval], ['spec.sync.kustomizationInterval', kustomizationInterval]])
+    if (!DURATION.test(value)) invalid(Reasons.InvalidSpec, `${field} ${JSON.stringify(value)} is not a duration such as 1m or 10m0s`);
+  const secretName = sync.secretName ?? 'flux-system';
+  if (!DNS_SUBDOMAIN.test(secretName)) invalid(Reasons.InvalidSpec, `spec.sync.secretName ${JSON.stringify(secretName)} is not a valid Secret name`);
+
+  const identity = spec.identity ?? {};
+  const rsaBits = identity.rsaBits ?? 4096;
+  if (![2048, 3072, 4096].includes(rsaBits)) invalid(Reasons.InvalidSpec, 'spec.identity.rsaBits must be 2048, 3072 or 4096');
+
+  const targetRef = spec.target?.kubeconfigSecretRef;
+  return {
+    name,
+    namespace,
+    target: targetRef ? { secretName: targetRef.name, key: targetRef.key ?? 'value' } : undefined,
+    git: {
+      ...git,
+      branch,
+      path: normalizeRepoPath(spec.git.path ?? `clusters/${name}`),
+      secretName: spec.git.secretRef.name,
+      knownHosts: spec.git.knownHosts?.trim() || undefined,
+      author: { name: spec.git.author?.name ?? 'Flux Bootstrap Operator', email: spec.git.author?.email ?? 'flux-bootstrap-operator@users.noreply.local' },
+      messageAppendix: spec.git.commitMessageAppendix ?? '',
+    },
+    flux: {
+      version,
+      components: [...new Set(components)],
+      namespace: fluxNamespace,
+      registry: (flux.registry ?? 'ghcr.io/fluxcd').replace(/\/+$/, ''),
+      imagePullSecret: flux.imagePullSecret ?? '',
+      networkPolicy: flux.networkPolicy ?? true,
+      watchAllNamespaces: flux.watchAllNamespaces ?? true,
+      clusterDomain,
+      tolerationKeys: flux.tolerationKeys ?? [],
+      logLevel,
+    },
+    sync: { name: fluxNamespace, interval, kustomizationInterval, prune: sync.prune ?? true, secretName },
+    identity: { algorithm: identity.algorithm ?? 'ed25519', ecdsaCurve: identity.ecdsaCurve ?? 'p384', rsaBits },
+    suspend: spec.suspend ?? false,
+    deletionPolicy: spec.deletionPolicy ?? 'Orphan',
+  };
+}
