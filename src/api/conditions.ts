@@ -74,7 +74,6 @@ export const Terminal: ReadonlySet<string> = new Set<string>([
   Reasons.UnknownFluxVersion,
   Reasons.UnknownComponent,
   Reasons.PathConflict,
-  Reasons.HostKeyChanged,
 ]);
 
 /**

@@ -1,0 +1,71 @@
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+/** Config is the operator's configuration; every field has a flag, an environment variable and a default. */
+export interface Config {
+  watchNamespaces: string[];
+  concurrency: number;
+  resyncMs: number;
+  logLevel: string;
+  leaderElect: boolean;
+  leaderElectionNamespace: string;
+  leaderElectionId: string;
+  identity: string;
+  metricsAddr: string;
+  healthAddr: string;
+  workDir: string;
+}
+
+/** OPTIONS documents each setting: flag name, environment variable, default. The README's table mirrors it. */
+export const OPTIONS = {
+  'watch-namespaces': { env: 'WATCH_NAMESPACES', default: '', help: 'comma-separated namespaces to watch; empty watches all' },
+  concurrency: { env: 'CONCURRENCY', default: '4', help: 'ClusterBootstraps reconciled in parallel' },
+  'resync-period': { env: 'RESYNC_PERIOD', default: '10m', help: 'how often a Ready ClusterBootstrap is checked again' },
+  'log-level': { env: 'LOG_LEVEL', default: 'info', help: 'debug, info, warn or error' },
+  'leader-elect': { env: 'LEADER_ELECT', default: 'true', help: 'hold a Lease so that one replica reconciles at a time' },
+  'leader-election-namespace': { env: 'LEADER_ELECTION_NAMESPACE', default: '', help: 'namespace of the Lease; defaults to POD_NAMESPACE' },
+  'leader-election-id': { env: 'LEADER_ELECTION_ID', default: 'flux-bootstrap-operator', help: 'name of the Lease' },
+  'metrics-addr': { env: 'METRICS_ADDR', default: ':8080', help: 'address of /metrics' },
+  'health-addr': { env: 'HEALTH_ADDR', default: ':8081', help: 'address of /healthz and /readyz' },
+  'work-dir': { env: 'WORK_DIR', default: '', help: 'folder for the git clones; defaults to a folder in the temp dir' },
+} as const;
+
+/** parseDuration reads a Go-style duration (`90s`, `10m`, `1h30m`) into milliseconds. */
+export function parseDuration(text: string): number {
+  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  let total = 0;
+  const rest = text.replace(/(\d+(?:\.\d+)?)(ms|s|m|h)/g, (_, n, u) => {
+    total += Number(n) * units[u];
+    return '';
+  });
+  if (rest !== '' || text === '') throw new Error(`${JSON.stringify(text)} is not a duration such as 30s or 10m`);
+  return total;
+}
+
+/** loadConfig reads flags first, then environment variables, then defaults; it throws on a bad value. */
+export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Config {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(Object.keys(OPTIONS).map((k) => [k, { type: 'string' as const }])),
+    strict: true,
+  });
+  const get = (k: keyof typeof OPTIONS): string => (values[k] as string | undefined) ?? env[OPTIONS[k].env] ?? OPTIONS[k].default;
+  const concurrency = Number(get('concurrency'));
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error(`--concurrency must be a positive integer, not ${get('concurrency')}`);
+  const leaderElect = get('leader-elect');
+  if (!['true', 'false'].includes(leaderElect)) throw new Error(`--leader-elect must be true or false, not ${leaderElect}`);
+  return {
+    watchNamespaces: get('watch-namespaces').split(',').map((s) => s.trim()).filter(Boolean),
+    concurrency,
+    resyncMs: parseDuration(get('resync-period')),
+    logLevel: get('log-level'),
+    leaderElect: leaderElect === 'true',
+    leaderElectionNamespace: get('leader-election-namespace') || env.POD_NAMESPACE || 'flux-bootstrap-system',
+    leaderElectionId: get('leader-election-id'),
+    identity: env.POD_NAME || `${hostname()}-${process.pid}`,
+    metricsAddr: get('metrics-addr'),
+    healthAddr: get('health-addr'),
+    workDir: get('work-dir') || join(tmpdir(), 'flux-bootstrap-operator'),
+  };
+}

@@ -1,0 +1,29 @@
+import type { KubeClient, KubeObject } from '../kube/client.ts';
+import type { Context } from './context.ts';
+import { componentObjects } from './apply.ts';
+
+/**
+ * uninstallFlux removes Flux from the target in the order `flux uninstall` uses: the finalizers of every
+ * Flux custom resource first (their controllers may be gone already), then the resources, the components,
+ * the CRDs and last the namespace. Objects already gone are skipped, so it can be retried at any point.
+ */
+export async function uninstallFlux(ctx: Context, target: KubeClient): Promise<void> {
+  const objects = componentObjects(ctx);
+  const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition');
+  for (const crd of crds) {
+    const served = crd.spec.versions.find((v: any) => v.storage)?.name;
+    const apiVersion = `${crd.spec.group}/${served}`;
+    const items = await target.list<KubeObject>(apiVersion, crd.spec.names.kind).catch(() => []);
+    for (const item of items) {
+      if (item.metadata.finalizers?.length)
+        await target.mergePatch(apiVersion, crd.spec.names.kind, item.metadata.namespace, item.metadata.name, { metadata: { finalizers: null } });
+      await target.delete(apiVersion, crd.spec.names.kind, item.metadata.namespace, item.metadata.name);
+    }
+  }
+  await target.delete('v1', 'Secret', ctx.opts.flux.namespace, ctx.opts.sync.secretName);
+  for (const o of objects.filter((o) => o.kind !== 'Namespace' && o.kind !== 'CustomResourceDefinition').reverse())
+    await target.delete(o.apiVersion, o.kind, o.metadata.namespace, o.metadata.name);
+  for (const crd of crds) await target.delete(crd.apiVersion, crd.kind, undefined, crd.metadata.name);
+  await target.delete('v1', 'Namespace', undefined, ctx.opts.flux.namespace);
+  ctx.log.info({ namespace: ctx.opts.flux.namespace }, 'uninstalled Flux from the target cluster');
+}
