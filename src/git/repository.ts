@@ -24,6 +24,7 @@ export class GitError extends Error {
 
 const PATTERNS: [GitErrorKind, RegExp][] = [
   ['hostKey', /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No \S+ host key is known/i],
+  ['rejected', /cannot lock ref|failed to update ref|incorrect old value/i],
   ['protected', /pre-receive hook declined|protected branch|\[remote rejected\]/i],
   ['rejected', /\[rejected\].*(fetch first|non-fast-forward)|failed to push some refs.*(fetch first|non-fast-forward)|Updates were rejected/is],
   ['auth', /Permission denied|Authentication failed|could not read Username|invalid credentials|403/i],
@@ -184,10 +185,13 @@ function client(dir: string | undefined, env: Record<string, string>): SimpleGit
   }).env(env);
 }
 
-/** baseEnv is the process environment without ambient GIT_* variables, and git never prompts. */
+/** PASSED_ENV are the only ambient variables git gets: no GIT_*, no EDITOR or pager, nothing that changes what it runs. */
+const PASSED_ENV = /^(PATH|HOME|USER|LANG|LC_[A-Z]+|TZ|TMPDIR|SSL_CERT_FILE|SSL_CERT_DIR|HTTPS?_PROXY|NO_PROXY|https?_proxy|no_proxy)$/;
+
+/** baseEnv is the environment of every git command: the passed variables, and git never prompts. */
 function baseEnv(): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('GIT_')) env[k] = v;
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && PASSED_ENV.test(k)) env[k] = v;
   env.GIT_TERMINAL_PROMPT = '0';
   return env;
 }

@@ -1,0 +1,81 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Repositories, GitError, type UpdateRequest } from '../../src/git/repository.ts';
+
+// These tests use real git on local bare repositories; the lab's end-to-end tests do the same over SSH.
+const git = (dir: string, ...args: string[]) => execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8' }).trim();
+
+function bareRepo(): string {
+  const dir = join(mkdtempSync(join(tmpdir(), 'remote-')), 'repo.git');
+  execFileSync('git', ['init', '-q', '--bare', '-b', 'main', dir]);
+  return dir;
+}
+
+function request(url: string, path: string, content: string, extra: Partial<UpdateRequest> = {}): UpdateRequest {
+  return {
+    url,
+    branch: 'main',
+    auth: { transport: 'ssh', privateKey: 'unused for a local path', knownHosts: '' },
+    author: { name: 'Test', email: 'test@example.com' },
+    message: `write ${path}`,
+    files: [{ path, render: () => content }],
+    ...extra,
+  };
+}
+
+const repos = () => new Repositories(mkdtempSync(join(tmpdir(), 'work-')));
+
+test('an empty repository gets its first commit on the branch', async () => {
+  const url = bareRepo();
+  const r = await repos().update(request(url, 'clusters/a/flux-system/gotk-sync.yaml', 'a\n'));
+  assert.equal(r.pushed, true);
+  assert.equal(git(url, 'rev-parse', 'main'), r.head);
+  assert.equal(git(url, 'show', 'main:clusters/a/flux-system/gotk-sync.yaml'), 'a');
+  assert.equal(git(url, 'log', '--format=%an <%ae>', 'main'), 'Test <test@example.com>');
+});
+
+test('an update that changes nothing makes no commit', async () => {
+  const url = bareRepo();
+  const rs = repos();
+  const first = await rs.update(request(url, 'f.yaml', 'same\n'));
+  const second = await rs.update(request(url, 'f.yaml', 'same\n'));
+  assert.equal(second.pushed, false);
+  assert.equal(second.head, first.head);
+  assert.equal(git(url, 'rev-list', '--count', 'main'), '1');
+});
+
+test('files the operator does not own are left as they are', async () => {
+  const url = bareRepo();
+  const rs = repos();
+  await rs.update(request(url, 'clusters/a/flux-system/x.yaml', 'x\n'));
+  const other = repos();
+  await other.update(request(url, 'clusters/a/apps.yaml', 'user\n'));
+  await rs.update(request(url, 'clusters/a/flux-system/x.yaml', 'x2\n'));
+  assert.equal(git(url, 'show', 'main:clusters/a/apps.yaml'), 'user');
+});
+
+test('concurrent updates through one clone and through separate clones lose no commit', async () => {
+  const url = bareRepo();
+  const shared = repos();
+  const updates = Array.from({ length: 6 }, (_, i) => (i % 2 === 0 ? shared : repos()).update(request(url, `clusters/c${i}/f.yaml`, `${i}\n`)));
+  const results = await Promise.all(updates);
+  assert.ok(results.every((r) => r.pushed));
+  assert.equal(git(url, 'rev-list', '--count', 'main'), '6');
+  for (let i = 0; i < 6; i++) assert.equal(git(url, 'show', `main:clusters/c${i}/f.yaml`), String(i));
+});
+
+test('a push refused by a protected branch is a GitError of kind protected', async () => {
+  const url = bareRepo();
+  const hook = join(url, 'hooks', 'pre-receive');
+  writeFileSync(hook, '#!/bin/sh\necho "main is a protected branch" >&2\nexit 1\n');
+  chmodSync(hook, 0o755);
+  await assert.rejects(repos().update(request(url, 'f.yaml', 'x\n')), (err: unknown) => err instanceof GitError && err.kind === 'protected');
+});
+
+test('a repository that does not exist is a GitError of kind notFound', async () => {
+  await assert.rejects(repos().update(request('/nonexistent/repo.git', 'f.yaml', 'x\n')), (err: unknown) => err instanceof GitError && err.kind === 'notFound');
+});

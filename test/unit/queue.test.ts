@@ -1,0 +1,99 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { WorkQueue } from '../../src/controller/queue.ts';
+
+test('a key added many times while waiting is processed once', async () => {
+  const seen: string[] = [];
+  const q = new WorkQueue({ concurrency: 1, worker: async (k) => (seen.push(k), {}) });
+  for (let i = 0; i < 5; i++) q.add('ns/a');
+  q.add('ns/b');
+  q.start();
+  await sleep(20);
+  assert.deepEqual(seen, ['ns/a', 'ns/b']);
+});
+
+test('one key is never processed twice at once, and an add during processing runs it again after', async () => {
+  let inFlight = 0;
+  let maxInFlight = 0;
+  let runs = 0;
+  const q = new WorkQueue({
+    concurrency: 4,
+    worker: async () => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      runs++;
+      await sleep(20);
+      inFlight--;
+      return {};
+    },
+  });
+  q.start();
+  q.add('ns/a');
+  await sleep(5);
+  q.add('ns/a');
+  q.add('ns/a');
+  await sleep(80);
+  assert.equal(maxInFlight, 1);
+  assert.equal(runs, 2);
+});
+
+test('different keys are processed in parallel up to the concurrency', async () => {
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const q = new WorkQueue({
+    concurrency: 3,
+    worker: async () => {
+      maxInFlight = Math.max(maxInFlight, ++inFlight);
+      await sleep(20);
+      inFlight--;
+      return {};
+    },
+  });
+  q.start();
+  for (let i = 0; i < 6; i++) q.add(`ns/${i}`);
+  await sleep(100);
+  assert.equal(maxInFlight, 3);
+});
+
+test('a failing key is retried with growing backoff, and success resets it', async () => {
+  const times: number[] = [];
+  const q = new WorkQueue({
+    concurrency: 1,
+    baseBackoffMs: 10,
+    worker: async () => {
+      times.push(Date.now());
+      return times.length < 4 ? { error: new Error('boom') } : {};
+    },
+  });
+  q.start();
+  q.add('ns/a');
+  await sleep(300);
+  assert.equal(times.length, 4);
+  const gaps = times.slice(1).map((t, i) => t - times[i]);
+  assert.ok(gaps[2] > gaps[0], `gaps grow: ${gaps}`);
+  assert.ok(q.backoff(30) <= 5 * 60_000 * 1.1, 'backoff is capped');
+});
+
+test('a worker may ask to be called again after a delay', async () => {
+  let runs = 0;
+  const q = new WorkQueue({ concurrency: 1, worker: async () => (runs++ === 0 ? { requeueAfterMs: 30 } : {}) });
+  q.start();
+  q.add('ns/a');
+  await sleep(10);
+  assert.equal(runs, 1);
+  await sleep(60);
+  assert.equal(runs, 2);
+});
+
+test('shutdown waits for the key in flight and takes no more work', async () => {
+  let finished = false;
+  const q = new WorkQueue({ concurrency: 1, worker: async () => (await sleep(30), (finished = true), {}) });
+  q.start();
+  q.add('ns/a');
+  q.add('ns/b');
+  await sleep(5);
+  await q.shutdown(1000);
+  assert.equal(finished, true);
+  assert.equal(q.depth, 1);
+});
