@@ -66,7 +66,7 @@ const PHASES: Step[] = [
   {
     condition: ConditionTypes.DeployKeyAuthorized,
     run: async (ctx, s) => {
-      await checkDeployKey(ctx, s.identity!, s.knownHosts ?? '');
+      await checkDeployKey(ctx, s.identity!, s.creds!, s.knownHosts ?? '');
       return `Flux's key can read ${ctx.opts.git.url}`;
     },
   },

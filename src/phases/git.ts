@@ -73,19 +73,33 @@ export async function trustHostKeys(ctx: Context, identity: Identity, creds: Pus
  * checkDeployKey proves that Flux's key can read the repository. Until someone registers it (read-only)
  * on the git host, the condition carries the public key to register, and the phase is retried.
  */
-export async function checkDeployKey(ctx: Context, identity: Identity, knownHosts: string): Promise<void> {
+export async function checkDeployKey(ctx: Context, identity: Identity, creds: PushCredentials, knownHosts: string): Promise<void> {
   const { url, branch } = ctx.opts.git;
   try {
     await ctx.repos.readHead(url, branch, { transport: 'ssh', privateKey: identity.privateKey, knownHosts });
   } catch (err) {
-    if (err instanceof GitError && (err.kind === 'auth' || err.kind === 'notFound'))
-      throw new PhaseError(
-        ConditionTypes.DeployKeyAuthorized,
-        Reasons.DeployKeyNotAuthorized,
-        `register this public key as a read-only deploy key of ${redact(url)}: ${identity.publicKey}`,
-        { cause: err, retryAfterMs: 15_000 },
-      );
-    throw gitPhaseError(ConditionTypes.DeployKeyAuthorized, err);
+    if (!(err instanceof GitError && (err.kind === 'auth' || err.kind === 'notFound'))) throw gitPhaseError(ConditionTypes.DeployKeyAuthorized, err);
+    // Git hosts answer "not found" to a key that may not read; the push credentials tell the two apart.
+    try {
+      await ctx.repos.readHead(url, branch, creds.transport === 'ssh' ? { transport: 'ssh', privateKey: creds.privateKey, knownHosts } : creds);
+    } catch (pushErr) {
+      if (pushErr instanceof GitError && pushErr.kind === 'notFound')
+        throw new PhaseError(ConditionTypes.DeployKeyAuthorized, Reasons.RepositoryNotFound, `the repository ${redact(url)} does not exist: create it (empty is fine)`, {
+          cause: pushErr,
+          retryAfterMs: 30_000,
+        });
+      if (pushErr instanceof GitError && pushErr.kind === 'auth')
+        throw new PhaseError(ConditionTypes.DeployKeyAuthorized, Reasons.GitAuthenticationFailed, `the push credentials in Secret ${ctx.opts.git.secretName} cannot read ${redact(url)}`, {
+          cause: pushErr,
+          retryAfterMs: 30_000,
+        });
+    }
+    throw new PhaseError(
+      ConditionTypes.DeployKeyAuthorized,
+      Reasons.DeployKeyNotAuthorized,
+      `register this public key as a read-only deploy key of ${redact(url)}: ${identity.publicKey}`,
+      { cause: err, retryAfterMs: 15_000 },
+    );
   }
 }
 

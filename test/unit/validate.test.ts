@@ -4,7 +4,9 @@ import { validate, normalizeGitURL } from '../../src/api/validate.ts';
 import { PhaseError } from '../../src/api/errors.ts';
 import type { ClusterBootstrap, ClusterBootstrapSpec } from '../../src/api/types.ts';
 
-function cb(spec: Partial<ClusterBootstrapSpec> & { git?: Partial<ClusterBootstrapSpec['git']> }): ClusterBootstrap {
+type SpecPatch = Omit<Partial<ClusterBootstrapSpec>, 'git'> & { git?: Partial<ClusterBootstrapSpec['git']> };
+
+function cb(spec: SpecPatch): ClusterBootstrap {
   return {
     apiVersion: 'fluxbootstrap.dev/v1alpha1',
     kind: 'ClusterBootstrap',
@@ -37,7 +39,7 @@ test('the scp form of a git URL is normalised to ssh://, which Flux accepts', ()
   assert.deepEqual(normalizeGitURL('ssh://git@127.0.0.1:2222/gitops.git'), { url: 'ssh://git@127.0.0.1:2222/gitops.git', transport: 'ssh', host: '127.0.0.1', port: 2222 });
 });
 
-const bad: [string, Parameters<typeof cb>[0], string, RegExp][] = [
+const bad: [string, SpecPatch, string, RegExp][] = [
   ['a malformed git URL', { git: { url: 'not a url' } }, 'InvalidGitURL', /spec\.git\.url/],
   ['a git URL with another scheme', { git: { url: 'ftp://host/repo' } }, 'InvalidGitURL', /scheme ftp:/],
   ['a git URL without a repository', { git: { url: 'ssh://git@host' } }, 'InvalidGitURL', /names no repository/],

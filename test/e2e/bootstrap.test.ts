@@ -1,0 +1,144 @@
+/**
+ * The product, end to end: one ClusterBootstrap in the management cluster bootstraps Flux onto the target
+ * cluster from an empty repository, and Flux itself (the lab's source- and kustomize-controller) then syncs
+ * what is committed under the cluster's path.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fluxStart, fluxStop } from '../lab/lab.ts';
+import {
+  E2E_LAB_DIR,
+  applyCB,
+  authorize,
+  clone,
+  condition,
+  getCB,
+  git,
+  installCRD,
+  kubectl,
+  lab,
+  mgmt,
+  namespace,
+  pushSecret,
+  repo,
+  startOperator,
+  target,
+  targetKubeconfigSecret,
+  waitCondition,
+  waitFor,
+  writeFile,
+  type RunningOperator,
+} from './harness.ts';
+
+const name = 'prod-eu';
+let ns: string;
+let url: string;
+let operator: RunningOperator;
+
+before(async () => {
+  await installCRD();
+  ns = await namespace('e2e-bootstrap');
+  url = await repo('fleet');
+  await pushSecret(ns);
+  await targetKubeconfigSecret(ns, name);
+  operator = await startOperator({ namespaces: [ns] });
+  await applyCB(ns, name, {
+    target: { kubeconfigSecretRef: { name: `${name}-kubeconfig` } },
+    git: { url, secretRef: { name: 'git-push' } },
+    flux: { version: 'v2.9.4' },
+    sync: { interval: '10s' },
+  });
+});
+
+after(async () => {
+  await fluxStop({ dir: E2E_LAB_DIR });
+  await operator?.stop();
+});
+
+let publicKey: string;
+
+test('the status publishes the public key and waits for it to be registered as a deploy key', async () => {
+  const cb = await waitCondition(ns, name, 'DeployKeyAuthorized', 'False', 'DeployKeyNotAuthorized');
+  publicKey = cb.status!.identity!.publicKey;
+  assert.match(publicKey, /^ssh-ed25519 AAAA/);
+  assert.ok(condition(cb, 'DeployKeyAuthorized')!.message.includes(publicKey), 'the condition carries the key to register');
+  assert.equal(condition(cb, 'Ready')!.status, 'False');
+  assert.ok(cb.status!.hostKeys!.fingerprints.length > 0, 'host key fingerprints are recorded');
+  assert.equal(git(['ls-remote', url]), '', 'nothing is committed before the deploy key can read');
+});
+
+test('once the deploy key is registered, the flux-system files land in one commit on the empty repository', async () => {
+  authorize(publicKey);
+  const cb = await waitCondition(ns, name, 'Committed', 'True');
+  const dir = clone(url);
+  assert.equal(git(['rev-list', '--count', 'HEAD'], dir), '1');
+  assert.equal(git(['rev-parse', 'HEAD'], dir), cb.status!.lastPushedCommit);
+  assert.deepEqual(git(['ls-files'], dir).split('\n'), [
+    `clusters/${name}/flux-system/gotk-components.yaml`,
+    `clusters/${name}/flux-system/gotk-sync.yaml`,
+    `clusters/${name}/flux-system/kustomization.yaml`,
+  ]);
+  const sync = readFileSync(join(dir, `clusters/${name}/flux-system/gotk-sync.yaml`), 'utf8');
+  assert.ok(sync.includes(`url: ${url}`) && sync.includes(`path: ./clusters/${name}`));
+});
+
+test('the target cluster gets the CRDs, the namespace, the controllers, the identity Secret and the sync objects', async () => {
+  await waitCondition(ns, name, 'Applied', 'True');
+  const t = target();
+  assert.ok(await t.get('apiextensions.k8s.io/v1', 'CustomResourceDefinition', undefined, 'kustomizations.kustomize.toolkit.fluxcd.io'));
+  assert.ok(await t.get('v1', 'Namespace', undefined, 'flux-system'));
+  for (const d of ['source-controller', 'kustomize-controller', 'helm-controller', 'notification-controller'])
+    assert.ok(await t.get('apps/v1', 'Deployment', 'flux-system', d), `Deployment ${d}`);
+  const secret = await t.get('v1', 'Secret', 'flux-system', 'flux-system');
+  assert.deepEqual(Object.keys(secret.data).sort(), ['identity', 'identity.pub', 'known_hosts']);
+  assert.equal(Buffer.from(secret.data['identity.pub'], 'base64').toString().trim(), publicKey);
+  assert.match(Buffer.from(secret.data.known_hosts, 'base64').toString(), new RegExp(`^\\[127\\.0\\.0\\.1\\]:${lab().LAB_GIT_PORT} `, 'm'));
+  assert.ok(await t.get('source.toolkit.fluxcd.io/v1', 'GitRepository', 'flux-system', 'flux-system'));
+  assert.ok(await t.get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', 'flux-system', 'flux-system'));
+});
+
+test('with Flux running, the ClusterBootstrap becomes Ready at the pushed revision', async () => {
+  await fluxStart({ dir: E2E_LAB_DIR });
+  const cb = await waitCondition(ns, name, 'Ready', 'True', undefined, 180_000);
+  const ks = await target().get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', 'flux-system', 'flux-system');
+  assert.equal(ks.status.lastAppliedRevision, cb.status!.lastPushedRevision);
+  assert.equal(cb.status!.lastPushedRevision, `main@sha1:${cb.status!.lastPushedCommit}`);
+  assert.equal(cb.status!.fluxVersion, 'v2.9.4');
+  assert.equal(cb.status!.observedGeneration, cb.metadata.generation);
+  kubectl(['wait', '--for=condition=Ready', `clusterbootstrap/${name}`, '-n', ns, '--timeout=10s']);
+  const table = kubectl(['get', 'clusterbootstrap', '-n', ns]);
+  assert.match(table, /NAME\s+CLUSTER\s+FLUX\s+READY\s+STATUS\s+REVISION\s+AGE/);
+  assert.match(table, new RegExp(`${name}\\s+${name}-kubeconfig\\s+v2\\.9\\.4\\s+True\\s+Succeeded\\s+main@sha1:`));
+  process.stderr.write(`\n$ kubectl get clusterbootstrap -n ${ns}\n${table}\n`);
+});
+
+test('a manifest committed under the cluster path appears in the target cluster', async () => {
+  const dir = clone(url);
+  writeFile(join(dir, `clusters/${name}/hello.yaml`), 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello\n  namespace: default\ndata:\n  from: git\n');
+  git(['add', '.'], dir);
+  git(['-c', 'user.name=user', '-c', 'user.email=user@example.com', 'commit', '-q', '-m', 'Add hello'], dir);
+  git(['push', '-q', 'origin', 'HEAD:main'], dir);
+  const cm = await waitFor('ConfigMap default/hello in the target', () => target().get<any>('v1', 'ConfigMap', 'default', 'hello'), 120_000);
+  assert.equal(cm.data.from, 'git');
+});
+
+test('no commit of the repository holds private key material, and no log line does', async () => {
+  const dir = clone(url);
+  const history = git(['log', '-p', '--all'], dir);
+  assert.ok(!/PRIVATE KEY/.test(history));
+  assert.ok(operator.logs.length > 0);
+  for (const line of operator.logs) {
+    assert.ok(!line.includes('PRIVATE KEY'), 'a log line holds key material');
+    const entry = JSON.parse(line);
+    if (entry.msg && /reconcil|pushed|generated|pinned/.test(entry.msg) && !entry.key) assert.ok(entry.namespace && entry.name, `log line without namespace/name: ${line}`);
+  }
+});
+
+test('the management cluster keeps the identity in a Secret owned by the ClusterBootstrap', async () => {
+  const cb = await getCB(ns, name);
+  const secret = await mgmt().get('v1', 'Secret', ns, `${name}-flux-identity`);
+  assert.equal(secret.metadata.ownerReferences[0].uid, cb.metadata.uid);
+  assert.equal(cb.status!.identity!.secretName, `${name}-flux-identity`);
+});
