@@ -69,6 +69,30 @@ describe('lab build', { skip: haveGo() ? false : 'go not installed' }, () => {
     );
   });
 
+  it('lets concurrent ensures of one entry build it once', async () => {
+    const spec: BuildSpec = { name: 'hello', moduleDir, pkg: 'example.com/labtest/hello', flags: ['-trimpath', '-ldflags=-s'] };
+    const a: string[] = [];
+    const b: string[] = [];
+    const [p1, p2] = await Promise.all([ensureBinary(spec, { log: (l) => a.push(l) }), ensureBinary(spec, { log: (l) => b.push(l) })]);
+    assert.equal(p1, p2);
+    const built = [...a, ...b].filter((l) => / built in /.test(l));
+    assert.equal(built.length, 1, [...a, ...b].join('\n'));
+  });
+
+  it('breaks the lock of a dead builder', async () => {
+    const spec: BuildSpec = { name: 'hello', moduleDir, pkg: 'example.com/labtest/hello', flags: ['-trimpath', '-ldflags=-w'] };
+    const key = await cacheKey(spec, execFileSync(process.env.GO ?? 'go', ['version'], { encoding: 'utf8', env: { ...process.env, GOTOOLCHAIN: 'local' } }));
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+    const lock = path.join(dir, 'cache', `.lock-hello-${key}`);
+    await mkdir(lock, { recursive: true });
+    await writeFile(path.join(lock, 'pid'), `${dead}\n`);
+    await writeFile(path.join(dir, 'cache', `.tmp-hello-${key}-deadbeef`), 'half a binary');
+    const bin = await ensureBinary(spec, { log: () => {} });
+    assert.ok(bin.endsWith(`hello-${key}/hello`));
+    const entries = await readdir(path.join(dir, 'cache'));
+    assert.ok(!entries.some((e) => e.startsWith('.lock-') || e.startsWith('.tmp-')), entries.join(','));
+  });
+
   it('reports a failed build with the output tail and a cause, leaving no half entry', async () => {
     const spec: BuildSpec = { name: 'broken', moduleDir, pkg: 'example.com/labtest/broken', flags: ['-trimpath'] };
     await assert.rejects(ensureBinary(spec, { log: () => {} }), (err: Error) => {

@@ -12,10 +12,11 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, constants as fsConstants } from 'node:fs';
-import { access, mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export type LabBinary =
   | 'etcd'
@@ -220,14 +221,29 @@ export async function ensureBinary(spec: BuildSpec, opts?: EnsureOptions & { con
     ctx.log(`lab: ${spec.name} cached (${binary})`);
     return binary;
   }
-
   await mkdir(ctx.cacheDir, { recursive: true });
+  // Several processes (test runs, the lab CLI) may ensure the same entry at once: one builds, the others wait.
+  return withLock(path.join(ctx.cacheDir, `.lock-${spec.name}-${key}`), ctx, spec.name, async () => {
+    if (await isExecutable(binary)) {
+      ctx.log(`lab: ${spec.name} cached, built by another process (${binary})`);
+      return binary;
+    }
+    await build(spec, key, entry, ctx);
+    return binary;
+  });
+}
+
+async function build(spec: BuildSpec, key: string, entry: string, ctx: Context): Promise<void> {
   const logDir = path.join(ctx.cacheDir, 'logs');
   await mkdir(logDir, { recursive: true });
   const logFile = path.join(logDir, `${spec.name}-${key}.log`);
+  // We hold the lock of this entry: temp dirs of it left behind by killed builds are stale.
+  const tmpPrefix = `.tmp-${spec.name}-${key}-`;
+  for (const name of await readdir(ctx.cacheDir)) {
+    if (name.startsWith(tmpPrefix)) await rm(path.join(ctx.cacheDir, name), { recursive: true, force: true });
+  }
   // Temp dir on the same filesystem as the entry, so the final rename is atomic.
-  const tmp = path.join(ctx.cacheDir, `.tmp-${spec.name}-${key}-${randomBytes(4).toString('hex')}`);
-  await rm(tmp, { recursive: true, force: true });
+  const tmp = path.join(ctx.cacheDir, `${tmpPrefix}${randomBytes(4).toString('hex')}`);
   await mkdir(tmp);
   ctx.log(`lab: building ${spec.name} (${spec.pkg}); log: ${logFile}`);
   const started = Date.now();
@@ -248,15 +264,68 @@ export async function ensureBinary(spec: BuildSpec, opts?: EnsureOptions & { con
     try {
       await rename(tmp, entry);
     } catch (err) {
-      // Another process finished the same build first: keep its entry.
+      // Only if a lock was broken wrongly: another process finished the same build first; keep its entry.
       const code = (err as NodeJS.ErrnoException).code;
-      if ((code !== 'EEXIST' && code !== 'ENOTEMPTY') || !(await isExecutable(binary))) throw err;
+      if ((code !== 'EEXIST' && code !== 'ENOTEMPTY') || !(await isExecutable(path.join(entry, spec.name)))) throw err;
     }
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
-  ctx.log(`lab: ${spec.name} built in ${Math.round((Date.now() - started) / 1000)} s (${binary})`);
-  return binary;
+  ctx.log(`lab: ${spec.name} built in ${Math.round((Date.now() - started) / 1000)} s (${path.join(entry, spec.name)})`);
+}
+
+/** How long a lock directory without a readable owner pid may exist before it is considered stale. */
+const LOCK_GRACE_MS = 30_000;
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Runs fn while holding a directory lock (mkdir is atomic); waits for a live holder, breaks a dead one's lock. */
+async function withLock<T>(lockDir: string, ctx: Context, name: string, fn: () => Promise<T>): Promise<T> {
+  const pidFile = path.join(lockDir, 'pid');
+  let announced = false;
+  for (;;) {
+    try {
+      await mkdir(lockDir);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let pid = NaN;
+    try {
+      pid = Number.parseInt(await readFile(pidFile, 'utf8'), 10);
+    } catch {
+      // not written yet, or the holder died between mkdir and writeFile
+    }
+    let stale: boolean;
+    if (Number.isInteger(pid) && pid > 0) {
+      stale = !isAlive(pid);
+    } else {
+      const st = await stat(lockDir).catch(() => undefined);
+      stale = st !== undefined && Date.now() - st.mtimeMs > LOCK_GRACE_MS;
+    }
+    if (stale) {
+      await rm(lockDir, { recursive: true, force: true });
+      continue;
+    }
+    if (!announced) {
+      ctx.log(`lab: waiting for another process${Number.isInteger(pid) ? ` (pid ${pid})` : ''} building ${name}`);
+      announced = true;
+    }
+    await sleep(500);
+  }
+  try {
+    await writeFile(pidFile, `${process.pid}\n`);
+    return await fn();
+  } finally {
+    await rm(lockDir, { recursive: true, force: true });
+  }
 }
 
 /** Returns absolute paths of all lab binaries, building (sequentially) whatever is not cached yet. */
