@@ -148,7 +148,7 @@ test('the writer key sees the empty gitops repo over ssh with strict host key ch
 });
 
 test('a key authorized read-only can clone but its push is refused; the writer can push', async () => {
-  const url = await createRepo('ro-probe', { dir });
+  const url = createRepo('ro-probe', { dir });
   assert.equal(url, `${env.LAB_GIT_BASE_URL}/ro-probe.git`);
   const src = path.join(work, 'ro-src');
   await sh('git', ['init', '-q', '-b', 'main', src]);
@@ -205,7 +205,7 @@ test('Flux really syncs a pushed commit into the target cluster, and the lab rep
   await kubectl(kc, ['apply', '--server-side', '--field-manager=lab-test', '-f', fluxComponentsFile()]);
 
   // a repo with one ConfigMap, pushed by the writer
-  const url = await createRepo('flux-sync', { dir });
+  const url = createRepo('flux-sync', { dir });
   const src = path.join(work, 'flux-src');
   await sh('git', ['init', '-q', '-b', 'main', src]);
   fs.mkdirSync(path.join(src, 'clusters/lab'), { recursive: true });

@@ -17,7 +17,7 @@
  * `.lab/logs/`, the environment in `.lab/env` (shell-sourceable). Ports are picked free, so labs in different
  * dirs run side by side. Needs root (creates the `fluxlab` user, runs sshd).
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -498,11 +498,6 @@ async function ensureGitUser(log: (l: string) => void): Promise<string> {
   return home;
 }
 
-async function ids(): Promise<{ uid: number; gid: number }> {
-  const [, , uid, gid] = (await run('getent', ['passwd', GIT_USER])).trim().split(':');
-  return { uid: Number(uid), gid: Number(gid) };
-}
-
 function chownR(p: string, uid: number, gid: number): void {
   fs.chownSync(p, uid, gid);
   if (fs.lstatSync(p).isDirectory()) for (const e of fs.readdirSync(p)) chownR(path.join(p, e), uid, gid);
@@ -540,15 +535,15 @@ export function authorizeKey(key: string, opts: { access: 'ro' | 'rw'; dir?: str
 }
 
 /** Create an empty bare repo `<name>.git` (branch main) in the lab's git server; returns its ssh:// URL. */
-export async function createRepo(name: string, opts: { dir?: string } = {}): Promise<string> {
+export function createRepo(name: string, opts: { dir?: string } = {}): string {
   const dir = labDir(opts);
   const base = name.endsWith('.git') ? name.slice(0, -4) : name;
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(base) || base.includes('..')) throw new Error(`bad repo name: ${name}`);
   const repo = path.join(dir, 'git', `${base}.git`);
   if (fs.existsSync(repo)) throw new Error(`repo exists: ${repo}`);
-  await run('git', ['init', '-q', '--bare', '-b', 'main', repo]);
-  const { uid, gid } = await ids();
-  chownR(repo, uid, gid);
+  execFileSync('git', ['init', '-q', '--bare', '-b', 'main', repo], { env: childEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+  const [, , uid, gid] = execFileSync('getent', ['passwd', GIT_USER], { encoding: 'utf8' }).trim().split(':');
+  chownR(repo, Number(uid), Number(gid));
   const env = readLabEnvOrNull(dir);
   const port = env?.LAB_GIT_PORT ?? fs.readFileSync(path.join(dir, 'ssh', 'port'), 'utf8').trim();
   return `ssh://${GIT_USER}@127.0.0.1:${port}/${base}.git`;
@@ -646,6 +641,9 @@ export async function labUp(opts: LabOptions = {}): Promise<LabEnv> {
     await labDown({ dir, log });
   }
   if (process.getuid?.() !== 0) throw new Error('the lab needs root (it creates the fluxlab user and runs sshd)');
+  for (const [file, pkg] of [[SSHD, 'openssh-server'], [GIT_SHELL, 'git'], ['/usr/bin/ssh-keygen', 'openssh-client'], ['/usr/bin/openssl', 'openssl']]) {
+    if (!fs.existsSync(file)) throw new Error(`${file} is missing: apt-get install -y ${pkg}`);
+  }
   const t0 = Date.now();
   for (const sub of ['pids', 'logs', 'pki', 'ssh', 'git', 'keys', 'flux', 'mgmt', 'target']) fs.mkdirSync(path.join(dir, sub), { recursive: true });
   // the git user reads authorized_keys and the repos under this dir: it must be able to traverse every parent
@@ -702,7 +700,7 @@ export async function labUp(opts: LabOptions = {}): Promise<LabEnv> {
     fs.mkdirSync('/run/sshd', { recursive: true, mode: 0o755 }); // sshd's privilege separation dir
     await run(SSHD, ['-t', '-f', path.join(sshDir, 'sshd_config')]);
     startDetached(dir, 'sshd', SSHD, ['-D', '-e', '-f', path.join(sshDir, 'sshd_config')]);
-    const gitUrl = await createRepo('gitops', { dir });
+    const gitUrl = createRepo('gitops', { dir });
 
     await waitFor('etcd /health', async () => {
       const r = await httpRequest(`${etcdUrl}/health`, { timeoutMs: 2000 });
