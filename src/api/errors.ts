@@ -19,6 +19,12 @@ export class PhaseError extends Error {
     this.retryAfterMs = opts.retryAfterMs;
   }
 
+  /** inPhase returns this error as reported by the phase that was running, which owns the condition. */
+  inPhase(condition: string): PhaseError {
+    if (condition === this.condition) return this;
+    return new PhaseError(condition, this.reason, this.message, { cause: this.cause, retryAfterMs: this.retryAfterMs });
+  }
+
   /** terminal is true for configuration errors: the resource is Stalled. */
   get terminal(): boolean {
     return Terminal.has(this.reason);

@@ -155,6 +155,8 @@ export class Reconciler {
         const started = performance.now();
         try {
           mark(phase.condition, 'True', Reasons.Succeeded, await phase.run(ctx, state));
+        } catch (err) {
+          throw err instanceof PhaseError ? err.inPhase(phase.condition) : new PhaseError(phase.condition, Reasons.InternalError, `${phase.condition} failed`, { cause: err });
         } finally {
           this.#o.metrics?.phaseDuration.observe({ phase: phase.condition }, (performance.now() - started) / 1000);
         }

@@ -28,7 +28,7 @@ const PATTERNS: [GitErrorKind, RegExp][] = [
   ['protected', /pre-receive hook declined|protected branch|\[remote rejected\]/i],
   ['rejected', /\[rejected\].*(fetch first|non-fast-forward)|failed to push some refs.*(fetch first|non-fast-forward)|Updates were rejected/is],
   ['auth', /Permission denied|Authentication failed|could not read Username|invalid credentials|403/i],
-  ['notFound', /does not appear to be a git repository|Repository not found|not found|No such file or directory/i],
+  ['notFound', /does not appear to be a git repository|Repository not found|not found|could not be found|does not exist|no such repository|No such file or directory/i],
   ['unreachable', /Could not resolve hostname|Connection refused|Connection timed out|No route to host|Network is unreachable|Connection closed|Connection reset/i],
 ];
 
@@ -151,7 +151,9 @@ export class Repositories {
     if (head) {
       await git.raw(['checkout', '-q', '-f', '-B', branch, head]);
     } else {
+      // An unborn branch: drop any local commit a failed push left behind, so it is made again, not skipped.
       await git.raw(['symbolic-ref', 'HEAD', `refs/heads/${branch}`]);
+      await git.raw(['update-ref', '-d', `refs/heads/${branch}`]).catch(() => undefined);
       await git.raw(['read-tree', '--empty']);
     }
     await git.raw(['clean', '-q', '-f', '-d', '-x']);

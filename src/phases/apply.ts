@@ -27,8 +27,9 @@ export async function connectTarget(ctx: Context): Promise<KubeClient> {
   let client: KubeClient;
   try {
     client = ctx.targetClient(kubeconfig);
-  } catch (cause) {
-    throw new PhaseError(ConditionTypes.Applied, Reasons.KubeconfigInvalid, `the kubeconfig in Secret ${opts.target?.secretName} is not usable`, { cause, retryAfterMs: 60_000 });
+  } catch {
+    // The parser's message may quote the kubeconfig, credentials included: it stays out of status and logs.
+    throw new PhaseError(ConditionTypes.Applied, Reasons.KubeconfigInvalid, `the kubeconfig in Secret ${opts.target?.secretName} (key ${opts.target?.key}) cannot be read: it must be a kubeconfig YAML with a current context`, { retryAfterMs: 60_000 });
   }
   try {
     await client.request('GET', '/version');

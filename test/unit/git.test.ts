@@ -79,3 +79,16 @@ test('a push refused by a protected branch is a GitError of kind protected', asy
 test('a repository that does not exist is a GitError of kind notFound', async () => {
   await assert.rejects(repos().update(request('/nonexistent/repo.git', 'f.yaml', 'x\n')), (err: unknown) => err instanceof GitError && err.kind === 'notFound');
 });
+
+test('a commit whose push failed is made again once the push can succeed', async () => {
+  const url = bareRepo();
+  const hook = join(url, 'hooks', 'pre-receive');
+  writeFileSync(hook, '#!/bin/sh\nexit 1\n');
+  chmodSync(hook, 0o755);
+  const rs = repos();
+  await assert.rejects(rs.update(request(url, 'f.yaml', 'x\n')));
+  writeFileSync(hook, '#!/bin/sh\nexit 0\n');
+  const r = await rs.update(request(url, 'f.yaml', 'x\n'));
+  assert.equal(r.pushed, true);
+  assert.equal(git(url, 'rev-parse', 'main'), r.head);
+});

@@ -1,0 +1,172 @@
+/**
+ * Bad input and faults: each ends in a condition with a reason and a message that says what to fix, while
+ * one operator keeps serving every other ClusterBootstrap in the namespace. The spec errors the CRD schema
+ * can catch are refused by the API server before the operator sees them.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generateKeyPair } from '../../src/ssh/keys.ts';
+import { freePorts } from '../lab/lab.ts';
+import {
+  applyCB,
+  authorizeWhenPublished,
+  condition,
+  getCB,
+  git,
+  installCRD,
+  lab,
+  namespace,
+  pushSecret,
+  repo,
+  secret,
+  startOperator,
+  targetKubeconfigSecret,
+  waitCondition,
+  type RunningOperator,
+} from './harness.ts';
+
+let ns: string;
+let operator: RunningOperator;
+let closedPort: number;
+
+before(async () => {
+  await installCRD();
+  ns = await namespace('e2e-faults');
+  await pushSecret(ns);
+  [closedPort] = await freePorts(1);
+  operator = await startOperator({ namespaces: [ns] });
+});
+
+after(async () => {
+  await operator?.stop();
+});
+
+const gitSpec = (url: string, extra = {}) => ({ url, secretRef: { name: 'git-push' }, ...extra });
+
+/** expectRejected applies a spec and expects the API server to refuse it with a message matching `re`. */
+async function expectRejected(name: string, spec: any, re: RegExp) {
+  await assert.rejects(applyCB(ns, name, spec), (err: Error) => re.test(err.message));
+}
+
+/** ready registers the deploy key of a ClusterBootstrap so that it gets past the git phases. */
+async function past(name: string) {
+  await authorizeWhenPublished(ns, name);
+}
+
+test('the schema refuses a path escaping the repository, an unknown component and a malformed URL', async () => {
+  await expectRejected('escape', { git: gitSpec('ssh://git@h/r.git', { path: 'clusters/../../etc' }) }, /must not contain '\.\.'/);
+  await expectRejected('component', { git: gitSpec('ssh://git@h/r.git'), flux: { components: ['source-controller', 'nope-controller'] } }, /Unsupported value: "nope-controller"/);
+  await expectRejected('url', { git: gitSpec('not a url') }, /spec\.git\.url/);
+  await expectRejected('policy', { git: gitSpec('ssh://git@h/r.git'), deletionPolicy: 'Shred' }, /deletionPolicy/);
+});
+
+test('a git URL the schema lets through but that names no repository stalls with InvalidGitURL', async () => {
+  await applyCB(ns, 'no-repo-path', { git: gitSpec('ssh://git@127.0.0.1:22') });
+  const cb = await waitCondition(ns, 'no-repo-path', 'Stalled', 'True', 'InvalidGitURL');
+  assert.match(condition(cb, 'Ready')!.message, /names no repository/);
+});
+
+test('an unknown Flux version stalls with UnknownFluxVersion and lists the shipped versions', async () => {
+  await applyCB(ns, 'old-flux', { git: gitSpec(await repo('faults')), flux: { version: 'v2.0.0' } });
+  const cb = await waitCondition(ns, 'old-flux', 'Stalled', 'True', 'UnknownFluxVersion');
+  assert.match(condition(cb, 'Ready')!.message, /v2\.9\.3, v2\.9\.4/);
+});
+
+test('an unreachable git host is HostKeyTrusted=False with GitHostUnreachable, and retried', async () => {
+  await applyCB(ns, 'no-git-host', { git: gitSpec(`ssh://git@127.0.0.1:${closedPort}/x.git`) });
+  const cb = await waitCondition(ns, 'no-git-host', 'HostKeyTrusted', 'False', 'GitHostUnreachable');
+  assert.equal(condition(cb, 'Stalled')!.status, 'False');
+  assert.equal(condition(cb, 'Reconciling')!.status, 'True');
+});
+
+test('a host key that differs from the pinned one is refused with HostKeyChanged', async () => {
+  const other = (await generateKeyPair({ algorithm: 'ed25519' })).publicKey;
+  const knownHosts = `[127.0.0.1]:${lab().LAB_GIT_PORT} ${other}\n`;
+  await applyCB(ns, 'host-key', { git: gitSpec(await repo('faults'), { knownHosts }) });
+  const cb = await waitCondition(ns, 'host-key', 'HostKeyTrusted', 'False', 'HostKeyChanged');
+  assert.match(condition(cb, 'HostKeyTrusted')!.message, /changed since it was pinned — refusing/);
+  assert.equal(condition(cb, 'Committed'), undefined, 'nothing was committed');
+});
+
+test('a repository that does not exist is RepositoryNotFound', async () => {
+  await applyCB(ns, 'missing-repo', { git: gitSpec(`${lab().LAB_GIT_BASE_URL}/never-created-${Date.now()}.git`) });
+  await past('missing-repo');
+  const cb = await waitCondition(ns, 'missing-repo', 'DeployKeyAuthorized', 'False', 'RepositoryNotFound');
+  assert.match(condition(cb, 'Ready')!.message, /does not exist/);
+});
+
+test('a missing push Secret is GitCredentialsMissing, and wrong push credentials are GitAuthenticationFailed', async () => {
+  const url = await repo('faults');
+  await applyCB(ns, 'no-push-secret', { git: { url, secretRef: { name: 'absent' } } });
+  const missing = await waitCondition(ns, 'no-push-secret', 'HostKeyTrusted', 'False', 'GitCredentialsMissing');
+  assert.match(condition(missing, 'Ready')!.message, /absent.*does not exist/);
+
+  await secret(ns, 'stranger', { identity: (await generateKeyPair({ algorithm: 'ed25519' })).privateKey });
+  await applyCB(ns, 'wrong-push-key', { git: { url, secretRef: { name: 'stranger' } } });
+  await past('wrong-push-key');
+  const cb = await waitCondition(ns, 'wrong-push-key', 'Committed', 'False', 'GitAuthenticationFailed');
+  assert.match(condition(cb, 'Committed')!.message, /write access/);
+  assert.equal(git(['ls-remote', url]), '');
+});
+
+test('a push refused by a protected branch is PushRejected and the branch is untouched', async () => {
+  const url = await repo('protected');
+  const bare = join(lab().LAB_GIT_ROOT, url.split('/').at(-1)!);
+  writeFileSync(join(bare, 'hooks', 'pre-receive'), '#!/bin/sh\necho "GL-HOOK-ERR: main is a protected branch" >&2\nexit 1\n');
+  chmodSync(join(bare, 'hooks', 'pre-receive'), 0o755);
+  await applyCB(ns, 'protected', { git: gitSpec(url) });
+  await past('protected');
+  const cb = await waitCondition(ns, 'protected', 'Committed', 'False', 'PushRejected');
+  assert.match(condition(cb, 'Committed')!.message, /protected branch/);
+});
+
+test('a missing kubeconfig Secret is KubeconfigSecretMissing, after the commit', async () => {
+  await applyCB(ns, 'no-kubeconfig', { git: gitSpec(await repo('faults')), target: { kubeconfigSecretRef: { name: 'no-kubeconfig-kubeconfig' } } });
+  await past('no-kubeconfig');
+  const cb = await waitCondition(ns, 'no-kubeconfig', 'Applied', 'False', 'KubeconfigSecretMissing');
+  assert.equal(condition(cb, 'Committed')!.status, 'True');
+  assert.match(condition(cb, 'Applied')!.message, /no-kubeconfig-kubeconfig.*does not exist/);
+});
+
+test('a malformed kubeconfig is KubeconfigInvalid', async () => {
+  await targetKubeconfigSecret(ns, 'garbled', 'this: [is not a kubeconfig');
+  await applyCB(ns, 'garbled', { git: gitSpec(await repo('faults')), target: { kubeconfigSecretRef: { name: 'garbled-kubeconfig' } } });
+  await past('garbled');
+  await waitCondition(ns, 'garbled', 'Applied', 'False', 'KubeconfigInvalid');
+});
+
+test('an unreachable target API server is TargetUnreachable, and retried', async () => {
+  const kubeconfig = `apiVersion: v1
+kind: Config
+clusters: [{name: gone, cluster: {server: "https://127.0.0.1:${closedPort}", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: gone, user: u}}]
+current-context: c
+`;
+  await targetKubeconfigSecret(ns, 'gone', kubeconfig);
+  await applyCB(ns, 'gone', { git: gitSpec(await repo('faults')), target: { kubeconfigSecretRef: { name: 'gone-kubeconfig' } } });
+  await past('gone');
+  const cb = await waitCondition(ns, 'gone', 'Applied', 'False', 'TargetUnreachable');
+  assert.match(condition(cb, 'Applied')!.message, /does not answer/);
+  assert.equal(condition(cb, 'Stalled')!.status, 'False');
+});
+
+test('a second ClusterBootstrap on the same repository path is Stalled with PathConflict; the first is not', async () => {
+  const url = await repo('conflict');
+  await applyCB(ns, 'first', { git: gitSpec(url, { path: 'clusters/shared' }) });
+  await waitCondition(ns, 'first', 'IdentityReady', 'True');
+  await applyCB(ns, 'second', { git: gitSpec(url, { path: './clusters/shared/' }) });
+  const cb = await waitCondition(ns, 'second', 'Stalled', 'True', 'PathConflict');
+  assert.match(condition(cb, 'Ready')!.message, /first already bootstraps clusters\/shared/);
+  assert.notEqual(condition(await getCB(ns, 'first'), 'Stalled')?.status, 'True');
+});
+
+test('after all of this the operator is still running and answering', async () => {
+  assert.equal(operator.proc.exitCode, null);
+  assert.ok((await fetch(`${operator.healthUrl}/readyz`)).ok);
+  const metrics = await (await fetch(operator.metricsUrl)).text();
+  assert.match(metrics, /fluxbootstrap_reconcile_total\{result="requeue"\} \d+/);
+  assert.match(metrics, /fluxbootstrap_phase_duration_seconds_count\{phase="IdentityReady"\} \d+/);
+});
