@@ -144,10 +144,11 @@ export async function commitManifests(ctx: Context, creds: PushCredentials, know
       message: `Bootstrap Flux ${opts.flux.version} on ${cb.metadata.namespace}/${cb.metadata.name}${appendix}`,
       files: fluxFiles(ctx),
     });
-    if (result.pushed) {
+    if (result.pushed) ctx.log.info({ commit: result.head, branch: opts.git.branch }, 'pushed the flux-system manifests');
+    // A restart between the push and the status write finds nothing to change: the head holds our push.
+    if (result.pushed || !ctx.status.lastPushedCommit) {
       ctx.status.lastPushedCommit = result.head;
       ctx.status.lastPushedRevision = `${opts.git.branch}@sha1:${result.head}`;
-      ctx.log.info({ commit: result.head, branch: opts.git.branch }, 'pushed the flux-system manifests');
     }
     return result.head;
   } catch (err) {
