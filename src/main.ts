@@ -65,7 +65,7 @@ async function shutdown(signal: string): Promise<void> {
   if (shuttingDown) return;
   shuttingDown = true;
   log.info({ signal }, 'shutting down: finishing the reconciles in flight');
-  operator.stop();
+  // Not operator.stop(): dot-i treats its aborted watch as a failure and exits 1. The watch ends with us.
   await queue.shutdown(20_000);
   await elector?.release().catch((err) => log.warn({ err }, 'cannot release the Lease'));
   for (const s of servers) s.close();

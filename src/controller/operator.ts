@@ -20,7 +20,6 @@ export class ClusterBootstrapOperator extends Operator {
   readonly #namespaces: string[];
   readonly #log: Logger;
   readonly #resyncMs: number;
-  #relist?: NodeJS.Timeout;
 
   constructor(opts: { kubeConfig: KubeConfig; mgmt: KubeClient; queue: WorkQueue; namespaces: string[]; log: Logger; resyncMs: number }) {
     super(frameworkLogger(opts.log));
@@ -38,13 +37,7 @@ export class ClusterBootstrapOperator extends Operator {
   protected async init(): Promise<void> {
     const scopes = this.#namespaces.length > 0 ? this.#namespaces : [undefined];
     for (const ns of scopes) await this.watchResource(GROUP, VERSION, PLURAL, async (e) => this.#onEvent(e), ns);
-    this.#relist = setInterval(() => void this.#enqueueAll(), this.#resyncMs);
-    this.#relist.unref();
-  }
-
-  override stop(): void {
-    if (this.#relist) clearInterval(this.#relist);
-    super.stop();
+    setInterval(() => void this.#enqueueAll(), this.#resyncMs).unref();
   }
 
   /** client-node 1.x has no CoreV1Api.basePath, which dot-i builds its URLs from. */
