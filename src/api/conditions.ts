@@ -32,7 +32,6 @@ export const Reasons = {
   // progress and success
   Succeeded: 'Succeeded',
   Progressing: 'Progressing',
-  Pending: 'Pending',
   Suspended: 'Suspended',
   Deleting: 'Deleting',
   // configuration errors: fix the spec

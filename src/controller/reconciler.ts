@@ -66,6 +66,7 @@ const PHASES: Step[] = [
   {
     condition: ConditionTypes.DeployKeyAuthorized,
     run: async (ctx, s) => {
+      if (s.creds!.transport === 'https') return 'https: Flux reads with the push credentials';
       await checkDeployKey(ctx, s.identity!, s.creds!, s.knownHosts ?? '');
       return `Flux's key can read ${ctx.opts.git.url}`;
     },
@@ -82,7 +83,7 @@ const PHASES: Step[] = [
     run: async (ctx, s) => {
       s.target = await connectTarget(ctx);
       const selfManaged = await fluxManagesItself(ctx, s.target);
-      await applyToTarget(ctx, s.target, s.identity!, s.knownHosts ?? '');
+      await applyToTarget(ctx, s.target, fluxSecretData(s.identity!, s.creds!, s.knownHosts ?? ''));
       return selfManaged ? 'identity and sync applied; Flux manages its components from git' : `Flux ${ctx.opts.flux.version} components, identity and sync applied`;
     },
   },
@@ -249,6 +250,12 @@ export class Reconciler {
       await this.#o.events.record(cb, 'Normal', 'Pushed', `pushed ${status.lastPushedRevision}`).catch((err) => log.warn({ err }, 'cannot record an Event'));
     }
   }
+}
+
+/** fluxSecretData is what Flux reads git with: its own key and the pinned host keys, or the https credentials. */
+function fluxSecretData(identity: NonNullable<State['identity']>, creds: NonNullable<State['creds']>, knownHosts: string): Record<string, string> {
+  if (creds.transport === 'https') return { username: creds.username, password: creds.password };
+  return { identity: identity.privateKey, 'identity.pub': identity.publicKey, known_hosts: knownHosts };
 }
 
 function defaultTargetClient(kubeconfig: string | undefined): KubeClient {

@@ -5,7 +5,6 @@ import { KubeClient, KubeError, type KubeObject } from '../kube/client.ts';
 import { renderComponents, shippedManifests } from '../manifests/components.ts';
 import { syncObjects } from '../manifests/sync.ts';
 import { decodeSecret, type Context } from './context.ts';
-import type { Identity } from './identity.ts';
 
 const ESTABLISH_TIMEOUT_MS = 60_000;
 
@@ -56,9 +55,9 @@ export async function fluxManagesItself(ctx: Context, target: KubeClient): Promi
 
 /**
  * applyToTarget server-side applies, in order: the CRDs (waiting until Established), the namespace and the
- * rest of the components — only until Flux manages itself — then the identity Secret and the sync objects.
+ * rest of the components — only until Flux manages itself — then Flux's git Secret and the sync objects.
  */
-export async function applyToTarget(ctx: Context, target: KubeClient, identity: Identity, knownHosts: string): Promise<void> {
+export async function applyToTarget(ctx: Context, target: KubeClient, secretData: Record<string, string>): Promise<void> {
   const { opts } = ctx;
   try {
     if (!(await fluxManagesItself(ctx, target))) {
@@ -76,7 +75,7 @@ export async function applyToTarget(ctx: Context, target: KubeClient, identity: 
       kind: 'Secret',
       metadata: { name: opts.sync.secretName, namespace: opts.flux.namespace },
       type: 'Opaque',
-      stringData: { identity: identity.privateKey, 'identity.pub': identity.publicKey, known_hosts: knownHosts },
+      stringData: secretData,
     });
     for (const o of syncObjects({ ...opts.sync, namespace: opts.flux.namespace, url: opts.git.url, branch: opts.git.branch, path: opts.git.path }))
       await target.apply(o as KubeObject);
