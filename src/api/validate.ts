@@ -1,7 +1,7 @@
 import { ConditionTypes, Reasons } from './conditions.ts';
 import { PhaseError } from './errors.ts';
 import type { ClusterBootstrap } from './types.ts';
-import { DEFAULT_COMPONENTS, EXTRA_COMPONENTS, shippedVersions } from '../manifests/components.ts';
+import { DEFAULT_COMPONENTS, EXTRA_COMPONENTS, shippedVersions, type ComponentsOptions } from '../manifests/components.ts';
 
 /** BootstrapOptions is a validated spec with every default filled in: what the phases work from. */
 export interface BootstrapOptions {
@@ -20,18 +20,7 @@ export interface BootstrapOptions {
     author: { name: string; email: string };
     messageAppendix: string;
   };
-  flux: {
-    version: string;
-    components: string[];
-    namespace: string;
-    registry: string;
-    imagePullSecret: string;
-    networkPolicy: boolean;
-    watchAllNamespaces: boolean;
-    clusterDomain: string;
-    tolerationKeys: string[];
-    logLevel: string;
-  };
+  flux: ComponentsOptions;
   sync: { name: string; interval: string; kustomizationInterval: string; prune: boolean; secretName: string };
   identity: { algorithm: 'ed25519' | 'ecdsa' | 'rsa'; ecdsaCurve: 'p256' | 'p384' | 'p521'; rsaBits: number };
   suspend: boolean;

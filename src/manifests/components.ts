@@ -26,6 +26,13 @@ const cache = new Map<string, string>();
 
 /** shippedVersions lists the Flux versions whose install manifests ship inside this package, oldest first. */
 export function shippedVersions(): string[] {
+  versions ??= readShippedVersions();
+  return versions;
+}
+
+let versions: string[] | undefined;
+
+function readShippedVersions(): string[] {
   const semver = (v: string) => v.slice(1).split('.').map(Number);
   return readdirSync(SHIPPED)
     .filter((v) => /^v\d+\.\d+\.\d+$/.test(v))
