@@ -7,9 +7,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import yaml from 'js-yaml';
 import { PROJECT_ROOT } from '../lab/lab.ts';
 import { KubeClient, KubeError } from '../../src/kube/client.ts';
@@ -57,7 +57,8 @@ function tenantBinding(ns: string): Obj {
 const forbiddenLines = (op: RunningOperator) => op.logs.filter((l) => /forbidden|\b403\b/i.test(l));
 
 let objects: Obj[];
-let kubeconfig: string;
+let rbacFile: string | undefined;
+let kubeconfig: string | undefined;
 let asOperator: KubeClient;
 let ns: string;
 let unbound: string;
@@ -68,9 +69,9 @@ before(async () => {
   // What the operator runs with in a real cluster: everything deploy/ installs except the workload itself.
   objects = yaml.loadAll(kubectl(['kustomize', DEPLOY])).filter(Boolean) as Obj[];
   const rbac = objects.filter((o) => o.kind !== 'Deployment' && o.kind !== 'Service');
-  const file = join(mkdtempSync(join(tmpdir(), 'e2e-rbac-')), 'rbac.yaml');
-  writeFileSync(file, rbac.map((o) => yaml.dump(o)).join('---\n'));
-  kubectl(['apply', '-f', file]);
+  rbacFile = join(mkdtempSync(join(tmpdir(), 'e2e-rbac-')), 'rbac.yaml');
+  writeFileSync(rbacFile, rbac.map((o) => yaml.dump(o)).join('---\n'));
+  kubectl(['apply', '-f', rbacFile]);
   await waitFor('the ClusterBootstrap CRD to be served', async () => {
     const client = mgmt();
     return client.list(API_VERSION, KIND, 'default').then(() => true);
@@ -121,6 +122,7 @@ after(async () => {
     const bad = forbiddenLines(operator).filter((l) => !l.includes(unbound));
     if (bad.length) process.stderr.write(`operator 403s:\n${bad.join('\n')}\n`);
   }
+  for (const f of [rbacFile, kubeconfig]) if (f) rmSync(dirname(f), { recursive: true, force: true });
 });
 
 test('kubectl apply -k deploy/ --dry-run=server is accepted by the API server for every object, without warnings', () => {
