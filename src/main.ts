@@ -11,6 +11,7 @@ import { kubeEventRecorder } from './controller/events.ts';
 import { createMetrics } from './controller/metrics.ts';
 import { startHealthServer, startMetricsServer } from './server.ts';
 import { join } from 'node:path';
+import { PhaseError } from './api/errors.ts';
 
 // main wires the operator together: configuration, logger, clients, queue, watch, leader election, probes.
 const config = loadConfig();
@@ -40,7 +41,8 @@ const queue = new WorkQueue({
   },
   onResult: (key, result, error) => {
     metrics.reconciles.inc({ result });
-    if (error) log.warn({ key, err: error }, 'reconcile failed; retrying with backoff');
+    // The reconciler logs the phase errors it reports in status; anything else is logged here.
+    if (error && !(error instanceof PhaseError)) log.warn({ key, err: error }, 'reconcile failed; retrying with backoff');
   },
   onDepth: (depth) => metrics.queueDepth.set(depth),
 });

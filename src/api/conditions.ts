@@ -59,6 +59,8 @@ export const Reasons = {
   TargetUnreachable: 'TargetUnreachable',
   ApplyFailed: 'ApplyFailed',
   FluxNotReady: 'FluxNotReady',
+  // the operator's own permissions
+  Forbidden: 'Forbidden',
   // anything else
   InternalError: 'InternalError',
 } as const;

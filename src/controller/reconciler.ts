@@ -2,7 +2,7 @@ import { ConditionTypes, Reasons, setCondition, findCondition } from '../api/con
 import { PhaseError, errorMessage } from '../api/errors.ts';
 import { API_VERSION, FINALIZER, KIND, type ClusterBootstrap, type ClusterBootstrapStatus, type Condition } from '../api/types.ts';
 import { validate, type BootstrapOptions } from '../api/validate.ts';
-import { KubeClient } from '../kube/client.ts';
+import { KubeClient, KubeError } from '../kube/client.ts';
 import type { Repositories } from '../git/repository.ts';
 import type { Logger } from '../logger.ts';
 import type { Context } from '../phases/context.ts';
@@ -157,7 +157,7 @@ export class Reconciler {
         try {
           mark(phase.condition, 'True', Reasons.Succeeded, await phase.run(ctx, state));
         } catch (err) {
-          throw err instanceof PhaseError ? err.inPhase(phase.condition) : new PhaseError(phase.condition, Reasons.InternalError, `${phase.condition} failed`, { cause: err });
+          throw phaseError(phase.condition, err, namespace);
         } finally {
           this.#o.metrics?.phaseDuration.observe({ phase: phase.condition }, (performance.now() - started) / 1000);
         }
@@ -250,6 +250,19 @@ export class Reconciler {
       await this.#o.events.record(cb, 'Normal', 'Pushed', `pushed ${status.lastPushedRevision}`).catch((err) => log.warn({ err }, 'cannot record an Event'));
     }
   }
+}
+
+/** phaseError reports an error as a failure of the phase that was running, naming the fix for a refused API call. */
+function phaseError(condition: string, err: unknown, namespace: string): PhaseError {
+  if (err instanceof PhaseError) return err.inPhase(condition);
+  if (err instanceof KubeError && err.code === 403)
+    return new PhaseError(
+      condition,
+      Reasons.Forbidden,
+      `the operator is not allowed to do this in the management cluster: bind ClusterRole flux-bootstrap-operator-secrets in namespace ${namespace} (deploy/examples/tenant-rolebinding.yaml)`,
+      { cause: err, retryAfterMs: 30_000 },
+    );
+  return new PhaseError(condition, Reasons.InternalError, `${condition} failed`, { cause: err });
 }
 
 /** fluxSecretData is what Flux reads git with: its own key and the pinned host keys, or the https credentials. */

@@ -171,8 +171,8 @@ test('with the same token, Secrets stay unreadable outside the namespaces bound 
   assert.equal(await status(asOperator.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`)), 403, 'Leases only in flux-bootstrap-system');
 
   // The ClusterBootstrap in the namespace without the binding stops at its first Secret, and says why.
-  const cb = await waitCondition(unbound, name, 'IdentityReady', 'False');
-  assert.match(condition(cb, 'IdentityReady')!.message, /forbidden/i);
+  const cb = await waitCondition(unbound, name, 'IdentityReady', 'False', 'Forbidden');
+  assert.match(condition(cb, 'IdentityReady')!.message, /bind ClusterRole flux-bootstrap-operator-secrets in namespace .*tenant-rolebinding\.yaml.*forbidden/i);
   assert.equal(cb.status?.identity, undefined);
   assert.equal(await mgmt().get('v1', 'Secret', unbound, `${name}-flux-identity`), undefined);
 
