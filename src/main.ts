@@ -42,7 +42,10 @@ const queue = new WorkQueue({
   onResult: (key, result, error) => {
     metrics.reconciles.inc({ result });
     // The reconciler logs the phase errors it reports in status; anything else is logged here.
-    if (error && !(error instanceof PhaseError)) log.warn({ key, err: error }, 'reconcile failed; retrying with backoff');
+    if (error && !(error instanceof PhaseError)) {
+      const [namespace, name] = key.split('/');
+      log.warn({ namespace, name, err: error }, 'reconcile failed; retrying with backoff');
+    }
   },
   onDepth: (depth) => metrics.queueDepth.set(depth),
 });
