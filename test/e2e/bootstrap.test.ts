@@ -47,7 +47,7 @@ before(async () => {
   await applyCB(ns, name, {
     target: { kubeconfigSecretRef: { name: `${name}-kubeconfig` } },
     git: { url, secretRef: { name: 'git-push' } },
-    flux: { version: 'v2.9.4' },
+    flux: { version: 'v2.9.3' },
     sync: { interval: '10s' },
   });
 });
@@ -105,12 +105,12 @@ test('with Flux running, the ClusterBootstrap becomes Ready at the pushed revisi
   const ks = await target().get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', 'flux-system', 'flux-system');
   assert.equal(ks.status.lastAppliedRevision, cb.status!.lastPushedRevision);
   assert.equal(cb.status!.lastPushedRevision, `main@sha1:${cb.status!.lastPushedCommit}`);
-  assert.equal(cb.status!.fluxVersion, 'v2.9.4');
+  assert.equal(cb.status!.fluxVersion, 'v2.9.3');
   assert.equal(cb.status!.observedGeneration, cb.metadata.generation);
   kubectl(['wait', '--for=condition=Ready', `clusterbootstrap/${name}`, '-n', ns, '--timeout=10s']);
   const table = kubectl(['get', 'clusterbootstrap', '-n', ns]);
   assert.match(table, /NAME\s+CLUSTER\s+FLUX\s+READY\s+STATUS\s+REVISION\s+AGE/);
-  assert.match(table, new RegExp(`${name}\\s+${name}-kubeconfig\\s+v2\\.9\\.4\\s+True\\s+Succeeded\\s+main@sha1:`));
+  assert.match(table, new RegExp(`${name}\\s+${name}-kubeconfig\\s+v2\\.9\\.3\\s+True\\s+Succeeded\\s+main@sha1:`));
   process.stderr.write(`\n$ kubectl get clusterbootstrap -n ${ns}\n${table}\n`);
 });
 
@@ -123,6 +123,28 @@ test('a manifest committed under the cluster path appears in the target cluster'
   git(['push', '-q', 'origin', 'HEAD:main'], dir);
   const cm = await waitFor(`ConfigMap default/${cmName} in the target`, () => target().get<any>('v1', 'ConfigMap', 'default', cmName), 120_000);
   assert.equal(cm.data.from, 'git');
+});
+
+test('bumping spec.flux.version upgrades Flux through git: one new commit, Ready at its revision', async () => {
+  const before = await getCB(ns, name);
+  await applyCB(ns, name, {
+    target: { kubeconfigSecretRef: { name: `${name}-kubeconfig` } },
+    git: { url, secretRef: { name: 'git-push' } },
+    flux: { version: 'v2.9.4' },
+    sync: { interval: '10s' },
+  });
+  const cb = await waitFor('Ready at the upgrade commit', async () => {
+    const cb = await getCB(ns, name);
+    const ready = condition(cb, 'Ready');
+    return ready?.status === 'True' && cb.status!.lastPushedCommit !== before.status!.lastPushedCommit && cb.status!.fluxVersion === 'v2.9.4' ? cb : false;
+  }, 180_000);
+  const dir = clone(url);
+  assert.equal(git(['log', '-1', '--format=%s', cb.status!.lastPushedCommit!], dir), `Bootstrap Flux v2.9.4 on ${ns}/${name}`);
+  assert.deepEqual(git(['show', '--name-only', '--format=', cb.status!.lastPushedCommit!], dir).split('\n'), [`clusters/${name}/flux-system/gotk-components.yaml`]);
+  const ks = await target().get<any>('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', 'flux-system', 'flux-system');
+  assert.equal(ks.status.lastAppliedRevision, cb.status!.lastPushedRevision);
+  const source = await target().get<any>('apps/v1', 'Deployment', 'flux-system', 'source-controller');
+  assert.equal(source.metadata.labels['app.kubernetes.io/version'], 'v2.9.4', 'Flux applied its own new manifests');
 });
 
 test('no commit of the repository holds private key material, and no log line does', async () => {

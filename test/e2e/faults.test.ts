@@ -17,6 +17,7 @@ import {
   git,
   installCRD,
   lab,
+  mgmt,
   namespace,
   pushSecret,
   repo,
@@ -161,6 +162,16 @@ test('a second ClusterBootstrap on the same repository path is Stalled with Path
   const cb = await waitCondition(ns, 'second', 'Stalled', 'True', 'PathConflict');
   assert.match(condition(cb, 'Ready')!.message, /first already bootstraps clusters\/shared/);
   assert.notEqual(condition(await getCB(ns, 'first'), 'Stalled')?.status, 'True');
+});
+
+test('a suspended ClusterBootstrap is left alone until it is resumed', async () => {
+  const spec = { git: gitSpec(await repo('suspend')), suspend: true };
+  await applyCB(ns, 'suspended', spec);
+  const cb = await waitCondition(ns, 'suspended', 'Reconciling', 'False', 'Suspended');
+  assert.equal(cb.status?.identity, undefined);
+  assert.equal(await mgmt().get('v1', 'Secret', ns, 'suspended-flux-identity'), undefined, 'no key was made while suspended');
+  await applyCB(ns, 'suspended', { ...spec, suspend: false });
+  await waitCondition(ns, 'suspended', 'IdentityReady', 'True');
 });
 
 test('after all of this the operator is still running and answering', async () => {
