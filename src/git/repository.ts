@@ -64,47 +64,53 @@ export interface UpdateResult {
 
 const MAX_PUSH_ATTEMPTS = 5;
 
+interface Pending {
+  req: UpdateRequest;
+  resolve: (r: UpdateResult) => void;
+  reject: (err: unknown) => void;
+  settled: boolean;
+}
+
+function settle(p: Pending, err: unknown, result?: UpdateResult): void {
+  if (p.settled) return;
+  p.settled = true;
+  if (result) p.resolve(result);
+  else p.reject(err);
+}
+
+/** batchKey groups updates that can share a commit: same branch, same credentials. */
+function batchKey(req: UpdateRequest): string {
+  return createHash('sha256').update(JSON.stringify([req.branch, req.auth])).digest('hex');
+}
+
 /**
  * Repositories keeps one local clone per repository URL under a work directory, shared by every
- * ClusterBootstrap on that repository, and serialises the operations on each clone. An update fetches,
- * resets to the remote branch, renders the files, commits only on change and pushes; a push that loses a
- * race is retried from a fresh fetch, so nothing another writer pushed is lost and no commit is duplicated.
+ * ClusterBootstrap on that repository. Updates to one repository run one at a time; the updates that queue
+ * up meanwhile for the same branch and credentials are batched into one commit, so a fleet on one
+ * repository makes few commits, not one per cluster. An update fetches, resets to the remote branch,
+ * renders the files, commits only on change and pushes; a push that loses a race is retried from a fresh
+ * fetch, so nothing another writer pushed is lost and no commit is duplicated.
  */
 export class Repositories {
   readonly #root: string;
-  readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #pending = new Map<string, Pending[]>();
+  readonly #busy = new Set<string>();
 
   constructor(root: string) {
     this.#root = root;
   }
 
   /** update renders the files onto the branch and pushes a commit if they changed. */
-  async update(req: UpdateRequest): Promise<UpdateResult> {
-    return this.#exclusive(req.url, async () => {
-      const dir = await this.#clone(req.url);
-      return withAuth(req.auth, async (env) => {
-        const git = client(dir, env);
-        for (let attempt = 1; ; attempt++) {
-          const remoteHead = await this.#fetch(git, req.branch);
-          await this.#write(dir, req.files);
-          await git.add(req.files.map((f) => f.path));
-          const staged = await git.diff(['--cached', '--name-only']);
-          if (staged.trim() === '') return { head: remoteHead ?? '', pushed: false };
-          await git.raw(['-c', `user.name=${req.author.name}`, '-c', `user.email=${req.author.email}`, 'commit', '-q', '--no-verify', '-m', req.message]);
-          const head = (await git.revparse(['HEAD'])).trim();
-          try {
-            await git.push('origin', `HEAD:refs/heads/${req.branch}`);
-            return { head, pushed: true };
-          } catch (err) {
-            const e = classifyGitError(`push to ${req.branch}`, err);
-            if (e.kind !== 'rejected' || attempt >= MAX_PUSH_ATTEMPTS) throw e;
-          }
-        }
-      });
+  update(req: UpdateRequest): Promise<UpdateResult> {
+    return new Promise((resolve, reject) => {
+      const queue = this.#pending.get(req.url) ?? [];
+      queue.push({ req, resolve, reject, settled: false });
+      this.#pending.set(req.url, queue);
+      if (!this.#busy.has(req.url)) void this.#drain(req.url);
     });
   }
 
-  /** canRead checks that a key can read the repository (git ls-remote) and returns the branch's head, if any. */
+  /** readHead checks that a key can read the repository (git ls-remote) and returns the branch's head, if any. */
   async readHead(url: string, branch: string, auth: GitAuth): Promise<string | undefined> {
     return withAuth(auth, async (env) => {
       try {
@@ -116,16 +122,65 @@ export class Repositories {
     });
   }
 
-  async #exclusive<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#locks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.#locks.set(key, tail);
+  /** #drain works through the updates queued for one repository, a batch at a time. */
+  async #drain(url: string): Promise<void> {
+    this.#busy.add(url);
     try {
-      return await run;
+      for (let queue = this.#pending.get(url) ?? []; queue.length > 0; queue = this.#pending.get(url) ?? []) {
+        const key = batchKey(queue[0].req);
+        const batch = queue.filter((p) => batchKey(p.req) === key);
+        this.#pending.set(url, queue.filter((p) => !batch.includes(p)));
+        try {
+          await this.#commit(url, batch);
+        } catch (err) {
+          for (const p of batch) settle(p, err);
+        }
+      }
     } finally {
-      if (this.#locks.get(key) === tail) this.#locks.delete(key);
+      this.#pending.delete(url);
+      this.#busy.delete(url);
     }
+  }
+
+  /** #commit makes one commit of a batch of updates to one branch, pushed with the batch's credentials. */
+  async #commit(url: string, batch: Pending[]): Promise<void> {
+    const { branch, auth, author } = batch[0].req;
+    const dir = await this.#clone(url);
+    await withAuth(auth, async (env) => {
+      const git = client(dir, env);
+      for (let attempt = 1; ; attempt++) {
+        const remoteHead = await this.#fetch(git, branch);
+        const live: Pending[] = [];
+        for (const p of batch.filter((p) => !p.settled)) {
+          try {
+            await this.#write(dir, p.req.files);
+            live.push(p);
+          } catch (err) {
+            settle(p, err); // one update that cannot render does not hold up the others
+          }
+        }
+        if (live.length === 0) return;
+        await git.add(live.flatMap((p) => p.req.files.map((f) => f.path)));
+        const staged = new Set((await git.diff(['--cached', '--name-only'])).split('\n').filter(Boolean));
+        if (staged.size === 0) {
+          for (const p of live) settle(p, undefined, { head: remoteHead ?? '', pushed: false });
+          return;
+        }
+        const message =
+          live.length === 1 ? live[0].req.message : `Update flux-system of ${live.length} clusters\n\n${live.map((p) => `- ${p.req.message.split('\n')[0]}`).join('\n')}`;
+        await git.raw(['-c', `user.name=${author.name}`, '-c', `user.email=${author.email}`, 'commit', '-q', '--no-verify', '-m', message]);
+        const head = (await git.revparse(['HEAD'])).trim();
+        try {
+          await git.push('origin', `HEAD:refs/heads/${branch}`);
+        } catch (err) {
+          const e = classifyGitError(`push to ${branch}`, err);
+          if (e.kind !== 'rejected' || attempt >= MAX_PUSH_ATTEMPTS) throw e;
+          continue;
+        }
+        for (const p of live) settle(p, undefined, { head, pushed: p.req.files.some((f) => staged.has(f.path)) });
+        return;
+      }
+    });
   }
 
   async #clone(url: string): Promise<string> {
@@ -160,15 +215,18 @@ export class Repositories {
     return head;
   }
 
+  /** #write renders every file first, so an update whose rendering fails writes nothing. */
   async #write(dir: string, files: FileUpdate[]): Promise<void> {
+    const rendered: [string, string][] = [];
     for (const f of files) {
       const path = join(dir, f.path);
       const existing = await readFile(path, 'utf8').catch(() => undefined);
       const content = f.render(existing);
-      if (content !== existing) {
-        await mkdir(dirname(path), { recursive: true });
-        await writeFile(path, content);
-      }
+      if (content !== existing) rendered.push([path, content]);
+    }
+    for (const [path, content] of rendered) {
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(path, content);
     }
   }
 }

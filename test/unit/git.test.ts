@@ -64,8 +64,32 @@ test('concurrent updates through one clone and through separate clones lose no c
   const updates = Array.from({ length: 6 }, (_, i) => (i % 2 === 0 ? shared : repos()).update(request(url, `clusters/c${i}/f.yaml`, `${i}\n`)));
   const results = await Promise.all(updates);
   assert.ok(results.every((r) => r.pushed));
-  assert.equal(git(url, 'rev-list', '--count', 'main'), '6');
-  for (let i = 0; i < 6; i++) assert.equal(git(url, 'show', `main:clusters/c${i}/f.yaml`), String(i));
+  for (let i = 0; i < 6; i++) {
+    assert.equal(git(url, 'show', `main:clusters/c${i}/f.yaml`), String(i));
+    assert.equal(git(url, 'log', '--format=%H', 'main', '--', `clusters/c${i}/f.yaml`).split('\n').length, 1, `c${i} is written by exactly one commit`);
+  }
+});
+
+test('updates that queue up behind a running one are batched into one commit', async () => {
+  const url = bareRepo();
+  const rs = repos();
+  const results = await Promise.all(Array.from({ length: 5 }, (_, i) => rs.update(request(url, `clusters/b${i}/f.yaml`, `${i}\n`, { message: `Bootstrap b${i}` }))));
+  assert.equal(git(url, 'rev-list', '--count', 'main'), '2', 'the first update alone, then the four that waited');
+  assert.match(git(url, 'log', '-1', '--format=%B', 'main'), /^Update flux-system of 4 clusters\n\n- Bootstrap b1\n- Bootstrap b2\n- Bootstrap b3\n- Bootstrap b4/);
+  assert.equal(new Set(results.slice(1).map((r) => r.head)).size, 1);
+  assert.ok(results.every((r) => r.pushed));
+});
+
+test('an update that cannot render fails alone; the rest of its batch is committed', async () => {
+  const url = bareRepo();
+  const rs = repos();
+  const first = rs.update(request(url, 'a.yaml', 'a\n'));
+  const broken = rs.update({ ...request(url, 'b.yaml', ''), files: [{ path: 'b.yaml', render: () => { throw new Error('cannot render'); } }] });
+  const fine = rs.update(request(url, 'c.yaml', 'c\n'));
+  await first;
+  await assert.rejects(broken, /cannot render/);
+  assert.equal((await fine).pushed, true);
+  assert.equal(git(url, 'show', 'main:c.yaml'), 'c');
 });
 
 test('a push refused by a protected branch is a GitError of kind protected', async () => {
