@@ -1,7 +1,7 @@
 import { ConditionTypes, Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
 import { GitError, redact } from '../git/repository.ts';
-import { formatKnownHosts, hostKeyFingerprints, hostKeysChanged, parseKnownHosts, scanHostKeys, type HostKey } from '../ssh/hostkeys.ts';
+import { formatKnownHosts, hostKeyFingerprints, hostKeysChanged, parseKnownHosts, scanHostKeysShared, type HostKey } from '../ssh/hostkeys.ts';
 import { renderComponents, shippedManifests } from '../manifests/components.ts';
 import { renderKustomization, renderSync } from '../manifests/sync.ts';
 import type { PushCredentials } from './credentials.ts';
@@ -47,7 +47,7 @@ export async function trustHostKeys(ctx: Context, identity: Identity, creds: Pus
   }
   let scanned: HostKey[];
   try {
-    scanned = await scanHostKeys(host, port);
+    scanned = await scanHostKeysShared(host, port);
   } catch (cause) {
     throw new PhaseError(ConditionTypes.HostKeyTrusted, Reasons.GitHostUnreachable, `cannot reach the git host ${host}:${port} over SSH`, { cause });
   }

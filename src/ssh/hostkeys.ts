@@ -57,6 +57,22 @@ export async function scanHostKeys(host: string, port: number, timeoutMs = 10_00
   return [...keys.values()].sort((a, b) => a.type.localeCompare(b.type));
 }
 
+const recentScans = new Map<string, { at: number; keys: Promise<HostKey[]> }>();
+
+/**
+ * scanHostKeysShared is scanHostKeys with the answer shared for a short while: a fleet of ClusterBootstraps
+ * on one git host reconciling together makes one scan, not one per resource. Failures are not kept.
+ */
+export function scanHostKeysShared(host: string, port: number, ttlMs = 30_000): Promise<HostKey[]> {
+  const key = `${host}:${port}`;
+  const hit = recentScans.get(key);
+  if (hit && Date.now() - hit.at < ttlMs) return hit.keys;
+  const keys = scanHostKeys(host, port);
+  recentScans.set(key, { at: Date.now(), keys });
+  keys.catch(() => recentScans.delete(key));
+  return keys;
+}
+
 function scanOne(host: string, port: number, algorithm: string, timeoutMs: number): Promise<{ type: string; key: string } | undefined> {
   return new Promise((resolve, reject) => {
     const client = new ssh2.Client();

@@ -7,7 +7,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { generateKeyPair } from '../../src/ssh/keys.ts';
+import { formatKnownHosts, scanHostKeys } from '../../src/ssh/hostkeys.ts';
 import { freePorts } from '../lab/lab.ts';
 import {
   applyCB,
@@ -80,6 +82,13 @@ test('an unreachable git host is HostKeyTrusted=False with GitHostUnreachable, a
   const cb = await waitCondition(ns, 'no-git-host', 'HostKeyTrusted', 'False', 'GitHostUnreachable');
   assert.equal(condition(cb, 'Stalled')!.status, 'False');
   assert.equal(condition(cb, 'Reconciling')!.status, 'True');
+});
+
+test('the host key scan matches ssh-keyscan, key for key', async () => {
+  const port = Number(lab().LAB_GIT_PORT);
+  const ours = formatKnownHosts(await scanHostKeys('127.0.0.1', port));
+  const theirs = execFileSync('ssh-keyscan', ['-p', String(port), '127.0.0.1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  assert.equal(ours, theirs.split('\n').filter((l) => l && !l.startsWith('#')).sort().join('\n') + '\n');
 });
 
 test('a host key that differs from the pinned one is refused with HostKeyChanged', async () => {
