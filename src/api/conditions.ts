@@ -13,16 +13,6 @@ export const ConditionTypes = {
   FluxReady: 'FluxReady',
 } as const;
 
-/** PhaseConditions are the per-phase conditions, in the order the reconcile runs them. */
-export const PhaseConditions = [
-  ConditionTypes.IdentityReady,
-  ConditionTypes.HostKeyTrusted,
-  ConditionTypes.DeployKeyAuthorized,
-  ConditionTypes.Committed,
-  ConditionTypes.Applied,
-  ConditionTypes.FluxReady,
-] as const;
-
 /**
  * Reasons is the one catalogue of condition reasons. A test checks that the README documents each one.
  * Configuration errors (Stalled, not retried until the spec changes) and transient errors (retried with

@@ -33,7 +33,7 @@ const PATTERNS: [GitErrorKind, RegExp][] = [
 ];
 
 /** classifyGitError turns a git failure into a GitError of the kind its output shows. */
-export function classifyGitError(action: string, err: unknown): GitError {
+function classifyGitError(action: string, err: unknown): GitError {
   const text = err instanceof Error ? err.message : String(err);
   const kind = PATTERNS.find(([, re]) => re.test(text))?.[0] ?? 'other';
   const detail = text.split('\n').map((l) => l.trim()).filter((l) => l && !/^(hint|remote):\s*$/.test(l)).slice(-3).join('; ');

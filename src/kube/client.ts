@@ -24,7 +24,7 @@ export class KubeError extends Error {
 }
 
 /** isNotFound is true for a 404 from the API server. */
-export const isNotFound = (err: unknown): boolean => err instanceof KubeError && err.code === 404;
+const isNotFound = (err: unknown): boolean => err instanceof KubeError && err.code === 404;
 
 interface Resource {
   base: string;
@@ -63,10 +63,6 @@ export class KubeClient {
     const kc = new KubeConfig();
     kc.loadFromDefault();
     return new KubeClient(kc);
-  }
-
-  get kubeConfig(): KubeConfig {
-    return this.#kc;
   }
 
   /** request sends one API call and returns the decoded JSON body; non-2xx answers throw KubeError. */
