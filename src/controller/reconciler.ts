@@ -51,7 +51,12 @@ const PHASES: Step[] = [
     condition: ConditionTypes.IdentityReady,
     run: async (ctx, s) => {
       s.identity = await ensureIdentity(ctx);
-      return `Flux reads with ${ctx.status.identity!.fingerprint} from Secret ${s.identity.secretName}`;
+      const { fingerprint, algorithm } = ctx.status.identity!;
+      // Keys are never replaced behind the user's back: a changed spec.identity is reported, not applied.
+      const stale = algorithm.includes(ctx.opts.identity.algorithm)
+        ? ''
+        : `; it is ${algorithm}, not ${ctx.opts.identity.algorithm} as spec.identity asks: delete the Secret to have a new key made, then register that one`;
+      return `Flux reads with ${fingerprint} from Secret ${s.identity.secretName}${stale}`;
     },
   },
   {

@@ -53,7 +53,9 @@ export async function ensureIdentity(ctx: Context): Promise<Identity> {
       `Secret ${name} does not hold a usable SSH key pair (identity, identity.pub); delete it to have a new key generated`,
     );
   const publicKey = data['identity.pub'].trim();
-  ctx.status.identity = { publicKey, fingerprint: fingerprint(publicKey), algorithm: publicKey.split(' ')[0], secretName: name };
+  const algorithm = publicKey.split(' ')[0];
+  ctx.status.identity = { publicKey, fingerprint: fingerprint(publicKey), algorithm, secretName: name };
+
   return { privateKey: data.identity, publicKey, secretName: name, knownHosts: data.known_hosts || undefined };
 }
 

@@ -27,6 +27,7 @@ import {
   startOperator,
   targetKubeconfigSecret,
   waitCondition,
+  waitFor,
   type RunningOperator,
 } from './harness.ts';
 
@@ -181,6 +182,19 @@ test('a suspended ClusterBootstrap is left alone until it is resumed', async () 
   assert.equal(await mgmt().get('v1', 'Secret', ns, 'suspended-flux-identity'), undefined, 'no key was made while suspended');
   await applyCB(ns, 'suspended', { ...spec, suspend: false });
   await waitCondition(ns, 'suspended', 'IdentityReady', 'True');
+});
+
+test('the key algorithm follows spec.identity, and a later change is reported, never applied behind the user\'s back', async () => {
+  const spec = { git: gitSpec(await repo('identity')), identity: { algorithm: 'ecdsa' as const, ecdsaCurve: 'p256' as const } };
+  await applyCB(ns, 'ecdsa', spec);
+  const cb = await waitCondition(ns, 'ecdsa', 'IdentityReady', 'True');
+  assert.match(cb.status!.identity!.publicKey, /^ecdsa-sha2-nistp256 AAAA/);
+  await applyCB(ns, 'ecdsa', { ...spec, identity: { algorithm: 'rsa' as const } });
+  const after = await waitFor('the algorithm change to be reported', async () => {
+    const c = await getCB(ns, 'ecdsa');
+    return condition(c, 'IdentityReady')?.message.includes('not rsa') ? c : false;
+  });
+  assert.equal(after.status!.identity!.publicKey, cb.status!.identity!.publicKey, 'the key was kept');
 });
 
 test('after all of this the operator is still running and answering', async () => {
