@@ -239,7 +239,7 @@ export function redact(url: string): string {
 function client(dir: string | undefined, env: Record<string, string>): SimpleGit {
   return simpleGit({
     baseDir: dir,
-    unsafe: { allowUnsafeSshCommand: true } as any,
+    unsafe: { allowUnsafeSshCommand: true, allowUnsafeConfigEnvCount: true } as any,
     allowEnvironment: Object.keys(env),
     timeout: { block: 120_000 },
   }).env(env);
