@@ -75,6 +75,23 @@ export function renderComponents(source: string, opts: ComponentsOptions): strin
   return `---\n${header}\n${out.join('---\n')}`;
 }
 
+const rendered = new Map<string, string>();
+
+/**
+ * componentsFor renders gotk-components.yaml for a shipped version and options, remembering the last few
+ * renderings: a fleet mostly shares one set of options, and the 300 KB rendering need not be redone each time.
+ */
+export function componentsFor(opts: ComponentsOptions): string {
+  const key = JSON.stringify(opts);
+  let text = rendered.get(key);
+  if (text === undefined) {
+    text = renderComponents(shippedManifests(opts.version), opts);
+    if (rendered.size >= 8) rendered.delete(rendered.keys().next().value!);
+    rendered.set(key, text);
+  }
+  return text;
+}
+
 /** dump writes a generated object in the layout of Flux's own generated files. */
 export function dump(obj: unknown): string {
   return yaml.dump(obj, { sortKeys: true, noArrayIndent: true, lineWidth: -1, noRefs: true });

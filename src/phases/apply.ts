@@ -2,7 +2,7 @@ import yaml from 'js-yaml';
 import { ConditionTypes, Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
 import { KubeClient, KubeError, type KubeObject } from '../kube/client.ts';
-import { renderComponents, shippedManifests } from '../manifests/components.ts';
+import { componentsFor } from '../manifests/components.ts';
 import { syncObjects } from '../manifests/sync.ts';
 import { decodeSecret, type Context } from './context.ts';
 
@@ -40,7 +40,7 @@ export async function connectTarget(ctx: Context): Promise<KubeClient> {
 
 /** componentObjects parses the rendered gotk-components.yaml into objects, as Flux's install applies them. */
 export function componentObjects(ctx: Context): KubeObject[] {
-  const text = renderComponents(shippedManifests(ctx.opts.flux.version), ctx.opts.flux);
+  const text = componentsFor(ctx.opts.flux);
   return (yaml.loadAll(text) as KubeObject[]).filter((o) => o && o.kind);
 }
 

@@ -2,7 +2,7 @@ import { ConditionTypes, Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
 import { GitError, redact } from '../git/repository.ts';
 import { formatKnownHosts, hostKeyFingerprints, hostKeysChanged, parseKnownHosts, scanHostKeysShared, type HostKey } from '../ssh/hostkeys.ts';
-import { renderComponents, shippedManifests } from '../manifests/components.ts';
+import { componentsFor } from '../manifests/components.ts';
 import { renderKustomization, renderSync } from '../manifests/sync.ts';
 import type { PushCredentials } from './credentials.ts';
 import { pinKnownHosts, type Identity } from './identity.ts';
@@ -107,7 +107,7 @@ export async function checkDeployKey(ctx: Context, identity: Identity, creds: Pu
 export function fluxFiles(ctx: Context): FileUpdate[] {
   const { opts } = ctx;
   const dir = `${opts.git.path}/flux-system`;
-  const components = renderComponents(shippedManifests(opts.flux.version), opts.flux);
+  const components = componentsFor(opts.flux);
   const sync = renderSync({ ...opts.sync, namespace: opts.flux.namespace, url: opts.git.url, branch: opts.git.branch, path: opts.git.path });
   return [
     { path: `${dir}/gotk-components.yaml`, render: () => components },
