@@ -3,47 +3,37 @@
  * cluster from an empty repository, and Flux itself (the lab's source- and kustomize-controller) then syncs
  * what is committed under the cluster's path.
  */
-import { after, before, test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fluxStart, fluxStop } from '../lab/lab.ts';
 import {
-  E2E_LAB_DIR,
   applyCB,
   authorize,
   clone,
   condition,
+  E2E_LAB_DIR,
   getCB,
   git,
-  installCRD,
   kubectl,
   lab,
   mgmt,
   namespace,
-  pushSecret,
+  operatorSuite,
   repo,
-  startOperator,
   target,
   targetKubeconfigSecret,
   waitCondition,
   waitFor,
   writeFile,
-  type RunningOperator,
 } from './harness.ts';
 
 const name = 'prod-eu';
-let ns: string;
 let url: string;
-let operator: RunningOperator;
-
-before(async () => {
-  await installCRD();
-  ns = await namespace('e2e-bootstrap');
+const suite = operatorSuite('e2e-bootstrap', async (ns) => {
   url = await repo('fleet');
-  await pushSecret(ns);
   await targetKubeconfigSecret(ns, name);
-  operator = await startOperator({ namespaces: [ns] });
   await applyCB(ns, name, {
     target: { kubeconfigSecretRef: { name: `${name}-kubeconfig` } },
     git: { url, secretRef: { name: 'git-push' } },
@@ -54,13 +44,12 @@ before(async () => {
 
 after(async () => {
   await fluxStop({ dir: E2E_LAB_DIR });
-  await operator?.stop();
 });
 
 let publicKey: string;
 
 test('the status publishes the public key and waits for it to be registered as a deploy key', async () => {
-  const cb = await waitCondition(ns, name, 'DeployKeyAuthorized', 'False', 'DeployKeyNotAuthorized');
+  const cb = await waitCondition(suite.ns, name, 'DeployKeyAuthorized', 'False', 'DeployKeyNotAuthorized');
   publicKey = cb.status!.identity!.publicKey;
   assert.match(publicKey, /^ssh-ed25519 AAAA/);
   assert.ok(condition(cb, 'DeployKeyAuthorized')!.message.includes(publicKey), 'the condition carries the key to register');
@@ -71,7 +60,7 @@ test('the status publishes the public key and waits for it to be registered as a
 
 test('once the deploy key is registered, the flux-system files land in one commit on the empty repository', async () => {
   authorize(publicKey);
-  const cb = await waitCondition(ns, name, 'Committed', 'True');
+  const cb = await waitCondition(suite.ns, name, 'Committed', 'True');
   const dir = clone(url);
   assert.equal(git(['rev-list', '--count', 'HEAD'], dir), '1');
   assert.equal(git(['rev-parse', 'HEAD'], dir), cb.status!.lastPushedCommit);
@@ -85,7 +74,7 @@ test('once the deploy key is registered, the flux-system files land in one commi
 });
 
 test('the target cluster gets the CRDs, the namespace, the controllers, the identity Secret and the sync objects', async () => {
-  await waitCondition(ns, name, 'Applied', 'True');
+  await waitCondition(suite.ns, name, 'Applied', 'True');
   const t = target();
   assert.ok(await t.get('apiextensions.k8s.io/v1', 'CustomResourceDefinition', undefined, 'kustomizations.kustomize.toolkit.fluxcd.io'));
   assert.ok(await t.get('v1', 'Namespace', undefined, 'flux-system'));
@@ -101,17 +90,17 @@ test('the target cluster gets the CRDs, the namespace, the controllers, the iden
 
 test('with Flux running, the ClusterBootstrap becomes Ready at the pushed revision', async () => {
   await fluxStart({ dir: E2E_LAB_DIR });
-  const cb = await waitCondition(ns, name, 'Ready', 'True', undefined, 180_000);
+  const cb = await waitCondition(suite.ns, name, 'Ready', 'True', undefined, 180_000);
   const ks = await target().get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', 'flux-system', 'flux-system');
   assert.equal(ks.status.lastAppliedRevision, cb.status!.lastPushedRevision);
   assert.equal(cb.status!.lastPushedRevision, `main@sha1:${cb.status!.lastPushedCommit}`);
   assert.equal(cb.status!.fluxVersion, 'v2.9.3');
   assert.equal(cb.status!.observedGeneration, cb.metadata.generation);
-  kubectl(['wait', '--for=condition=Ready', `clusterbootstrap/${name}`, '-n', ns, '--timeout=10s']);
-  const table = kubectl(['get', 'clusterbootstrap', '-n', ns]);
+  kubectl(['wait', '--for=condition=Ready', `clusterbootstrap/${name}`, '-n', suite.ns, '--timeout=10s']);
+  const table = kubectl(['get', 'clusterbootstrap', '-n', suite.ns]);
   assert.match(table, /NAME\s+CLUSTER\s+FLUX\s+READY\s+STATUS\s+REVISION\s+AGE/);
   assert.match(table, new RegExp(`${name}\\s+${name}-kubeconfig\\s+v2\\.9\\.3\\s+True\\s+Succeeded\\s+main@sha1:`));
-  process.stderr.write(`\n$ kubectl get clusterbootstrap -n ${ns}\n${table}\n`);
+  process.stderr.write(`\n$ kubectl get clusterbootstrap -n ${suite.ns}\n${table}\n`);
 });
 
 test('a manifest committed under the cluster path appears in the target cluster', async () => {
@@ -126,20 +115,20 @@ test('a manifest committed under the cluster path appears in the target cluster'
 });
 
 test('bumping spec.flux.version upgrades Flux through git: one new commit, Ready at its revision', async () => {
-  const before = await getCB(ns, name);
-  await applyCB(ns, name, {
+  const before = await getCB(suite.ns, name);
+  await applyCB(suite.ns, name, {
     target: { kubeconfigSecretRef: { name: `${name}-kubeconfig` } },
     git: { url, secretRef: { name: 'git-push' } },
     flux: { version: 'v2.9.4' },
     sync: { interval: '10s' },
   });
   const cb = await waitFor('Ready at the upgrade commit', async () => {
-    const cb = await getCB(ns, name);
+    const cb = await getCB(suite.ns, name);
     const ready = condition(cb, 'Ready');
     return ready?.status === 'True' && cb.status!.lastPushedCommit !== before.status!.lastPushedCommit && cb.status!.fluxVersion === 'v2.9.4' ? cb : false;
   }, 180_000);
   const dir = clone(url);
-  assert.equal(git(['log', '-1', '--format=%s', cb.status!.lastPushedCommit!], dir), `Bootstrap Flux v2.9.4 on ${ns}/${name}`);
+  assert.equal(git(['log', '-1', '--format=%s', cb.status!.lastPushedCommit!], dir), `Bootstrap Flux v2.9.4 on ${suite.ns}/${name}`);
   assert.deepEqual(git(['show', '--name-only', '--format=', cb.status!.lastPushedCommit!], dir).split('\n'), [`clusters/${name}/flux-system/gotk-components.yaml`]);
   const ks = await target().get<any>('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', 'flux-system', 'flux-system');
   assert.equal(ks.status.lastAppliedRevision, cb.status!.lastPushedRevision);
@@ -151,15 +140,15 @@ test('no commit of the repository holds private key material, and no log line do
   const dir = clone(url);
   const history = git(['log', '-p', '--all'], dir);
   assert.ok(!/PRIVATE KEY/.test(history));
-  assert.ok(operator.logs.length > 0);
+  assert.ok(suite.operator.logs.length > 0);
   let aboutIt = 0;
-  for (const line of operator.logs) {
+  for (const line of suite.operator.logs) {
     assert.ok(!line.includes('PRIVATE KEY'), 'a log line holds key material');
     const entry = JSON.parse(line);
     assert.ok(entry.level && entry.time && entry.msg !== undefined, `not a pino line: ${line}`);
-    if (line.includes(`"${name}"`) || line.includes(`${ns}/${name}`)) {
+    if (line.includes(`"${name}"`) || line.includes(`${suite.ns}/${name}`)) {
       aboutIt++;
-      assert.equal(entry.namespace, ns, `a line about the resource without its namespace: ${line}`);
+      assert.equal(entry.namespace, suite.ns, `a line about the resource without its namespace: ${line}`);
       assert.equal(entry.name, name, `a line about the resource without its name: ${line}`);
     }
   }
@@ -167,8 +156,8 @@ test('no commit of the repository holds private key material, and no log line do
 });
 
 test('the management cluster keeps the identity in a Secret owned by the ClusterBootstrap', async () => {
-  const cb = await getCB(ns, name);
-  const secret = await mgmt().get('v1', 'Secret', ns, `${name}-flux-identity`);
+  const cb = await getCB(suite.ns, name);
+  const secret = await mgmt().get('v1', 'Secret', suite.ns, `${name}-flux-identity`);
   assert.equal(secret.metadata.ownerReferences[0].uid, cb.metadata.uid);
   assert.equal(cb.status!.identity!.secretName, `${name}-flux-identity`);
 });

@@ -3,55 +3,39 @@
  * the ClusterBootstrap goes, and its identity Secret with it (owner reference, collected by the lab's
  * garbage collector). Each uses a Flux namespace of its own on the shared target cluster.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { API_VERSION, KIND } from '../../src/api/types.ts';
 import {
   applyCB,
   authorizeWhenPublished,
-  installCRD,
   mgmt,
   namespace,
-  pushSecret,
+  operatorSuite,
   repo,
-  startOperator,
   target,
   targetKubeconfigSecret,
   waitCondition,
   waitFor,
-  type RunningOperator,
 } from './harness.ts';
 
-let ns: string;
-let operator: RunningOperator;
-
-before(async () => {
-  await installCRD();
-  ns = await namespace('e2e-deletion');
-  await pushSecret(ns);
-  await targetKubeconfigSecret(ns, 'target');
-  operator = await startOperator({ namespaces: [ns] });
-});
-
-after(async () => {
-  await operator?.stop();
-});
+const suite = operatorSuite('e2e-deletion', (ns) => targetKubeconfigSecret(ns, 'target').then(() => undefined));
 
 async function bootstrapped(name: string, fluxNamespace: string, deletionPolicy: 'Orphan' | 'Uninstall') {
-  await applyCB(ns, name, {
+  await applyCB(suite.ns, name, {
     target: { kubeconfigSecretRef: { name: 'target-kubeconfig' } },
     git: { url: await repo(name), secretRef: { name: 'git-push' } },
     flux: { namespace: fluxNamespace, components: ['source-controller', 'kustomize-controller'] },
     deletionPolicy,
   });
-  await authorizeWhenPublished(ns, name);
-  await waitCondition(ns, name, 'Applied', 'True');
+  await authorizeWhenPublished(suite.ns, name);
+  await waitCondition(suite.ns, name, 'Applied', 'True');
 }
 
 async function deleted(name: string) {
-  await mgmt().delete(API_VERSION, KIND, ns, name);
-  await waitFor(`${ns}/${name} to be gone`, async () => (await mgmt().get(API_VERSION, KIND, ns, name)) === undefined, 60_000);
-  await waitFor(`the identity Secret of ${name} to be collected`, async () => (await mgmt().get('v1', 'Secret', ns, `${name}-flux-identity`)) === undefined, 60_000);
+  await mgmt().delete(API_VERSION, KIND, suite.ns, name);
+  await waitFor(`${suite.ns}/${name} to be gone`, async () => (await mgmt().get(API_VERSION, KIND, suite.ns, name)) === undefined, 60_000);
+  await waitFor(`the identity Secret of ${name} to be collected`, async () => (await mgmt().get('v1', 'Secret', suite.ns, `${name}-flux-identity`)) === undefined, 60_000);
 }
 
 test('deleting with deletionPolicy Orphan leaves Flux running on the target', async () => {

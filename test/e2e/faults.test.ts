@@ -3,7 +3,7 @@
  * one operator keeps serving every other ClusterBootstrap in the namespace. The spec errors the CRD schema
  * can catch are refused by the API server before the operator sees them.
  */
-import { after, before, test } from 'node:test';
+import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,46 +17,33 @@ import {
   condition,
   getCB,
   git,
-  installCRD,
   lab,
   mgmt,
-  namespace,
-  pushSecret,
+  operatorSuite,
   repo,
   secret,
-  startOperator,
   targetKubeconfigSecret,
   waitCondition,
   waitFor,
-  type RunningOperator,
 } from './harness.ts';
 
-let ns: string;
-let operator: RunningOperator;
+const suite = operatorSuite('e2e-faults');
 let closedPort: number;
 
 before(async () => {
-  await installCRD();
-  ns = await namespace('e2e-faults');
-  await pushSecret(ns);
   [closedPort] = await freePorts(1);
-  operator = await startOperator({ namespaces: [ns] });
-});
-
-after(async () => {
-  await operator?.stop();
 });
 
 const gitSpec = (url: string, extra = {}) => ({ url, secretRef: { name: 'git-push' }, ...extra });
 
 /** expectRejected applies a spec and expects the API server to refuse it with a message matching `re`. */
 async function expectRejected(name: string, spec: any, re: RegExp) {
-  await assert.rejects(applyCB(ns, name, spec), (err: Error) => re.test(err.message));
+  await assert.rejects(applyCB(suite.ns, name, spec), (err: Error) => re.test(err.message));
 }
 
 /** ready registers the deploy key of a ClusterBootstrap so that it gets past the git phases. */
 async function past(name: string) {
-  await authorizeWhenPublished(ns, name);
+  await authorizeWhenPublished(suite.ns, name);
 }
 
 test('the schema refuses a path escaping the repository, an unknown component and a malformed URL', async () => {
@@ -67,20 +54,20 @@ test('the schema refuses a path escaping the repository, an unknown component an
 });
 
 test('a git URL the schema lets through but that names no repository stalls with InvalidGitURL', async () => {
-  await applyCB(ns, 'no-repo-path', { git: gitSpec('ssh://git@127.0.0.1:22') });
-  const cb = await waitCondition(ns, 'no-repo-path', 'Stalled', 'True', 'InvalidGitURL');
+  await applyCB(suite.ns, 'no-repo-path', { git: gitSpec('ssh://git@127.0.0.1:22') });
+  const cb = await waitCondition(suite.ns, 'no-repo-path', 'Stalled', 'True', 'InvalidGitURL');
   assert.match(condition(cb, 'Ready')!.message, /names no repository/);
 });
 
 test('an unknown Flux version stalls with UnknownFluxVersion and lists the shipped versions', async () => {
-  await applyCB(ns, 'old-flux', { git: gitSpec(await repo('faults')), flux: { version: 'v2.0.0' } });
-  const cb = await waitCondition(ns, 'old-flux', 'Stalled', 'True', 'UnknownFluxVersion');
+  await applyCB(suite.ns, 'old-flux', { git: gitSpec(await repo('faults')), flux: { version: 'v2.0.0' } });
+  const cb = await waitCondition(suite.ns, 'old-flux', 'Stalled', 'True', 'UnknownFluxVersion');
   assert.match(condition(cb, 'Ready')!.message, /v2\.9\.3, v2\.9\.4/);
 });
 
 test('an unreachable git host is HostKeyTrusted=False with GitHostUnreachable, and retried', async () => {
-  await applyCB(ns, 'no-git-host', { git: gitSpec(`ssh://git@127.0.0.1:${closedPort}/x.git`) });
-  const cb = await waitCondition(ns, 'no-git-host', 'HostKeyTrusted', 'False', 'GitHostUnreachable');
+  await applyCB(suite.ns, 'no-git-host', { git: gitSpec(`ssh://git@127.0.0.1:${closedPort}/x.git`) });
+  const cb = await waitCondition(suite.ns, 'no-git-host', 'HostKeyTrusted', 'False', 'GitHostUnreachable');
   assert.equal(condition(cb, 'Stalled')!.status, 'False');
   assert.equal(condition(cb, 'Reconciling')!.status, 'True');
 });
@@ -95,29 +82,29 @@ test('the host key scan matches ssh-keyscan, key for key', async () => {
 test('a host key that differs from the pinned one is refused with HostKeyChanged', async () => {
   const other = (await generateKeyPair({ algorithm: 'ed25519' })).publicKey;
   const knownHosts = `[127.0.0.1]:${lab().LAB_GIT_PORT} ${other}\n`;
-  await applyCB(ns, 'host-key', { git: gitSpec(await repo('faults'), { knownHosts }) });
-  const cb = await waitCondition(ns, 'host-key', 'HostKeyTrusted', 'False', 'HostKeyChanged');
+  await applyCB(suite.ns, 'host-key', { git: gitSpec(await repo('faults'), { knownHosts }) });
+  const cb = await waitCondition(suite.ns, 'host-key', 'HostKeyTrusted', 'False', 'HostKeyChanged');
   assert.match(condition(cb, 'HostKeyTrusted')!.message, /changed since it was pinned — refusing/);
   assert.equal(condition(cb, 'Committed'), undefined, 'nothing was committed');
 });
 
 test('a repository that does not exist is RepositoryNotFound', async () => {
-  await applyCB(ns, 'missing-repo', { git: gitSpec(`${lab().LAB_GIT_BASE_URL}/never-created-${Date.now()}.git`) });
+  await applyCB(suite.ns, 'missing-repo', { git: gitSpec(`${lab().LAB_GIT_BASE_URL}/never-created-${Date.now()}.git`) });
   await past('missing-repo');
-  const cb = await waitCondition(ns, 'missing-repo', 'DeployKeyAuthorized', 'False', 'RepositoryNotFound');
+  const cb = await waitCondition(suite.ns, 'missing-repo', 'DeployKeyAuthorized', 'False', 'RepositoryNotFound');
   assert.match(condition(cb, 'Ready')!.message, /does not exist/);
 });
 
 test('a missing push Secret is GitCredentialsMissing, and wrong push credentials are GitAuthenticationFailed', async () => {
   const url = await repo('faults');
-  await applyCB(ns, 'no-push-secret', { git: { url, secretRef: { name: 'absent' } } });
-  const missing = await waitCondition(ns, 'no-push-secret', 'HostKeyTrusted', 'False', 'GitCredentialsMissing');
+  await applyCB(suite.ns, 'no-push-secret', { git: { url, secretRef: { name: 'absent' } } });
+  const missing = await waitCondition(suite.ns, 'no-push-secret', 'HostKeyTrusted', 'False', 'GitCredentialsMissing');
   assert.match(condition(missing, 'Ready')!.message, /absent.*does not exist/);
 
-  await secret(ns, 'stranger', { identity: (await generateKeyPair({ algorithm: 'ed25519' })).privateKey });
-  await applyCB(ns, 'wrong-push-key', { git: { url, secretRef: { name: 'stranger' } } });
+  await secret(suite.ns, 'stranger', { identity: (await generateKeyPair({ algorithm: 'ed25519' })).privateKey });
+  await applyCB(suite.ns, 'wrong-push-key', { git: { url, secretRef: { name: 'stranger' } } });
   await past('wrong-push-key');
-  const cb = await waitCondition(ns, 'wrong-push-key', 'Committed', 'False', 'GitAuthenticationFailed');
+  const cb = await waitCondition(suite.ns, 'wrong-push-key', 'Committed', 'False', 'GitAuthenticationFailed');
   assert.match(condition(cb, 'Committed')!.message, /write access/);
   assert.equal(git(['ls-remote', url]), '');
 });
@@ -127,25 +114,25 @@ test('a push refused by a protected branch is PushRejected and the branch is unt
   const bare = join(lab().LAB_GIT_ROOT, url.split('/').at(-1)!);
   writeFileSync(join(bare, 'hooks', 'pre-receive'), '#!/bin/sh\necho "GL-HOOK-ERR: main is a protected branch" >&2\nexit 1\n');
   chmodSync(join(bare, 'hooks', 'pre-receive'), 0o755);
-  await applyCB(ns, 'protected', { git: gitSpec(url) });
+  await applyCB(suite.ns, 'protected', { git: gitSpec(url) });
   await past('protected');
-  const cb = await waitCondition(ns, 'protected', 'Committed', 'False', 'PushRejected');
+  const cb = await waitCondition(suite.ns, 'protected', 'Committed', 'False', 'PushRejected');
   assert.match(condition(cb, 'Committed')!.message, /protected branch/);
 });
 
 test('a missing kubeconfig Secret is KubeconfigSecretMissing, after the commit', async () => {
-  await applyCB(ns, 'no-kubeconfig', { git: gitSpec(await repo('faults')), target: { kubeconfigSecretRef: { name: 'no-kubeconfig-kubeconfig' } } });
+  await applyCB(suite.ns, 'no-kubeconfig', { git: gitSpec(await repo('faults')), target: { kubeconfigSecretRef: { name: 'no-kubeconfig-kubeconfig' } } });
   await past('no-kubeconfig');
-  const cb = await waitCondition(ns, 'no-kubeconfig', 'Applied', 'False', 'KubeconfigSecretMissing');
+  const cb = await waitCondition(suite.ns, 'no-kubeconfig', 'Applied', 'False', 'KubeconfigSecretMissing');
   assert.equal(condition(cb, 'Committed')!.status, 'True');
   assert.match(condition(cb, 'Applied')!.message, /no-kubeconfig-kubeconfig.*does not exist/);
 });
 
 test('a malformed kubeconfig is KubeconfigInvalid', async () => {
-  await targetKubeconfigSecret(ns, 'garbled', 'this: [is not a kubeconfig');
-  await applyCB(ns, 'garbled', { git: gitSpec(await repo('faults')), target: { kubeconfigSecretRef: { name: 'garbled-kubeconfig' } } });
+  await targetKubeconfigSecret(suite.ns, 'garbled', 'this: [is not a kubeconfig');
+  await applyCB(suite.ns, 'garbled', { git: gitSpec(await repo('faults')), target: { kubeconfigSecretRef: { name: 'garbled-kubeconfig' } } });
   await past('garbled');
-  await waitCondition(ns, 'garbled', 'Applied', 'False', 'KubeconfigInvalid');
+  await waitCondition(suite.ns, 'garbled', 'Applied', 'False', 'KubeconfigInvalid');
 });
 
 test('an unreachable target API server is TargetUnreachable, and retried', async () => {
@@ -156,51 +143,51 @@ users: [{name: u, user: {token: t}}]
 contexts: [{name: c, context: {cluster: gone, user: u}}]
 current-context: c
 `;
-  await targetKubeconfigSecret(ns, 'gone', kubeconfig);
-  await applyCB(ns, 'gone', { git: gitSpec(await repo('faults')), target: { kubeconfigSecretRef: { name: 'gone-kubeconfig' } } });
+  await targetKubeconfigSecret(suite.ns, 'gone', kubeconfig);
+  await applyCB(suite.ns, 'gone', { git: gitSpec(await repo('faults')), target: { kubeconfigSecretRef: { name: 'gone-kubeconfig' } } });
   await past('gone');
-  const cb = await waitCondition(ns, 'gone', 'Applied', 'False', 'TargetUnreachable');
+  const cb = await waitCondition(suite.ns, 'gone', 'Applied', 'False', 'TargetUnreachable');
   assert.match(condition(cb, 'Applied')!.message, /does not answer/);
   assert.equal(condition(cb, 'Stalled')!.status, 'False');
 });
 
 test('a second ClusterBootstrap on the same repository path is Stalled with PathConflict; the first is not', async () => {
   const url = await repo('conflict');
-  await applyCB(ns, 'first', { git: gitSpec(url, { path: 'clusters/shared' }) });
-  await waitCondition(ns, 'first', 'IdentityReady', 'True');
-  await applyCB(ns, 'second', { git: gitSpec(url, { path: './clusters/shared/' }) });
-  const cb = await waitCondition(ns, 'second', 'Stalled', 'True', 'PathConflict');
+  await applyCB(suite.ns, 'first', { git: gitSpec(url, { path: 'clusters/shared' }) });
+  await waitCondition(suite.ns, 'first', 'IdentityReady', 'True');
+  await applyCB(suite.ns, 'second', { git: gitSpec(url, { path: './clusters/shared/' }) });
+  const cb = await waitCondition(suite.ns, 'second', 'Stalled', 'True', 'PathConflict');
   assert.match(condition(cb, 'Ready')!.message, /first already bootstraps clusters\/shared/);
-  assert.notEqual(condition(await getCB(ns, 'first'), 'Stalled')?.status, 'True');
+  assert.notEqual(condition(await getCB(suite.ns, 'first'), 'Stalled')?.status, 'True');
 });
 
 test('a suspended ClusterBootstrap is left alone until it is resumed', async () => {
   const spec = { git: gitSpec(await repo('suspend')), suspend: true };
-  await applyCB(ns, 'suspended', spec);
-  const cb = await waitCondition(ns, 'suspended', 'Reconciling', 'False', 'Suspended');
+  await applyCB(suite.ns, 'suspended', spec);
+  const cb = await waitCondition(suite.ns, 'suspended', 'Reconciling', 'False', 'Suspended');
   assert.equal(cb.status?.identity, undefined);
-  assert.equal(await mgmt().get('v1', 'Secret', ns, 'suspended-flux-identity'), undefined, 'no key was made while suspended');
-  await applyCB(ns, 'suspended', { ...spec, suspend: false });
-  await waitCondition(ns, 'suspended', 'IdentityReady', 'True');
+  assert.equal(await mgmt().get('v1', 'Secret', suite.ns, 'suspended-flux-identity'), undefined, 'no key was made while suspended');
+  await applyCB(suite.ns, 'suspended', { ...spec, suspend: false });
+  await waitCondition(suite.ns, 'suspended', 'IdentityReady', 'True');
 });
 
 test('the key algorithm follows spec.identity, and a later change is reported, never applied behind the user\'s back', async () => {
   const spec = { git: gitSpec(await repo('identity')), identity: { algorithm: 'ecdsa' as const, ecdsaCurve: 'p256' as const } };
-  await applyCB(ns, 'ecdsa', spec);
-  const cb = await waitCondition(ns, 'ecdsa', 'IdentityReady', 'True');
+  await applyCB(suite.ns, 'ecdsa', spec);
+  const cb = await waitCondition(suite.ns, 'ecdsa', 'IdentityReady', 'True');
   assert.match(cb.status!.identity!.publicKey, /^ecdsa-sha2-nistp256 AAAA/);
-  await applyCB(ns, 'ecdsa', { ...spec, identity: { algorithm: 'rsa' as const } });
+  await applyCB(suite.ns, 'ecdsa', { ...spec, identity: { algorithm: 'rsa' as const } });
   const after = await waitFor('the algorithm change to be reported', async () => {
-    const c = await getCB(ns, 'ecdsa');
+    const c = await getCB(suite.ns, 'ecdsa');
     return condition(c, 'IdentityReady')?.message.includes('not rsa') ? c : false;
   });
   assert.equal(after.status!.identity!.publicKey, cb.status!.identity!.publicKey, 'the key was kept');
 });
 
 test('after all of this the operator is still running and answering', async () => {
-  assert.equal(operator.proc.exitCode, null);
-  assert.ok((await fetch(`${operator.healthUrl}/readyz`)).ok);
-  const metrics = await (await fetch(operator.metricsUrl)).text();
+  assert.equal(suite.operator.proc.exitCode, null);
+  assert.ok((await fetch(`${suite.operator.healthUrl}/readyz`)).ok);
+  const metrics = await (await fetch(suite.operator.metricsUrl)).text();
   assert.match(metrics, /fluxbootstrap_reconcile_total\{result="requeue"\} \d+/);
   assert.match(metrics, /fluxbootstrap_phase_duration_seconds_count\{phase="IdentityReady"\} \d+/);
 });

@@ -13,6 +13,7 @@ import { KubeClient } from '../../src/kube/client.ts';
 import { freePorts } from '../lab/lab.ts';
 import { API_VERSION, KIND, type ClusterBootstrap, type ClusterBootstrapSpec } from '../../src/api/types.ts';
 import yaml from 'js-yaml';
+import { after, before } from 'node:test';
 
 /** E2E_LAB_DIR is the lab of the e2e suite, one per checkout. */
 export const E2E_LAB_DIR = process.env.E2E_LAB_DIR ?? join(tmpdir(), `fbo-e2e-${createHash('sha256').update(PROJECT_ROOT).digest('hex').slice(0, 8)}`);
@@ -196,6 +197,27 @@ export async function startOperator(opts: { namespaces: string[]; kubeconfig?: s
       await exited;
     },
   };
+}
+
+/**
+ * operatorSuite registers what most e2e files start with: the CRD, a fresh namespace holding the push
+ * Secret, one operator watching that namespace (stopped after the file), then the file's own setup. Read
+ * `ns` and `operator` in tests.
+ */
+export function operatorSuite(prefix: string, setup?: (ns: string) => Promise<void>): { ns: string; operator: RunningOperator } {
+  const suite = {} as { ns: string; operator: RunningOperator };
+  // One hook: node:test runs a file's top-level before hooks concurrently, so the file's own setup goes here.
+  before(async () => {
+    await installCRD();
+    suite.ns = await namespace(prefix);
+    await pushSecret(suite.ns);
+    suite.operator = await startOperator({ namespaces: [suite.ns] });
+    await setup?.(suite.ns);
+  });
+  after(async () => {
+    await suite.operator?.stop();
+  });
+  return suite;
 }
 
 /** kubectl runs the lab's kubectl against the management cluster. */
