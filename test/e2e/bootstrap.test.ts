@@ -155,6 +155,15 @@ test('no commit of the repository holds private key material, and no log line do
   assert.ok(aboutIt > 3, 'the reconciles of the resource are logged');
 });
 
+test('Events on the ClusterBootstrap tell the story: waiting for the deploy key, the push, Ready', async () => {
+  const cb = await getCB(suite.ns, name);
+  const events = await mgmt().list<any>('v1', 'Event', suite.ns);
+  const mine = events.filter((e) => e.involvedObject.uid === cb.metadata.uid).map((e) => `${e.type} ${e.reason}`);
+  assert.ok(mine.includes('Warning DeployKeyNotAuthorized'), mine.join(', '));
+  assert.ok(mine.includes('Normal Pushed'), mine.join(', '));
+  assert.ok(mine.includes('Normal Succeeded'), mine.join(', '));
+});
+
 test('the management cluster keeps the identity in a Secret owned by the ClusterBootstrap', async () => {
   const cb = await getCB(suite.ns, name);
   const secret = await mgmt().get('v1', 'Secret', suite.ns, `${name}-flux-identity`);
