@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { ConditionTypes, Reasons, setCondition, findCondition } from '../api/conditions.ts';
 import { PhaseError, errorMessage } from '../api/errors.ts';
 import { API_VERSION, FINALIZER, KIND, type ClusterBootstrap, type ClusterBootstrapStatus, type Condition } from '../api/types.ts';
@@ -276,6 +277,19 @@ function fluxSecretData(identity: NonNullable<State['identity']>, creds: NonNull
   return { identity: identity.privateKey, 'identity.pub': identity.publicKey, known_hosts: knownHosts };
 }
 
+const targetClients = new Map<string, KubeClient>();
+
+/**
+ * defaultTargetClient keeps one client per kubeconfig (keyed by its content, so a rotated kubeconfig gets a
+ * new client), so that discovery is not repeated on every reconcile of every cluster.
+ */
 function defaultTargetClient(kubeconfig: string | undefined): KubeClient {
-  return kubeconfig === undefined ? KubeClient.fromDefault() : KubeClient.fromKubeconfig(kubeconfig);
+  const key = kubeconfig === undefined ? '' : createHash('sha256').update(kubeconfig).digest('hex');
+  let client = targetClients.get(key);
+  if (!client) {
+    client = kubeconfig === undefined ? KubeClient.fromDefault() : KubeClient.fromKubeconfig(kubeconfig);
+    if (targetClients.size >= 1024) targetClients.delete(targetClients.keys().next().value!);
+    targetClients.set(key, client);
+  }
+  return client;
 }
