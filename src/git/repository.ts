@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
@@ -95,6 +95,7 @@ export class Repositories {
   readonly #root: string;
   readonly #pending = new Map<string, Pending[]>();
   readonly #busy = new Set<string>();
+  readonly #opened = new Set<string>();
 
   constructor(root: string) {
     this.#root = root;
@@ -183,9 +184,19 @@ export class Repositories {
     });
   }
 
+  /**
+   * #clone returns the clone of a repository, making it on first use. A clone left by an earlier process
+   * may hold lock files of a git command that was killed; the first use in this process removes them
+   * (nothing else runs git in it: the work dir is this process's, and each clone is used by one update at a time).
+   */
   async #clone(url: string): Promise<string> {
     const dir = join(this.#root, createHash('sha256').update(url).digest('hex').slice(0, 16));
     await mkdir(dir, { recursive: true });
+    if (!this.#opened.has(dir)) {
+      for (const entry of await readdir(join(dir, '.git'), { recursive: true }).catch(() => [] as string[]))
+        if (entry.endsWith('.lock')) await rm(join(dir, '.git', entry), { force: true });
+      this.#opened.add(dir);
+    }
     const git = client(dir, baseEnv());
     if (!(await git.checkIsRepo('root' as any).catch(() => false))) {
       await git.init();

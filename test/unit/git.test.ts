@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Repositories, GitError, type UpdateRequest } from '../../src/git/repository.ts';
@@ -115,4 +115,16 @@ test('a commit whose push failed is made again once the push can succeed', async
   const r = await rs.update(request(url, 'f.yaml', 'x\n'));
   assert.equal(r.pushed, true);
   assert.equal(git(url, 'rev-parse', 'main'), r.head);
+});
+
+test('a clone left with the lock files of a killed git command works again after a restart', async () => {
+  const url = bareRepo();
+  const work = mkdtempSync(join(tmpdir(), 'work-'));
+  await new Repositories(work).update(request(url, 'a.yaml', 'a\n'));
+  const [clone] = readdirSync(work);
+  writeFileSync(join(work, clone, '.git', 'index.lock'), '');
+  writeFileSync(join(work, clone, '.git', 'refs', 'heads', 'main.lock'), '');
+  const r = await new Repositories(work).update(request(url, 'b.yaml', 'b\n'));
+  assert.equal(r.pushed, true);
+  assert.equal(git(url, 'show', 'main:b.yaml'), 'b');
 });
