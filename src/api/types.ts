@@ -8,6 +8,9 @@ export const PLURAL = 'clusterbootstraps';
 /** FINALIZER holds a ClusterBootstrap until its deletion policy has been carried out. */
 export const FINALIZER = `${GROUP}/finalizer`;
 
+/** RECONCILE_REQUESTED_AT is Flux's annotation for "reconcile now" (`flux reconcile` sets it); the operator honours it too. */
+export const RECONCILE_REQUESTED_AT = 'reconcile.fluxcd.io/requestedAt';
+
 /** FIELD_MANAGER owns every field the operator server-side applies. */
 export const FIELD_MANAGER = 'flux-bootstrap-operator';
 
@@ -72,6 +75,8 @@ export interface ClusterBootstrapStatus {
   lastPushedRevision?: string;
   lastAppliedRevision?: string;
   fluxVersion?: string;
+  /** lastHandledReconcileAt is the last `reconcile.fluxcd.io/requestedAt` annotation value acted on. */
+  lastHandledReconcileAt?: string;
   message?: string;
 }
 

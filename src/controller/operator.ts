@@ -1,6 +1,6 @@
 import dotI, { ResourceEventType, type ResourceEvent } from '@dot-i/k8s-operator';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type ClusterBootstrap } from '../api/types.ts';
+import { API_VERSION, GROUP, KIND, PLURAL, RECONCILE_REQUESTED_AT, VERSION, type ClusterBootstrap } from '../api/types.ts';
 import type { KubeClient } from '../kube/client.ts';
 import { frameworkLogger, type Logger } from '../logger.ts';
 import type { WorkQueue } from './queue.ts';
@@ -49,8 +49,13 @@ export class ClusterBootstrapOperator extends Operator {
   #onEvent(e: ResourceEvent): void {
     if (e.type === ResourceEventType.Deleted) return;
     const cb = e.object as ClusterBootstrap;
-    // A status-only change (our own status write) needs no reconcile: the generation did not move.
-    const statusOnly = e.type === ResourceEventType.Modified && !cb.metadata.deletionTimestamp && cb.metadata.generation === cb.status?.observedGeneration;
+    // A status-only change (our own status write) needs no reconcile: the generation did not move, and no
+    // new reconcile was requested through the annotation.
+    const statusOnly =
+      e.type === ResourceEventType.Modified &&
+      !cb.metadata.deletionTimestamp &&
+      cb.metadata.generation === cb.status?.observedGeneration &&
+      cb.metadata.annotations?.[RECONCILE_REQUESTED_AT] === cb.status?.lastHandledReconcileAt;
     if (!statusOnly) this.#queue.add(`${cb.metadata.namespace}/${cb.metadata.name}`);
   }
 

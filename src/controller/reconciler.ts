@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ConditionTypes, Reasons, setCondition, findCondition } from '../api/conditions.ts';
 import { PhaseError, errorMessage } from '../api/errors.ts';
-import { API_VERSION, FINALIZER, KIND, type ClusterBootstrap, type ClusterBootstrapStatus, type Condition } from '../api/types.ts';
+import { API_VERSION, FINALIZER, KIND, RECONCILE_REQUESTED_AT, type ClusterBootstrap, type ClusterBootstrapStatus, type Condition } from '../api/types.ts';
 import { validate, type BootstrapOptions } from '../api/validate.ts';
 import { KubeClient, KubeError } from '../kube/client.ts';
 import type { Repositories } from '../git/repository.ts';
@@ -10,7 +10,7 @@ import type { Context } from '../phases/context.ts';
 import { ensureIdentity } from '../phases/identity.ts';
 import { readPushCredentials } from '../phases/credentials.ts';
 import { checkDeployKey, commitManifests, trustHostKeys } from '../phases/git.ts';
-import { applyToTarget, connectTarget, fluxManagesItself } from '../phases/apply.ts';
+import { applyToTarget, connectTarget } from '../phases/apply.ts';
 import { observeFlux } from '../phases/flux.ts';
 import { uninstallFlux } from '../phases/uninstall.ts';
 import type { EventRecorder } from './events.ts';
@@ -88,8 +88,7 @@ const PHASES: Step[] = [
     condition: ConditionTypes.Applied,
     run: async (ctx, s) => {
       s.target = await connectTarget(ctx);
-      const selfManaged = await fluxManagesItself(ctx, s.target);
-      await applyToTarget(ctx, s.target, fluxSecretData(s.identity!, s.creds!, s.knownHosts ?? ''));
+      const { selfManaged } = await applyToTarget(ctx, s.target, fluxSecretData(s.identity!, s.creds!, s.knownHosts ?? ''));
       return selfManaged ? 'identity and sync applied; Flux manages its components from git' : `Flux ${ctx.opts.flux.version} components, identity and sync applied`;
     },
   },
@@ -132,6 +131,8 @@ export class Reconciler {
 
     const prev = cb.status ?? {};
     const status: ClusterBootstrapStatus = { ...prev, observedGeneration: cb.metadata.generation, conditions: [...(prev.conditions ?? [])] };
+    const requestedAt = cb.metadata.annotations?.[RECONCILE_REQUESTED_AT];
+    if (requestedAt) status.lastHandledReconcileAt = requestedAt;
     const ctx: Context = {
       cb,
       opts: undefined as unknown as BootstrapOptions,

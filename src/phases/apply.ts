@@ -45,22 +45,29 @@ export function componentObjects(ctx: Context): KubeObject[] {
 }
 
 /**
- * fluxManagesItself is true once Flux's own Kustomization has applied a revision: from then on Flux
- * reconciles its components from git, and the operator stops applying them so as not to fight it.
+ * fluxManagesItself is true once Flux's own Kustomization has applied a revision and every controller's
+ * Deployment is there: from then on Flux reconciles its components from git, and the operator stops
+ * applying them so as not to fight it. A controller deleted behind Flux's back cannot bring itself back,
+ * so then the operator applies the components again (drift repair).
  */
 export async function fluxManagesItself(ctx: Context, target: KubeClient): Promise<boolean> {
-  const ks = await target.get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', ctx.opts.flux.namespace, ctx.opts.sync.name).catch(() => undefined);
-  return Boolean(ks?.status?.lastAppliedRevision);
+  const { namespace } = ctx.opts.flux;
+  const ks = await target.get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', namespace, ctx.opts.sync.name).catch(() => undefined);
+  if (!ks?.status?.lastAppliedRevision) return false;
+  for (const component of ctx.opts.flux.components) if (!(await target.get('apps/v1', 'Deployment', namespace, component))) return false;
+  return true;
 }
 
 /**
  * applyToTarget server-side applies, in order: the CRDs (waiting until Established), the namespace and the
  * rest of the components — only until Flux manages itself — then Flux's git Secret and the sync objects.
+ * It says whether Flux managed itself, that is whether the components were left to it.
  */
-export async function applyToTarget(ctx: Context, target: KubeClient, secretData: Record<string, string>): Promise<void> {
+export async function applyToTarget(ctx: Context, target: KubeClient, secretData: Record<string, string>): Promise<{ selfManaged: boolean }> {
   const { opts } = ctx;
   try {
-    if (!(await fluxManagesItself(ctx, target))) {
+    const selfManaged = await fluxManagesItself(ctx, target);
+    if (!selfManaged) {
       const objects = componentObjects(ctx);
       const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition');
       for (const crd of crds) await target.apply(crd);
@@ -79,6 +86,7 @@ export async function applyToTarget(ctx: Context, target: KubeClient, secretData
     });
     for (const o of syncObjects({ ...opts.sync, namespace: opts.flux.namespace, url: opts.git.url, branch: opts.git.branch, path: opts.git.path }))
       await target.apply(o as KubeObject);
+    return { selfManaged };
   } catch (err) {
     if (err instanceof PhaseError) throw err;
     const reason = err instanceof KubeError && err.code === 0 ? Reasons.TargetUnreachable : Reasons.ApplyFailed;

@@ -136,6 +136,16 @@ test('bumping spec.flux.version upgrades Flux through git: one new commit, Ready
   assert.equal(source.metadata.labels['app.kubernetes.io/version'], 'v2.9.4', 'Flux applied its own new manifests');
 });
 
+test('a controller deleted behind Flux\'s back is put back on request (reconcile.fluxcd.io/requestedAt)', async () => {
+  const t = target();
+  await t.delete('apps/v1', 'Deployment', 'flux-system', 'kustomize-controller');
+  const requestedAt = new Date().toISOString();
+  await mgmt().mergePatch('fluxbootstrap.dev/v1alpha1', 'ClusterBootstrap', suite.ns, name, { metadata: { annotations: { 'reconcile.fluxcd.io/requestedAt': requestedAt } } });
+  await waitFor('the kustomize-controller Deployment to be back', () => t.get<any>('apps/v1', 'Deployment', 'flux-system', 'kustomize-controller'), 60_000);
+  const cb = await waitFor('the request to be handled', async () => ((await getCB(suite.ns, name)).status?.lastHandledReconcileAt === requestedAt ? getCB(suite.ns, name) : false));
+  assert.equal(condition(cb, 'Applied')!.status, 'True');
+});
+
 test('no commit of the repository holds private key material, and no log line does', async () => {
   const dir = clone(url);
   const history = git(['log', '-p', '--all'], dir);
