@@ -17,7 +17,8 @@ const Operator = dotI.default;
 export class ClusterBootstrapOperator extends Operator {
   readonly #queue: WorkQueue;
   readonly #mgmt: KubeClient;
-  readonly #namespaces: string[];
+  /** #scopes are the watched namespaces; undefined stands for all of them. */
+  readonly #scopes: (string | undefined)[];
   readonly #log: Logger;
   readonly #resyncMs: number;
 
@@ -28,15 +29,14 @@ export class ClusterBootstrapOperator extends Operator {
     this.k8sApi = opts.kubeConfig.makeApiClient(CoreV1Api);
     this.#queue = opts.queue;
     this.#mgmt = opts.mgmt;
-    this.#namespaces = opts.namespaces;
+    this.#scopes = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
     this.#log = opts.log;
     this.#resyncMs = opts.resyncMs;
   }
 
   /** init starts one watch per watched namespace (or one across all) and the periodic re-list. */
   protected async init(): Promise<void> {
-    const scopes = this.#namespaces.length > 0 ? this.#namespaces : [undefined];
-    for (const ns of scopes) await this.watchResource(GROUP, VERSION, PLURAL, async (e) => this.#onEvent(e), ns);
+    for (const ns of this.#scopes) await this.watchResource(GROUP, VERSION, PLURAL, async (e) => this.#onEvent(e), ns);
     setInterval(() => void this.#enqueueAll(), this.#resyncMs).unref();
   }
 
@@ -61,8 +61,7 @@ export class ClusterBootstrapOperator extends Operator {
 
   async #enqueueAll(): Promise<void> {
     try {
-      const scopes = this.#namespaces.length > 0 ? this.#namespaces : [undefined];
-      for (const ns of scopes) for (const cb of await this.#mgmt.list<ClusterBootstrap>(API_VERSION, KIND, ns)) this.#queue.add(`${cb.metadata.namespace}/${cb.metadata.name}`);
+      for (const ns of this.#scopes) for (const cb of await this.#mgmt.list<ClusterBootstrap>(API_VERSION, KIND, ns)) this.#queue.add(`${cb.metadata.namespace}/${cb.metadata.name}`);
     } catch (err) {
       this.#log.warn({ err }, 're-list of ClusterBootstraps failed');
     }

@@ -133,15 +133,6 @@ export class Reconciler {
     const status: ClusterBootstrapStatus = { ...prev, observedGeneration: cb.metadata.generation, conditions: [...(prev.conditions ?? [])] };
     const requestedAt = cb.metadata.annotations?.[RECONCILE_REQUESTED_AT];
     if (requestedAt) status.lastHandledReconcileAt = requestedAt;
-    const ctx: Context = {
-      cb,
-      opts: undefined as unknown as BootstrapOptions,
-      mgmt: this.#o.mgmt,
-      repos: this.#o.repos,
-      log,
-      targetClient: this.#o.targetClient ?? defaultTargetClient,
-      status,
-    };
     const gen = cb.metadata.generation;
     const mark = (type: string, s: Condition['status'], reason: string, message: string) => {
       status.conditions = setCondition(status.conditions!, { type, status: s, reason, message, observedGeneration: gen });
@@ -149,7 +140,7 @@ export class Reconciler {
 
     let outcome: Outcome = {};
     try {
-      ctx.opts = validate(cb);
+      const ctx = this.#context(cb, validate(cb), log, status);
       await this.#checkConflicts(ctx);
       if (ctx.opts.suspend) {
         mark(ConditionTypes.Reconciling, 'False', Reasons.Suspended, 'spec.suspend is true: the operator leaves this cluster alone');
@@ -192,6 +183,11 @@ export class Reconciler {
     return outcome;
   }
 
+  /** #context is what the phases of one pass over a ClusterBootstrap see. */
+  #context(cb: ClusterBootstrap, opts: BootstrapOptions, log: Logger, status: ClusterBootstrapStatus): Context {
+    return { cb, opts, mgmt: this.#o.mgmt, repos: this.#o.repos, log, targetClient: this.#o.targetClient ?? defaultTargetClient, status };
+  }
+
   /**
    * #checkConflicts refuses a second ClusterBootstrap on the same repository, branch and path: the oldest
    * one keeps it, the others are Stalled until their spec changes.
@@ -227,7 +223,7 @@ export class Reconciler {
       log.warn({ err }, 'the spec is invalid: deleting without uninstalling Flux');
     }
     if (opts?.deletionPolicy === 'Uninstall') {
-      const ctx: Context = { cb, opts, mgmt: this.#o.mgmt, repos: this.#o.repos, log, targetClient: this.#o.targetClient ?? defaultTargetClient, status: { ...cb.status } };
+      const ctx = this.#context(cb, opts, log, { ...cb.status });
       try {
         await uninstallFlux(ctx, await connectTarget(ctx));
       } catch (err) {
