@@ -1,7 +1,10 @@
+import { createHash } from 'node:crypto';
 import https from 'node:https';
 import http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from '../api/types.ts';
+import { parseTargetKubeconfig, type TargetKubeconfigOptions } from './kubeconfig.ts';
 
 /** KubeObject is any Kubernetes object, as JSON. */
 export interface KubeObject {
@@ -11,20 +14,54 @@ export interface KubeObject {
   [k: string]: any;
 }
 
-/** KubeError is a failed API call: the HTTP status, the Status reason and its message. */
+/**
+ * KubeError is a failed API call: the HTTP status, the Status reason and its message. Failures without an
+ * answer have code 0 and reason `ConnectionError`, `Timeout` (the deadline passed), `ResponseTooLarge`,
+ * `CredentialsError` (client-node could not produce them) or `InvalidRequest`.
+ */
 export class KubeError extends Error {
   readonly code: number;
   readonly reason: string;
-  constructor(code: number, reason: string, message: string, cause?: unknown) {
+  /** retryAfterMs is the server's Retry-After, when it sent one. */
+  readonly retryAfterMs: number | undefined;
+  constructor(code: number, reason: string, message: string, cause?: unknown, extra: { retryAfterMs?: number } = {}) {
     super(message, cause === undefined ? undefined : { cause });
     this.name = 'KubeError';
     this.code = code;
     this.reason = reason;
+    this.retryAfterMs = extra.retryAfterMs;
   }
+}
+
+/** KubeClientOptions bound what one client may cost: time, memory, attempts and connections. */
+export interface KubeClientOptions {
+  /** timeoutMs is the hard deadline of one call, retries included, however slowly the server drips bytes (default 30 s). */
+  timeoutMs?: number;
+  /** maxBodyBytes caps an answer's body; a larger one is cut off and fails (default 16 MiB). */
+  maxBodyBytes?: number;
+  /** maxAttempts bounds the tries of a GET or DELETE that meets 429, 5xx or a connection error (default 3). */
+  maxAttempts?: number;
+  /** retryBaseMs is the first backoff between tries, doubled each time, when the server sends no Retry-After (default 250 ms). */
+  retryBaseMs?: number;
+  /** fieldManager owns what `apply` writes unless a call names another (default FIELD_MANAGER). */
+  fieldManager?: string;
+  /** maxSockets bounds the connections to the API server (default 8). */
+  maxSockets?: number;
+  /** idleSocketMs closes a kept-alive connection after this long unused (default 15 s). */
+  idleSocketMs?: number;
 }
 
 /** isNotFound is true for a 404 from the API server. */
 const isNotFound = (err: unknown): boolean => err instanceof KubeError && err.code === 404;
+
+/** IDEMPOTENT methods are tried again after a 429, a 5xx or a lost connection. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'DELETE']);
+
+/** STALE marks errors of a request that went out on a kept-alive connection the server had closed: nothing reached it. */
+const STALE = new WeakSet<Error>();
+
+/** TLS_OPTIONS are the request options client-node fills in that belong to the connection, hence to the agent. */
+const TLS_OPTIONS = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'servername', 'rejectUnauthorized'] as const;
 
 interface Resource {
   base: string;
@@ -35,49 +72,161 @@ interface Resource {
 /**
  * KubeClient is a small REST client on top of client-node's KubeConfig (which handles every auth method).
  * It sends objects as JSON exactly as given — client-node's typed serialiser drops fields its models do
- * not know, which would corrupt Flux's manifests — and finds resource paths through discovery.
+ * not know, which would corrupt Flux's manifests — and finds resource paths through discovery. Every call
+ * has a hard deadline and a body cap, and goes over one pool of kept-alive connections per client.
  */
 export class KubeClient {
   readonly server: string;
+  /** fieldManager owns what `apply` writes. */
+  readonly fieldManager: string;
   readonly #kc: KubeConfig;
   readonly #resources = new Map<string, Resource>();
   readonly #timeoutMs: number;
+  readonly #maxBodyBytes: number;
+  readonly #maxAttempts: number;
+  readonly #retryBaseMs: number;
+  readonly #maxSockets: number;
+  readonly #idleSocketMs: number;
+  #agent: http.Agent | undefined;
+  #agentKey = '';
 
-  constructor(kc: KubeConfig, opts: { timeoutMs?: number } = {}) {
+  constructor(kc: KubeConfig, opts: KubeClientOptions = {}) {
     const cluster = kc.getCurrentCluster();
     if (!cluster?.server) throw new Error('the kubeconfig has no current cluster with a server address');
+    if (cluster.proxyUrl) throw new Error('the kubeconfig\'s cluster has a proxy-url, which KubeClient does not support');
+    const protocol = new URL(cluster.server).protocol;
+    if (protocol !== 'https:' && protocol !== 'http:') throw new Error('the kubeconfig\'s server is not an https:// or http:// URL');
     this.#kc = kc;
     this.server = cluster.server.replace(/\/+$/, '');
+    this.fieldManager = opts.fieldManager ?? FIELD_MANAGER;
     this.#timeoutMs = opts.timeoutMs ?? 30_000;
+    this.#maxBodyBytes = opts.maxBodyBytes ?? 16 * 1024 * 1024;
+    this.#maxAttempts = Math.max(1, opts.maxAttempts ?? 3);
+    this.#retryBaseMs = opts.retryBaseMs ?? 250;
+    this.#maxSockets = opts.maxSockets ?? 8;
+    this.#idleSocketMs = opts.idleSocketMs ?? 15_000;
   }
 
-  /** fromKubeconfig builds a client from kubeconfig YAML, as found in a Cluster API `<cluster>-kubeconfig` Secret. */
-  static fromKubeconfig(text: string): KubeClient {
+  /**
+   * fromKubeconfig builds a client from kubeconfig YAML that someone else wrote, as found in a Cluster API
+   * `<cluster>-kubeconfig` Secret: it goes through parseTargetKubeconfig, so only inline credentials are
+   * accepted and nothing in it can read the operator's files or run a command (exec only with `allowExec`).
+   * Throws KubeconfigError.
+   */
+  static fromKubeconfig(text: string, opts: KubeClientOptions & TargetKubeconfigOptions = {}): KubeClient {
+    return new KubeClient(parseTargetKubeconfig(text, opts), opts);
+  }
+
+  /**
+   * fromTrustedKubeconfig builds a client from kubeconfig YAML the operator's own administrator wrote (the
+   * operator's config, test harnesses): every client-node feature works, file paths and exec included.
+   * Never use it for a kubeconfig read from a resource.
+   */
+  static fromTrustedKubeconfig(text: string, opts: KubeClientOptions = {}): KubeClient {
     const kc = new KubeConfig();
     kc.loadFromString(text);
-    return new KubeClient(kc);
+    return new KubeClient(kc, opts);
   }
 
   /** fromDefault builds a client from $KUBECONFIG, ~/.kube/config or the in-cluster service account. */
-  static fromDefault(): KubeClient {
+  static fromDefault(opts: KubeClientOptions = {}): KubeClient {
     const kc = new KubeConfig();
     kc.loadFromDefault();
-    return new KubeClient(kc);
+    return new KubeClient(kc, opts);
   }
 
-  /** request sends one API call and returns the decoded JSON body; non-2xx answers throw KubeError. */
+  /** close drops the client's kept-alive connections; calls made afterwards open new ones. */
+  close(): void {
+    this.#agent?.destroy();
+    this.#agent = undefined;
+    this.#agentKey = '';
+  }
+
+  /**
+   * request sends one API call and returns the decoded JSON body; non-2xx answers throw KubeError. The call
+   * ends by the deadline whatever the server does; GET and DELETE are tried again (at most maxAttempts times,
+   * never past the deadline) after a 429, a 5xx or a lost connection, waiting as Retry-After asks.
+   */
   async request<T = any>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
-    const url = new URL(this.server + path);
-    const opts: https.RequestOptions = { method, headers: { Accept: 'application/json' }, timeout: this.#timeoutMs };
-    await this.#kc.applyToHTTPSOptions(opts);
     const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+    const deadline = Date.now() + this.#timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#send<T>(method, path, payload, contentType, deadline);
+      } catch (err) {
+        const wait = this.#retryDelay(err, method, attempt);
+        if (wait === undefined || Date.now() + wait >= deadline) throw err;
+        await sleep(wait);
+      }
+    }
+  }
+
+  /** retryDelay says how long to wait before trying a failed call again, or undefined to give up. */
+  #retryDelay(err: unknown, method: string, attempt: number): number | undefined {
+    if (!(err instanceof KubeError) || attempt >= this.#maxAttempts) return undefined;
+    if (STALE.has(err)) return 0;
+    if (!IDEMPOTENT.has(method.toUpperCase())) return undefined;
+    const transient = err.code === 429 || err.code >= 500 || (err.code === 0 && err.reason === 'ConnectionError');
+    if (!transient) return undefined;
+    if (err.retryAfterMs !== undefined) return err.retryAfterMs;
+    const backoff = this.#retryBaseMs * 2 ** (attempt - 1);
+    return backoff / 2 + Math.random() * (backoff / 2);
+  }
+
+  /** send makes one try of a call, ending it at the deadline or when the answer outgrows the cap. */
+  async #send<T>(method: string, path: string, payload: string | undefined, contentType: string, deadline: number): Promise<T> {
+    const what = `${method} ${path}`;
+    const timedOut = () => new KubeError(0, 'Timeout', `${what}: no complete answer from ${this.server} within ${this.#timeoutMs} ms`);
+    const url = new URL(this.server + path);
+    const opts: https.RequestOptions = { method, headers: { Accept: 'application/json' } };
+    try {
+      await withDeadline(this.#authorize(opts), deadline, timedOut);
+    } catch (cause) {
+      if (cause instanceof KubeError) throw cause;
+      throw new KubeError(0, 'CredentialsError', `${what}: cannot get the credentials for ${this.server}`, cause);
+    }
+    opts.agent = this.#agentFor(url.protocol, opts);
     if (payload !== undefined) Object.assign(opts.headers!, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(payload) });
     const transport = url.protocol === 'http:' ? http : https;
+    const max = this.#maxBodyBytes;
+    const tooLarge = () => new KubeError(0, 'ResponseTooLarge', `${what}: the answer from ${this.server} is larger than the ${max}-byte limit`);
+
     return new Promise<T>((resolve, reject) => {
-      const req = transport.request(url, opts, (res) => {
+      let settled = false;
+      let answered = false;
+      let timer: NodeJS.Timeout | undefined;
+      let req: http.ClientRequest;
+      const finish = (err: Error | undefined, value?: T) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve(value as T);
+      };
+      const cut = (err: Error) => {
+        finish(err);
+        req.destroy();
+      };
+      const lost = (cause: Error) => {
+        const err = new KubeError(0, 'ConnectionError', `${what} to ${this.server}: ${cause.message}`, cause);
+        if (!answered && req.reusedSocket && (cause as NodeJS.ErrnoException).code === 'ECONNRESET') STALE.add(err);
+        return err;
+      };
+
+      const onAnswer = (res: http.IncomingMessage) => {
+        answered = true;
+        if (Number(res.headers['content-length']) > max) return cut(tooLarge());
         const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (err) => reject(new KubeError(0, 'ConnectionError', `${method} ${path}: ${err.message}`, err)));
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > max) return cut(tooLarge());
+          chunks.push(c);
+        });
+        res.on('error', (err) => finish(lost(err)));
+        res.on('close', () => {
+          if (!res.complete) finish(lost(new Error('the connection closed before the answer was complete')));
+        });
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
           let json: any;
@@ -87,16 +236,62 @@ export class KubeClient {
             json = undefined;
           }
           const code = res.statusCode ?? 0;
-          if (code >= 200 && code < 300) return resolve(json as T);
-          const message = json?.message ?? (text.slice(0, 200) || `HTTP ${code}`);
-          reject(new KubeError(code, json?.reason ?? 'Unknown', `${method} ${path}: ${message}`));
+          if (code >= 200 && code < 300) return finish(undefined, json as T);
+          const message = typeof json?.message === 'string' ? json.message : text || `HTTP ${code}`;
+          const reason = typeof json?.reason === 'string' ? clip(json.reason, 64) : 'Unknown';
+          finish(new KubeError(code, reason, `${what}: ${clip(message, 500)}`, undefined, { retryAfterMs: retryAfter(res.headers['retry-after']) }));
         });
-      });
-      req.on('timeout', () => req.destroy(new Error(`no answer in ${this.#timeoutMs} ms`)));
-      req.on('error', (err) => reject(new KubeError(0, 'ConnectionError', `${method} ${this.server}${path}: ${err.message}`, err)));
-      if (payload !== undefined) req.write(payload);
-      req.end();
+      };
+      try {
+        req = transport.request(url, opts, onAnswer);
+      } catch (cause) {
+        // Node refuses some options before sending (a header with a forbidden character): nothing to retry.
+        return reject(new KubeError(0, 'InvalidRequest', `${what}: the request cannot be sent: ${(cause as Error).message}`, cause));
+      }
+      timer = setTimeout(() => cut(timedOut()), Math.max(0, deadline - Date.now()));
+      req.on('error', (err) => finish(lost(err)));
+      req.end(payload);
     });
+  }
+
+  /** authorize adds the credentials and TLS material of the current user and cluster to a request's options. */
+  async #authorize(opts: https.RequestOptions): Promise<void> {
+    // client-node's public applyToHTTPSOptions also builds a new agent (a new connection) per call; its
+    // applyOptions does only the credentials, and is used when it is there.
+    const kc = this.#kc as unknown as { applyOptions?: (o: https.RequestOptions) => Promise<void> };
+    if (typeof kc.applyOptions === 'function') await kc.applyOptions.call(this.#kc, opts);
+    else {
+      await this.#kc.applyToHTTPSOptions(opts);
+      delete opts.agent;
+      delete opts.auth;
+    }
+    const user = this.#kc.getCurrentUser();
+    const headers = opts.headers as Record<string, string | number>;
+    if (user?.username && !headers.Authorization) {
+      headers.Authorization = `Basic ${Buffer.from(`${user.username}:${user.password ?? ''}`).toString('base64')}`;
+    }
+  }
+
+  /**
+   * agentFor returns the client's connection pool, moving the TLS options from the request to it; new TLS
+   * material (a rotated certificate file) gets a new pool, and the old one's idle connections time out.
+   */
+  #agentFor(protocol: string, opts: https.RequestOptions): http.Agent {
+    const tls: Record<string, unknown> = {};
+    const hash = createHash('sha256').update(protocol);
+    for (const k of TLS_OPTIONS) {
+      const v = opts[k];
+      delete opts[k];
+      if (v === undefined || protocol !== 'https:') continue;
+      tls[k] = v;
+      hash.update(`\0${k}\0`).update(Buffer.isBuffer(v) || typeof v === 'string' ? v : JSON.stringify(v));
+    }
+    const key = hash.digest('hex');
+    if (this.#agent && key === this.#agentKey) return this.#agent;
+    const pool = { keepAlive: true, maxSockets: this.#maxSockets, maxFreeSockets: this.#maxSockets, timeout: this.#idleSocketMs, scheduling: 'lifo' as const };
+    this.#agent = protocol === 'https:' ? new https.Agent({ ...pool, ...tls }) : new http.Agent(pool);
+    this.#agentKey = key;
+    return this.#agent;
   }
 
   /** resourcePath finds the REST path of a kind through discovery (cached), with the namespace and name. */
@@ -121,10 +316,10 @@ export class KubeClient {
     this.#resources.clear();
   }
 
-  /** apply server-side applies an object under the operator's field manager, forcing conflicts. */
+  /** apply server-side applies an object under the client's field manager (or `opts.fieldManager`), forcing conflicts. */
   async apply<T extends KubeObject>(obj: T, opts: { fieldManager?: string; force?: boolean } = {}): Promise<T> {
     const path = await this.resourcePath(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
-    const query = `?fieldManager=${encodeURIComponent(opts.fieldManager ?? FIELD_MANAGER)}&force=${opts.force ?? true}`;
+    const query = `?fieldManager=${encodeURIComponent(opts.fieldManager ?? this.fieldManager)}&force=${opts.force ?? true}`;
     return this.request<T>('PATCH', path + query, obj, 'application/apply-patch+yaml');
   }
 
@@ -163,4 +358,31 @@ export class KubeClient {
       if (!isNotFound(err)) throw err;
     }
   }
+}
+
+/** withDeadline settles like the promise, or rejects with the given error when the deadline comes first. */
+async function withDeadline<T>(p: Promise<T>, deadline: number, err: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(err()), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** retryAfter reads a Retry-After header (seconds or an HTTP date) as milliseconds. */
+function retryAfter(value: string | undefined): number | undefined {
+  if (!value) return undefined;
+  if (/^\s*\d+\s*$/.test(value)) return Number(value) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+/** clip makes text from the server fit a message: one line, printable, bounded. */
+function clip(text: string, max: number): string {
+  const line = text.replace(/[\x00-\x1f\x7f]+/g, ' ');
+  return line.length > max ? `${line.slice(0, max)}…` : line;
 }
