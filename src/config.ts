@@ -15,6 +15,14 @@ export interface Config {
   metricsAddr: string;
   healthAddr: string;
   workDir: string;
+  /** allowTargetlessNamespaces may bootstrap the management cluster itself (no spec.target). */
+  allowTargetlessNamespaces: string[];
+  /** allowKubeconfigExec lets target kubeconfigs run exec credential plugins inside the operator. */
+  allowKubeconfigExec: boolean;
+  /** allowInsecureKubeconfigTLS lets target kubeconfigs skip TLS verification. */
+  allowInsecureKubeconfigTLS: boolean;
+  /** reconcileTimeoutMs is how long one reconcile may run before it is abandoned and retried with backoff. */
+  reconcileTimeoutMs: number;
 }
 
 /** OPTIONS documents each setting: flag name, environment variable, default. The README's table mirrors it. */
@@ -29,6 +37,14 @@ export const OPTIONS = {
   'metrics-addr': { env: 'METRICS_ADDR', default: ':8080', help: 'address of /metrics' },
   'health-addr': { env: 'HEALTH_ADDR', default: ':8081', help: 'address of /healthz and /readyz' },
   'work-dir': { env: 'WORK_DIR', default: '', help: 'folder for the git clones; defaults to a folder in the temp dir' },
+  'reconcile-timeout': { env: 'RECONCILE_TIMEOUT', default: '5m', help: 'how long one reconcile may run before it is abandoned and retried' },
+  'allow-targetless-namespaces': {
+    env: 'ALLOW_TARGETLESS_NAMESPACES',
+    default: '',
+    help: 'comma-separated namespaces whose ClusterBootstraps may omit spec.target and bootstrap the management cluster',
+  },
+  'insecure-kubeconfig-exec': { env: 'INSECURE_KUBECONFIG_EXEC', default: 'false', help: 'let target kubeconfigs run exec credential plugins in the operator' },
+  'insecure-kubeconfig-tls': { env: 'INSECURE_KUBECONFIG_TLS', default: 'false', help: 'let target kubeconfigs skip TLS verification' },
 } as const;
 
 /** parseDuration reads a Go-style duration (`90s`, `10m`, `1h30m`) into milliseconds. */
@@ -53,19 +69,27 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
   const get = (k: keyof typeof OPTIONS): string => (values[k] as string | undefined) ?? env[OPTIONS[k].env] ?? OPTIONS[k].default;
   const concurrency = Number(get('concurrency'));
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error(`--concurrency must be a positive integer, not ${get('concurrency')}`);
-  const leaderElect = get('leader-elect');
-  if (!['true', 'false'].includes(leaderElect)) throw new Error(`--leader-elect must be true or false, not ${leaderElect}`);
+  const bool = (k: keyof typeof OPTIONS): boolean => {
+    const v = get(k);
+    if (!['true', 'false'].includes(v)) throw new Error(`--${k} must be true or false, not ${v}`);
+    return v === 'true';
+  };
+  const list = (k: keyof typeof OPTIONS): string[] => get(k).split(',').map((s) => s.trim()).filter(Boolean);
   return {
-    watchNamespaces: get('watch-namespaces').split(',').map((s) => s.trim()).filter(Boolean),
+    watchNamespaces: list('watch-namespaces'),
     concurrency,
     resyncMs: parseDuration(get('resync-period')),
     logLevel: get('log-level'),
-    leaderElect: leaderElect === 'true',
+    leaderElect: bool('leader-elect'),
     leaderElectionNamespace: get('leader-election-namespace') || env.POD_NAMESPACE || 'flux-bootstrap-system',
     leaderElectionId: get('leader-election-id'),
     identity: env.POD_NAME || `${hostname()}-${process.pid}`,
     metricsAddr: get('metrics-addr'),
     healthAddr: get('health-addr'),
     workDir: get('work-dir') || join(tmpdir(), 'flux-bootstrap-operator'),
+    reconcileTimeoutMs: parseDuration(get('reconcile-timeout')),
+    allowTargetlessNamespaces: list('allow-targetless-namespaces'),
+    allowKubeconfigExec: bool('insecure-kubeconfig-exec'),
+    allowInsecureKubeconfigTLS: bool('insecure-kubeconfig-tls'),
   };
 }

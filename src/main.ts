@@ -1,76 +1,90 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { loadConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { KubeClient } from './kube/client.ts';
+import { TargetClients } from './kube/targets.ts';
 import { Repositories } from './git/repository.ts';
 import { Reconciler } from './controller/reconciler.ts';
 import { WorkQueue } from './controller/queue.ts';
 import { ClusterBootstrapOperator } from './controller/operator.ts';
 import { LeaderElector } from './controller/leader.ts';
 import { kubeEventRecorder } from './controller/events.ts';
-import { createMetrics } from './controller/metrics.ts';
+import { CONTROLLER, createMetrics } from './controller/metrics.ts';
 import { startHealthServer, startMetricsServer } from './server.ts';
-import { join } from 'node:path';
 import { PhaseError } from './api/errors.ts';
 
-// main wires the operator together: configuration, logger, clients, queue, watch, leader election, probes.
+// main wires the operator together: configuration, logger, clients, queue, informer, leader election, probes.
+const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 const config = loadConfig();
 const log = createLogger(config.logLevel);
 const kubeConfig = new KubeConfig();
 kubeConfig.loadFromDefault();
-const mgmt = new KubeClient(kubeConfig);
-const metrics = createMetrics();
-const reconciler = new Reconciler({
+const metrics = createMetrics(VERSION);
+const onResponse = (method: string, host: string, code: string) => metrics.restRequests.inc({ method, host, code });
+const mgmt = new KubeClient(kubeConfig, { onResponse });
+const targets = new TargetClients({ allowExec: config.allowKubeconfigExec, allowInsecureTLS: config.allowInsecureKubeconfigTLS, client: { onResponse } });
+const reconciler: Reconciler = new Reconciler({
   mgmt,
   repos: new Repositories(join(config.workDir, 'repos')),
   log,
   events: kubeEventRecorder(mgmt),
   metrics,
   resyncMs: config.resyncMs,
+  targetClient: targets.get,
+  policy: { targetlessNamespaces: config.allowTargetlessNamespaces },
+  siblings: () => operator.list(),
 });
-const queue = new WorkQueue({
+const queue: WorkQueue = new WorkQueue({
   concurrency: config.concurrency,
+  deadlineMs: config.reconcileTimeoutMs,
   worker: async (key) => {
     const [namespace, name] = key.split('/');
-    const end = metrics.reconcileDuration.startTimer();
-    try {
-      return await reconciler.reconcile(namespace, name);
-    } finally {
-      end();
-    }
+    return reconciler.reconcile(namespace, name);
   },
-  onResult: (key, result, error) => {
-    metrics.reconciles.inc({ result });
-    // The reconciler logs the phase errors it reports in status; anything else is logged here.
-    if (error && !(error instanceof PhaseError)) {
-      const [namespace, name] = key.split('/');
-      log.warn({ namespace, name, err: error }, 'reconcile failed; retrying with backoff');
-    }
+  observer: {
+    ...metrics.queueObserver,
+    finished(key, result, workMs, outcome) {
+      metrics.queueObserver.finished!(key, result, workMs, outcome);
+      // The reconciler logs the phase errors it reports in status; anything else is logged here.
+      if (outcome.error && !(outcome.error instanceof PhaseError)) {
+        const [namespace, name] = key.split('/');
+        log.warn({ namespace, name, err: outcome.error }, 'reconcile failed; retrying with backoff');
+      }
+    },
   },
-  onDepth: (depth) => metrics.queueDepth.set(depth),
 });
-const operator = new ClusterBootstrapOperator({ kubeConfig, mgmt, queue, namespaces: config.watchNamespaces, log, resyncMs: config.resyncMs });
+metrics.watchQueue(queue, config.concurrency);
+const operator: ClusterBootstrapOperator = new ClusterBootstrapOperator({ kubeConfig, mgmt, queue, namespaces: config.watchNamespaces, log, resyncMs: config.resyncMs });
 const elector = config.leaderElect
   ? new LeaderElector({ client: mgmt, namespace: config.leaderElectionNamespace, name: config.leaderElectionId, identity: config.identity, log })
   : undefined;
 
+/** WEDGED_INFORMER_MS is how long the informer may fail before the process counts as wedged and /healthz fails. */
+const WEDGED_INFORMER_MS = 10 * 60_000;
 let shuttingDown = false;
 const servers = await Promise.all([
-  startHealthServer(config.healthAddr, { healthy: () => true, ready: () => !shuttingDown }),
+  startHealthServer(config.healthAddr, {
+    // Wedged: work waits but no reconcile has finished within the reconcile deadline, or the watch has been down for long.
+    healthy: () => queue.stalledForMs() < config.reconcileTimeoutMs + 30_000 && operator.failingForMs < WEDGED_INFORMER_MS,
+    // Ready: the cache is synced; a standby replica is ready too (it serves as soon as it leads).
+    ready: () => !shuttingDown && operator.synced,
+  }),
   startMetricsServer(config.metricsAddr, metrics.registry),
 ]);
 
 async function lead(): Promise<void> {
+  metrics.leader.set({ name: CONTROLLER }, 1);
   queue.start();
-  await operator.start();
-  log.info({ namespaces: config.watchNamespaces.length ? config.watchNamespaces : 'all', concurrency: config.concurrency }, 'watching ClusterBootstraps');
+  log.info({ namespaces: config.watchNamespaces.length ? config.watchNamespaces : 'all', concurrency: config.concurrency }, 'reconciling ClusterBootstraps');
 }
 
 async function shutdown(signal: string): Promise<void> {
   if (shuttingDown) return;
   shuttingDown = true;
   log.info({ signal }, 'shutting down: finishing the reconciles in flight');
-  // Not operator.stop(): dot-i treats its aborted watch as a failure and exits 1. The watch ends with us.
+  // Not operator.stop(): dot-i's stop exits 1. The informers end with the process.
   await queue.shutdown(20_000);
   await elector?.release().catch((err) => log.warn({ err }, 'cannot release the Lease'));
   for (const s of servers) s.close();
@@ -79,12 +93,18 @@ async function shutdown(signal: string): Promise<void> {
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 process.on('SIGINT', () => void shutdown('SIGINT'));
+// Nothing transient ends the process: a stray rejection is logged, and the operator goes on.
+process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
 
-log.info({ version: process.env.npm_package_version, leaderElect: config.leaderElect, identity: config.identity }, 'starting');
+log.info({ version: VERSION, leaderElect: config.leaderElect, identity: config.identity }, 'starting');
+// The informers fill the cache (and the queue) on every replica, so that a new leader starts warm.
+await operator.start();
+metrics.leader.set({ name: CONTROLLER }, 0);
 if (elector) {
-  void elector.run(lead, (err) => {
-    log.error({ err }, 'stopped leading: exiting so that a new leader takes over');
-    process.exit(1);
+  void elector.run(lead, async (err) => {
+    metrics.leader.set({ name: CONTROLLER }, 0);
+    log.error({ err }, 'stopped leading: finishing the reconciles in flight, then standing by');
+    queue.pause();
   });
 } else {
   await lead();

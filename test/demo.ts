@@ -20,7 +20,7 @@ say('starting the lab (the first run builds etcd, Kubernetes and Flux from Go mo
 const env = await labUp({ log: (l) => process.stdout.write(`    ${l}\n`) });
 const kubectl = (...args: string[]) =>
   execFileSync(join(env.LAB_BIN, 'kubectl'), ['--kubeconfig', env.LAB_MGMT_KUBECONFIG, ...args], { encoding: 'utf8' });
-const mgmt = KubeClient.fromKubeconfig(readFileSync(env.LAB_MGMT_KUBECONFIG, 'utf8'));
+const mgmt = KubeClient.fromTrustedKubeconfig(readFileSync(env.LAB_MGMT_KUBECONFIG, 'utf8'));
 
 say('installing the ClusterBootstrap CRD into the management cluster');
 process.stdout.write(kubectl('apply', '--server-side', '-k', join(PROJECT_ROOT, 'crds')));

@@ -13,6 +13,8 @@ export const ConditionTypes = {
   FluxReady: 'FluxReady',
 } as const;
 
+export type ConditionType = (typeof ConditionTypes)[keyof typeof ConditionTypes];
+
 /**
  * Reasons is the one catalogue of condition reasons. A test checks that the README documents each one.
  * Configuration errors (Stalled, not retried until the spec changes) and transient errors (retried with
@@ -31,6 +33,7 @@ export const Reasons = {
   UnknownFluxVersion: 'UnknownFluxVersion',
   UnknownComponent: 'UnknownComponent',
   PathConflict: 'PathConflict',
+  TargetlessNotAllowed: 'TargetlessNotAllowed',
   // the management cluster's Secrets
   KubeconfigSecretMissing: 'KubeconfigSecretMissing',
   KubeconfigInvalid: 'KubeconfigInvalid',
@@ -45,6 +48,9 @@ export const Reasons = {
   DeployKeyNotAuthorized: 'DeployKeyNotAuthorized',
   PushRejected: 'PushRejected',
   GitOperationFailed: 'GitOperationFailed',
+  // the repository's contents
+  KustomizationInvalid: 'KustomizationInvalid',
+  UnsafeRepositoryContent: 'UnsafeRepositoryContent',
   // target cluster
   TargetUnreachable: 'TargetUnreachable',
   ApplyFailed: 'ApplyFailed',
@@ -65,6 +71,7 @@ export const Terminal: ReadonlySet<string> = new Set<string>([
   Reasons.UnknownFluxVersion,
   Reasons.UnknownComponent,
   Reasons.PathConflict,
+  Reasons.TargetlessNotAllowed,
 ]);
 
 /**

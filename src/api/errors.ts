@@ -1,28 +1,20 @@
 import { Terminal, type Reason } from './conditions.ts';
 
 /**
- * PhaseError is how a phase says why it stopped: the condition it failed, the reason, a message that says
- * what to fix, and when to look again. Terminal reasons (configuration errors) are not retried until the
- * spec changes; the rest are retried with backoff, or after `retryAfterMs` when the phase knows better
- * (e.g. waiting for a deploy key to be registered).
+ * PhaseError is how a phase says why it stopped: the reason, a message that says what to fix, and when to
+ * look again. The pipeline, not the phase, decides which condition reports it. Terminal reasons
+ * (configuration errors) are not retried until the spec changes; the rest are retried with backoff, or
+ * after `retryAfterMs` when the phase knows better (e.g. waiting for a deploy key to be registered).
  */
 export class PhaseError extends Error {
-  readonly condition: string;
   readonly reason: Reason;
   readonly retryAfterMs?: number;
 
-  constructor(condition: string, reason: Reason, message: string, opts: { cause?: unknown; retryAfterMs?: number } = {}) {
+  constructor(reason: Reason, message: string, opts: { cause?: unknown; retryAfterMs?: number } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'PhaseError';
-    this.condition = condition;
     this.reason = reason;
     this.retryAfterMs = opts.retryAfterMs;
-  }
-
-  /** inPhase returns this error as reported by the phase that was running, which owns the condition. */
-  inPhase(condition: string): PhaseError {
-    if (condition === this.condition) return this;
-    return new PhaseError(condition, this.reason, this.message, { cause: this.cause, retryAfterMs: this.retryAfterMs });
   }
 
   /** terminal is true for configuration errors: the resource is Stalled. */

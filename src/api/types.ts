@@ -27,6 +27,8 @@ export interface ClusterBootstrapSpec {
     branch?: string;
     path?: string;
     secretRef: { name: string };
+    readSecretRef?: { name: string };
+    sharePushCredentials?: boolean;
     knownHosts?: string;
     author?: { name?: string; email?: string };
     commitMessageAppendix?: string;

@@ -1,7 +1,8 @@
-import { ConditionTypes, Reasons } from './conditions.ts';
+import { Reasons } from './conditions.ts';
 import { PhaseError } from './errors.ts';
 import type { ClusterBootstrap } from './types.ts';
 import { DEFAULT_COMPONENTS, EXTRA_COMPONENTS, shippedVersions, type ComponentsOptions } from '../manifests/components.ts';
+import type { SyncOptions } from '../manifests/sync.ts';
 
 /** BootstrapOptions is a validated spec with every default filled in: what the phases work from. */
 export interface BootstrapOptions {
@@ -16,12 +17,15 @@ export interface BootstrapOptions {
     branch: string;
     path: string;
     secretName: string;
+    /** readSecretName is the Secret Flux reads an https repository with; undefined over ssh, or when sharing the push credentials. */
+    readSecretName?: string;
     knownHosts?: string;
     author: { name: string; email: string };
     messageAppendix: string;
   };
   flux: ComponentsOptions;
-  sync: { name: string; interval: string; kustomizationInterval: string; prune: boolean; secretName: string };
+  /** sync is the GitRepository and Kustomization Flux syncs with, as committed and as applied. */
+  sync: SyncOptions;
   identity: { algorithm: 'ed25519' | 'ecdsa' | 'rsa'; ecdsaCurve: 'p256' | 'p384' | 'p521'; rsaBits: number };
   suspend: boolean;
   deletionPolicy: 'Orphan' | 'Uninstall';
@@ -32,9 +36,24 @@ const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const DURATION = /^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$/;
 const PATH_SEGMENT = /^[A-Za-z0-9._-]+$/;
 const LOG_LEVELS = ['debug', 'info', 'error'];
+/** IMAGE_REPOSITORY is a registry host (with an optional port) and path, as in an image reference. */
+const IMAGE_REPOSITORY = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/;
+/** LABEL_KEY is a Kubernetes label key (an optional DNS prefix, a name): what a taint key is. */
+const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const AUTHOR_NAME = /^[^\u0000-\u001f\u007f<>]{1,256}$/;
+const EMAIL = /^[^\s<>@\u0000-\u001f\u007f]+@[^\s<>@\u0000-\u001f\u007f]+$/;
+
+/** Policy is what the operator's flags allow a ClusterBootstrap beyond the safe default. */
+export interface Policy {
+  /** targetlessNamespaces are the namespaces whose ClusterBootstraps may omit spec.target and install into the management cluster. */
+  targetlessNamespaces: string[];
+}
+
+/** SYSTEM_NAMESPACES are never Flux's namespace for a ClusterBootstrap that may uninstall (delete) it. */
+const SYSTEM_NAMESPACES = ['kube-system', 'kube-public', 'kube-node-lease', 'default'];
 
 function invalid(reason: (typeof Reasons)[keyof typeof Reasons], message: string): never {
-  throw new PhaseError(ConditionTypes.Ready, reason, message);
+  throw new PhaseError(reason, message);
 }
 
 /**
@@ -55,9 +74,11 @@ export function normalizeGitURL(raw: string): { url: string; transport: 'ssh' | 
   if (!transport) invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} has scheme ${parsed.protocol} — use ssh:// (or https://)`);
   if (!parsed.hostname) invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} has no host`);
   if (parsed.pathname.length <= 1) invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} names no repository`);
-  if (parsed.password) invalid(Reasons.InvalidGitURL, 'spec.git.url must not carry a password: put credentials in spec.git.secretRef');
+  if (parsed.password || (transport === 'https' && parsed.username))
+    invalid(Reasons.InvalidGitURL, 'spec.git.url must not carry credentials (a user or token before @ in an https URL): put them in spec.git.secretRef');
   if (parsed.search || parsed.hash) invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} must not have a query or fragment`);
   const port = parsed.port ? Number(parsed.port) : transport === 'ssh' ? 22 : 443;
+  parsed.hostname = parsed.hostname.toLowerCase();
   return { url: parsed.toString(), transport, host: parsed.hostname, port };
 }
 
@@ -71,7 +92,7 @@ export function normalizeRepoPath(raw: string): string {
     if (s === '..') invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} escapes the repository ('..' is not allowed)`);
     if (!PATH_SEGMENT.test(s)) invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} has an invalid segment ${JSON.stringify(s)}`);
   }
-  if (segments[0] === '.git') invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} points into .git`);
+  if (segments.some((s) => s.toLowerCase() === '.git')) invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} has a .git segment`);
   return segments.join('/');
 }
 
@@ -80,7 +101,7 @@ export function normalizeRepoPath(raw: string): string {
  * names the field to fix. The CRD schema rejects most of this already; this catches what it cannot, and
  * objects stored before a schema change.
  */
-export function validate(cb: ClusterBootstrap): BootstrapOptions {
+export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessNamespaces: [] }): BootstrapOptions {
   const spec = cb.spec ?? ({} as ClusterBootstrap['spec']);
   const { name, namespace } = cb.metadata;
   if (!spec.git?.url) invalid(Reasons.InvalidSpec, 'spec.git.url is required');
@@ -121,35 +142,76 @@ export function validate(cb: ClusterBootstrap): BootstrapOptions {
   const rsaBits = identity.rsaBits ?? 4096;
   if (![2048, 3072, 4096].includes(rsaBits)) invalid(Reasons.InvalidSpec, 'spec.identity.rsaBits must be 2048, 3072 or 4096');
 
+  const author = { name: spec.git.author?.name ?? 'Flux Bootstrap Operator', email: spec.git.author?.email ?? 'flux-bootstrap-operator@users.noreply.local' };
+  if (!AUTHOR_NAME.test(author.name)) invalid(Reasons.InvalidSpec, `spec.git.author.name ${JSON.stringify(author.name)} must be 1-256 printable characters without <, > or newlines`);
+  if (!EMAIL.test(author.email)) invalid(Reasons.InvalidSpec, `spec.git.author.email ${JSON.stringify(author.email)} is not an email address`);
+  const messageAppendix = spec.git.commitMessageAppendix ?? '';
+  if (/[\u0000-\u0008\u000b-\u001f\u007f]/.test(messageAppendix) || messageAppendix.length > 1024)
+    invalid(Reasons.InvalidSpec, 'spec.git.commitMessageAppendix must be at most 1024 characters without control characters');
+  const registry = (flux.registry ?? 'ghcr.io/fluxcd').replace(/\/+$/, '');
+  if (!IMAGE_REPOSITORY.test(registry) || registry.length > 255)
+    invalid(Reasons.InvalidSpec, `spec.flux.registry ${JSON.stringify(registry)} is not an image registry path such as ghcr.io/fluxcd`);
+  const tolerationKeys = flux.tolerationKeys ?? [];
+  for (const key of tolerationKeys)
+    if (!LABEL_KEY.test(key) || key.length > 316) invalid(Reasons.InvalidSpec, `spec.flux.tolerationKeys: ${JSON.stringify(key)} is not a taint key`);
+  const imagePullSecret = flux.imagePullSecret ?? '';
+  if (imagePullSecret && !DNS_SUBDOMAIN.test(imagePullSecret)) invalid(Reasons.InvalidSpec, `spec.flux.imagePullSecret ${JSON.stringify(imagePullSecret)} is not a valid Secret name`);
+  const path = normalizeRepoPath(spec.git.path ?? `clusters/${name}`);
+
   const targetRef = spec.target?.kubeconfigSecretRef;
+  if (!targetRef?.name && !policy.targetlessNamespaces.includes(namespace))
+    invalid(
+      Reasons.TargetlessNotAllowed,
+      `spec.target.kubeconfigSecretRef is required in namespace ${namespace}: only namespaces the operator's --allow-targetless-namespaces lists may bootstrap the management cluster itself`,
+    );
+  const deletionPolicy = spec.deletionPolicy ?? 'Orphan';
+  if (deletionPolicy === 'Uninstall' && SYSTEM_NAMESPACES.includes(fluxNamespace))
+    invalid(Reasons.InvalidSpec, `spec.flux.namespace ${fluxNamespace} is a system namespace: deletionPolicy Uninstall would delete it; choose another namespace`);
+  const readSecretName = spec.git.readSecretRef?.name;
+  if (git.transport === 'https' && !readSecretName && !spec.git.sharePushCredentials)
+    invalid(
+      Reasons.InvalidSpec,
+      'an https spec.git.url needs spec.git.readSecretRef: read-only credentials for Flux (every target stores them); set spec.git.sharePushCredentials: true to give Flux the push credentials instead',
+    );
   return {
     name,
     namespace,
-    target: targetRef ? { secretName: targetRef.name, key: targetRef.key ?? 'value' } : undefined,
+    target: targetRef?.name ? { secretName: targetRef.name, key: targetRef.key ?? 'value' } : undefined,
     git: {
       ...git,
       branch,
-      path: normalizeRepoPath(spec.git.path ?? `clusters/${name}`),
+      path,
       secretName: spec.git.secretRef.name,
+      readSecretName: git.transport === 'https' ? readSecretName : undefined,
       knownHosts: spec.git.knownHosts?.trim() || undefined,
-      author: { name: spec.git.author?.name ?? 'Flux Bootstrap Operator', email: spec.git.author?.email ?? 'flux-bootstrap-operator@users.noreply.local' },
-      messageAppendix: spec.git.commitMessageAppendix ?? '',
+      author,
+      messageAppendix,
     },
     flux: {
       version,
       components: [...new Set(components)],
       namespace: fluxNamespace,
-      registry: (flux.registry ?? 'ghcr.io/fluxcd').replace(/\/+$/, ''),
-      imagePullSecret: flux.imagePullSecret ?? '',
+      registry,
+      imagePullSecret,
       networkPolicy: flux.networkPolicy ?? true,
       watchAllNamespaces: flux.watchAllNamespaces ?? true,
       clusterDomain,
-      tolerationKeys: flux.tolerationKeys ?? [],
+      tolerationKeys,
       logLevel,
     },
-    sync: { name: fluxNamespace, interval, kustomizationInterval, prune: sync.prune ?? true, secretName },
+    sync: {
+      name: fluxNamespace,
+      namespace: fluxNamespace,
+      url: git.url,
+      branch,
+      path,
+      secretName,
+      interval,
+      kustomizationInterval,
+      prune: sync.prune ?? true,
+    },
     identity: { algorithm: identity.algorithm ?? 'ed25519', ecdsaCurve: identity.ecdsaCurve ?? 'p384', rsaBits },
     suspend: spec.suspend ?? false,
-    deletionPolicy: spec.deletionPolicy ?? 'Orphan',
+    deletionPolicy,
   };
 }

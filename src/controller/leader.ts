@@ -1,6 +1,7 @@
 import type { KubeClient } from '../kube/client.ts';
 import { KubeError } from '../kube/client.ts';
 import type { Logger } from '../logger.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface LeaderElectionOptions {
   client: KubeClient;
@@ -8,49 +9,58 @@ export interface LeaderElectionOptions {
   name: string;
   identity: string;
   log: Logger;
+  /** leaseDurationS is how long a candidate waits after it last saw the Lease change before taking it (client-go: 15 s). */
   leaseDurationS?: number;
-  renewEveryMs?: number;
-  retryEveryMs?: number;
+  /** renewDeadlineMs is how long the leader keeps trying to renew before it stops leading (client-go: 10 s); less than the lease duration. */
+  renewDeadlineMs?: number;
+  /** retryPeriodMs is how often candidates try and the leader renews (client-go: 2 s). */
+  retryPeriodMs?: number;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /**
- * LeaderElector holds a coordination.k8s.io Lease, as client-go's leader election does: a candidate takes
- * the Lease when it is free or expired, the leader renews it, and a leader that cannot renew before the
- * Lease expires stops leading (the process exits, so a restart begins again as a candidate).
+ * LeaderElector holds a coordination.k8s.io Lease as client-go's leader election does. A candidate judges
+ * the Lease expired by when it last saw the Lease change on its own clock — never by the holder's clock —
+ * and takes it only then. The leader renews it every retry period and stops leading when it could not renew
+ * within the renew deadline, which is shorter than the lease duration: the old leader has stopped before any
+ * other replica may take over, so two leaders never overlap.
  */
 export class LeaderElector {
   readonly #o: Required<LeaderElectionOptions>;
   #leading = false;
   #stopped = false;
+  /** #observed is the Lease as last seen, and when (on this replica's clock) it last changed. */
+  #observed?: { record: string; at: number };
 
   constructor(opts: LeaderElectionOptions) {
-    this.#o = { leaseDurationS: 15, renewEveryMs: 5_000, retryEveryMs: 2_000, ...opts };
+    this.#o = { leaseDurationS: 15, renewDeadlineMs: 10_000, retryPeriodMs: 2_000, ...opts };
+    if (this.#o.renewDeadlineMs >= this.#o.leaseDurationS * 1000) throw new Error('the renew deadline must be shorter than the lease duration');
   }
 
   get leading(): boolean {
     return this.#leading;
   }
 
-  /** run waits until this candidate leads, calls onLead, then keeps renewing; onLost is called if it stops leading. */
-  async run(onLead: () => Promise<void>, onLost: (err: Error) => void): Promise<void> {
-    while (!this.#stopped && !(await this.#tryAcquire())) await sleep(this.#o.retryEveryMs);
-    if (this.#stopped) return;
-    this.#leading = true;
-    this.#o.log.info({ lease: `${this.#o.namespace}/${this.#o.name}`, identity: this.#o.identity }, 'became the leader');
-    await onLead();
-    let lastRenew = Date.now();
+  /**
+   * run campaigns until stopped: it waits until this replica leads, calls onLead, keeps renewing, and calls
+   * onLost when renewing failed for the renew deadline — then campaigns again. The process never exits for it.
+   */
+  async run(onLead: () => Promise<void>, onLost: (err: Error) => Promise<void>): Promise<void> {
     while (!this.#stopped) {
-      await sleep(this.#o.renewEveryMs);
-      if (this.#stopped) break;
-      if (await this.#tryAcquire()) {
-        lastRenew = Date.now();
-      } else if (Date.now() - lastRenew > this.#o.leaseDurationS * 1000) {
-        this.#leading = false;
-        onLost(new Error(`lost the Lease ${this.#o.namespace}/${this.#o.name}`));
-        return;
+      while (!this.#stopped && !(await this.#tryAcquire())) await sleep(this.#o.retryPeriodMs);
+      if (this.#stopped) return;
+      this.#leading = true;
+      this.#o.log.info({ lease: `${this.#o.namespace}/${this.#o.name}`, identity: this.#o.identity }, 'became the leader');
+      await onLead();
+      let lastRenew = Date.now();
+      while (!this.#stopped) {
+        await sleep(this.#o.retryPeriodMs);
+        if (this.#stopped) return;
+        if (await this.#tryAcquire()) lastRenew = Date.now();
+        else if (Date.now() - lastRenew >= this.#o.renewDeadlineMs) break;
       }
+      if (this.#stopped) return;
+      this.#leading = false;
+      await onLost(new Error(`could not renew the Lease ${this.#o.namespace}/${this.#o.name} within ${this.#o.renewDeadlineMs} ms`));
     }
   }
 
@@ -86,8 +96,10 @@ export class LeaderElector {
         return true;
       }
       const spec = lease.spec ?? {};
-      const expired = !spec.renewTime || Date.parse(spec.renewTime) + (spec.leaseDurationSeconds ?? leaseDurationS) * 1000 < Date.now();
+      const record = JSON.stringify([spec.holderIdentity, spec.renewTime, spec.leaseDurationSeconds]);
+      if (this.#observed?.record !== record) this.#observed = { record, at: Date.now() };
       const mine = spec.holderIdentity === identity;
+      const expired = this.#observed.at + (spec.leaseDurationSeconds ?? leaseDurationS) * 1000 < Date.now();
       if (!mine && spec.holderIdentity && !expired) return false;
       lease.spec = {
         ...spec,

@@ -49,6 +49,8 @@ export interface KubeClientOptions {
   maxSockets?: number;
   /** idleSocketMs closes a kept-alive connection after this long unused (default 15 s). */
   idleSocketMs?: number;
+  /** onResponse hears every try's outcome — the HTTP code, or `<error>` when none came — for rest_client_requests_total. */
+  onResponse?: (method: string, host: string, code: string) => void;
 }
 
 /** isNotFound is true for a 404 from the API server. */
@@ -87,6 +89,7 @@ export class KubeClient {
   readonly #retryBaseMs: number;
   readonly #maxSockets: number;
   readonly #idleSocketMs: number;
+  readonly #onResponse?: KubeClientOptions['onResponse'];
   #agent: http.Agent | undefined;
   #agentKey = '';
 
@@ -105,6 +108,7 @@ export class KubeClient {
     this.#retryBaseMs = opts.retryBaseMs ?? 250;
     this.#maxSockets = opts.maxSockets ?? 8;
     this.#idleSocketMs = opts.idleSocketMs ?? 15_000;
+    this.#onResponse = opts.onResponse;
   }
 
   /**
@@ -152,8 +156,11 @@ export class KubeClient {
     const deadline = Date.now() + this.#timeoutMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#send<T>(method, path, payload, contentType, deadline);
+        const value = await this.#send<T>(method, path, payload, contentType, deadline);
+        this.#onResponse?.(method, new URL(this.server).host, '200');
+        return value;
       } catch (err) {
+        this.#onResponse?.(method, new URL(this.server).host, err instanceof KubeError && err.code > 0 ? String(err.code) : '<error>');
         const wait = this.#retryDelay(err, method, attempt);
         if (wait === undefined || Date.now() + wait >= deadline) throw err;
         await sleep(wait);

@@ -46,6 +46,14 @@ export function renderSync(opts: SyncOptions): string {
 
 const FLUX_FILES = ['gotk-components.yaml', 'gotk-sync.yaml'];
 
+/** KustomizationError says that the repository's flux-system/kustomization.yaml cannot be kept as it is. */
+export class KustomizationError extends Error {
+  constructor(message: string, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'KustomizationError';
+  }
+}
+
 /**
  * renderKustomization makes the flux-system kustomization.yaml. A file the user already has is kept, with
  * its patches and extra resources; only missing Flux files are added to its resources. It throws when the
@@ -59,9 +67,9 @@ export function renderKustomization(existing?: string): string {
   try {
     doc = yaml.load(existing);
   } catch (cause) {
-    throw new Error('the existing kustomization.yaml is not valid YAML', { cause });
+    throw new KustomizationError('the existing kustomization.yaml is not valid YAML', cause);
   }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('the existing kustomization.yaml is not a YAML mapping');
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new KustomizationError('the existing kustomization.yaml is not a YAML mapping');
   const k = doc as { resources?: unknown };
   const resources = Array.isArray(k.resources) ? (k.resources as string[]) : [];
   const missing = FLUX_FILES.filter((f) => !resources.includes(f));

@@ -1,15 +1,10 @@
-import { ConditionTypes, Reasons } from '../api/conditions.ts';
+import { Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
 import { KubeError } from '../kube/client.ts';
-import { fingerprint, generateKeyPair, isPrivateKey, type KeyPair } from '../ssh/keys.ts';
-import { decodeSecret, ownerReference, type Context } from './context.ts';
-
-/** Identity is the key Flux reads the repository with, and the host keys pinned for the git host. */
-export interface Identity extends KeyPair {
-  secretName: string;
-  /** knownHosts pinned on the first scan of the git host, if any yet. */
-  knownHosts?: string;
-}
+import { decodeSecret, ownerReference } from '../kube/objects.ts';
+import { fingerprint, generateKeyPair, isPrivateKey } from '../ssh/keys.ts';
+import type { Context } from './context.ts';
+import type { Identity, Step } from './types.ts';
 
 /** identitySecretName names the management-cluster Secret that holds a ClusterBootstrap's Flux identity. */
 export const identitySecretName = (name: string) => `${name}-flux-identity`;
@@ -17,9 +12,10 @@ export const identitySecretName = (name: string) => `${name}-flux-identity`;
 /**
  * ensureIdentity returns the Flux identity of the ClusterBootstrap, generating the key pair only when its
  * Secret does not exist. The Secret is created, never replaced, so two reconciles racing (or one restarted
- * half-way) end with the same single key: the loser of the create reads the winner's Secret.
+ * half-way) end with the same single key: the loser of the create reads the winner's Secret. Keys are never
+ * replaced behind the user's back either: a changed spec.identity is reported, not applied.
  */
-export async function ensureIdentity(ctx: Context): Promise<Identity> {
+export async function ensureIdentity(ctx: Context): Promise<Step<Identity>> {
   const { cb, mgmt, opts } = ctx;
   const name = identitySecretName(cb.metadata.name);
   let secret = await mgmt.get('v1', 'Secret', cb.metadata.namespace, name);
@@ -47,22 +43,16 @@ export async function ensureIdentity(ctx: Context): Promise<Identity> {
   }
   const data = decodeSecret(secret);
   if (!data.identity || !data['identity.pub'] || !isPrivateKey(data.identity))
-    throw new PhaseError(
-      ConditionTypes.IdentityReady,
-      Reasons.InternalError,
-      `Secret ${name} does not hold a usable SSH key pair (identity, identity.pub); delete it to have a new key generated`,
-    );
+    throw new PhaseError(Reasons.InternalError, `Secret ${name} does not hold a usable SSH key pair (identity, identity.pub); delete it to have a new key generated`);
   const publicKey = data['identity.pub'].trim();
   const algorithm = publicKey.split(' ')[0];
-  ctx.status.identity = { publicKey, fingerprint: fingerprint(publicKey), algorithm, secretName: name };
-
-  return { privateKey: data.identity, publicKey, secretName: name, knownHosts: data.known_hosts || undefined };
-}
-
-/** pinKnownHosts stores the host keys seen on the first scan in the identity Secret; later scans compare against them. */
-export async function pinKnownHosts(ctx: Context, identity: Identity, knownHosts: string): Promise<void> {
-  await ctx.mgmt.mergePatch('v1', 'Secret', ctx.cb.metadata.namespace, identity.secretName, {
-    data: { known_hosts: Buffer.from(knownHosts).toString('base64') },
-  });
-  ctx.log.info({ secret: identity.secretName }, 'pinned the git host keys');
+  const print = fingerprint(publicKey);
+  const stale = algorithm.includes(opts.identity.algorithm)
+    ? ''
+    : `; it is ${algorithm}, not ${opts.identity.algorithm} as spec.identity asks: delete the Secret to have a new key made, then register that one`;
+  return {
+    result: { privateKey: data.identity, publicKey, secretName: name, knownHosts: data.known_hosts || undefined },
+    message: `Flux reads with ${print} from Secret ${name}${stale}`,
+    status: { identity: { publicKey, fingerprint: print, algorithm, secretName: name } },
+  };
 }

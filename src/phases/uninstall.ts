@@ -1,6 +1,6 @@
 import type { KubeClient, KubeObject } from '../kube/client.ts';
+import { componentObjects } from '../manifests/files.ts';
 import type { Context } from './context.ts';
-import { componentObjects } from './apply.ts';
 
 /**
  * uninstallFlux removes Flux from the target in the order `flux uninstall` uses: the finalizers of every
@@ -8,7 +8,7 @@ import { componentObjects } from './apply.ts';
  * the CRDs and last the namespace. Objects already gone are skipped, so it can be retried at any point.
  */
 export async function uninstallFlux(ctx: Context, target: KubeClient): Promise<void> {
-  const objects = componentObjects(ctx);
+  const objects = componentObjects(ctx.opts.flux);
   const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition');
   for (const crd of crds) {
     const served = crd.spec.versions.find((v: any) => v.storage)?.name;
@@ -20,7 +20,7 @@ export async function uninstallFlux(ctx: Context, target: KubeClient): Promise<v
       await target.delete(apiVersion, crd.spec.names.kind, item.metadata.namespace, item.metadata.name);
     }
   }
-  await target.delete('v1', 'Secret', ctx.opts.flux.namespace, ctx.opts.sync.secretName);
+  await target.delete('v1', 'Secret', ctx.opts.sync.namespace, ctx.opts.sync.secretName);
   for (const o of objects.filter((o) => o.kind !== 'Namespace' && o.kind !== 'CustomResourceDefinition').reverse())
     await target.delete(o.apiVersion, o.kind, o.metadata.namespace, o.metadata.name);
   for (const crd of crds) await target.delete(crd.apiVersion, crd.kind, undefined, crd.metadata.name);

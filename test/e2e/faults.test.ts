@@ -138,7 +138,7 @@ test('a malformed kubeconfig is KubeconfigInvalid', async () => {
 test('an unreachable target API server is TargetUnreachable, and retried', async () => {
   const kubeconfig = `apiVersion: v1
 kind: Config
-clusters: [{name: gone, cluster: {server: "https://127.0.0.1:${closedPort}", insecure-skip-tls-verify: true}}]
+clusters: [{name: gone, cluster: {server: "http://127.0.0.1:${closedPort}"}}]
 users: [{name: u, user: {token: t}}]
 contexts: [{name: c, context: {cluster: gone, user: u}}]
 current-context: c

@@ -26,8 +26,8 @@ export function lab(): LabEnv {
 }
 
 /** mgmt and target are admin clients of the lab's two clusters. */
-export const mgmt = () => KubeClient.fromKubeconfig(readFileSync(lab().LAB_MGMT_KUBECONFIG, 'utf8'));
-export const target = () => KubeClient.fromKubeconfig(readFileSync(lab().LAB_TARGET_KUBECONFIG, 'utf8'));
+export const mgmt = () => KubeClient.fromTrustedKubeconfig(readFileSync(lab().LAB_MGMT_KUBECONFIG, 'utf8'));
+export const target = () => KubeClient.fromTrustedKubeconfig(readFileSync(lab().LAB_TARGET_KUBECONFIG, 'utf8'));
 
 /** waitFor polls until `fn` returns a truthy value, or fails with the last value seen. */
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<Exclude<T, false | undefined>> {
@@ -155,7 +155,16 @@ export interface RunningOperator {
  * startOperator runs `node src/main.ts` against the management cluster, watching the given namespaces.
  * Its pino lines are kept in `logs` (and echoed when E2E_VERBOSE is set).
  */
-export async function startOperator(opts: { namespaces: string[]; kubeconfig?: string; leaderElect?: boolean; leaseNamespace?: string; workDir?: string; args?: string[] }): Promise<RunningOperator> {
+export async function startOperator(opts: {
+  namespaces: string[];
+  /** targetless are the namespaces allowed to omit spec.target (default: all watched ones). */
+  targetless?: string[];
+  kubeconfig?: string;
+  leaderElect?: boolean;
+  leaseNamespace?: string;
+  workDir?: string;
+  args?: string[];
+}): Promise<RunningOperator> {
   const [metricsPort, healthPort] = await freePorts(2);
   const args = [
     join(PROJECT_ROOT, 'src', 'main.ts'),
@@ -167,6 +176,8 @@ export async function startOperator(opts: { namespaces: string[]; kubeconfig?: s
     `--work-dir=${opts.workDir ?? mkdtempSync(join(tmpdir(), 'fbo-work-'))}`,
     '--resync-period=1m',
     '--log-level=debug',
+    // The suite's own namespaces may bootstrap the lab's management cluster; the security tests pass their own list.
+    `--allow-targetless-namespaces=${(opts.targetless ?? opts.namespaces).join(',')}`,
     ...(opts.args ?? []),
   ];
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, KUBECONFIG: opts.kubeconfig ?? lab().LAB_MGMT_KUBECONFIG };

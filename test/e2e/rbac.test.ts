@@ -92,7 +92,7 @@ before(async () => {
     }),
     { mode: 0o600 },
   );
-  asOperator = KubeClient.fromKubeconfig(readFileSync(kubeconfig, 'utf8'));
+  asOperator = KubeClient.fromTrustedKubeconfig(readFileSync(kubeconfig, 'utf8'));
 
   // A tenant namespace with the RoleBinding of deploy/examples, and one without it.
   ns = await namespace('e2e-rbac');

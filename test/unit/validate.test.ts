@@ -6,6 +6,9 @@ import type { ClusterBootstrap, ClusterBootstrapSpec } from '../../src/api/types
 
 type SpecPatch = Omit<Partial<ClusterBootstrapSpec>, 'git'> & { git?: Partial<ClusterBootstrapSpec['git']> };
 
+/** fleet may bootstrap the management cluster itself: the specs below leave spec.target out for brevity. */
+const policy = { targetlessNamespaces: ['fleet'] };
+
 function cb(spec: SpecPatch): ClusterBootstrap {
   return {
     apiVersion: 'fluxbootstrap.dev/v1alpha1',
@@ -16,7 +19,7 @@ function cb(spec: SpecPatch): ClusterBootstrap {
 }
 
 test('a minimal spec gets the defaults flux bootstrap uses', () => {
-  const o = validate(cb({}));
+  const o = validate(cb({}), policy);
   assert.equal(o.git.branch, 'main');
   assert.equal(o.git.path, 'clusters/prod-eu');
   assert.equal(o.flux.version, 'v2.9.4');
@@ -50,13 +53,50 @@ const bad: [string, SpecPatch, string, RegExp][] = [
   ['components without kustomize-controller', { flux: { components: ['source-controller'] } }, 'UnknownComponent', /kustomize-controller/],
   ['a bad interval', { sync: { interval: 'soon' } }, 'InvalidSpec', /spec\.sync\.interval/],
   ['a bad RSA size', { identity: { algorithm: 'rsa', rsaBits: 1024 } }, 'InvalidSpec', /rsaBits/],
+  // What a careless or hostile author writes into strings that end up in a manifest or a commit:
+  ['a registry that smuggles YAML', { flux: { registry: 'evil\nkind: x' } }, 'InvalidSpec', /spec\.flux\.registry/],
+  ['an author email with a newline', { git: { author: { email: 'a@b.c\nx' } } }, 'InvalidSpec', /spec\.git\.author\.email/],
+  ['an author name with angle brackets', { git: { author: { name: 'Eve <eve@x>' } } }, 'InvalidSpec', /spec\.git\.author\.name/],
+  ['a toleration key that is no label key', { flux: { tolerationKeys: ['a b'] } }, 'InvalidSpec', /tolerationKeys/],
+  ['a commit message appendix with control characters', { git: { commitMessageAppendix: 'x\u0007' } }, 'InvalidSpec', /commitMessageAppendix/],
+  ['a path with .git in a later segment', { git: { path: 'clusters/.GIT/x' } }, 'InvalidPath', /\.git/],
+  ['a token in an https URL', { git: { url: 'https://ghp_secret@github.com/org/fleet.git', readSecretRef: { name: 'read' } } }, 'InvalidGitURL', /must not carry credentials/],
+  ['an https URL without read credentials for Flux', { git: { url: 'https://github.com/org/fleet.git' } }, 'InvalidSpec', /readSecretRef/],
+  ['Uninstall of Flux in kube-system', { flux: { namespace: 'kube-system' }, deletionPolicy: 'Uninstall' }, 'InvalidSpec', /system namespace/],
 ];
 
 for (const [what, spec, reason, message] of bad) {
   test(`${what} is a configuration error (${reason}) that says what to fix`, () => {
     assert.throws(
-      () => validate(cb(spec)),
+      () => validate(cb(spec), policy),
       (err: unknown) => err instanceof PhaseError && err.reason === reason && err.terminal && message.test(err.message),
     );
   });
 }
+
+test('a ClusterBootstrap without a target is refused outside the namespaces the operator allows', () => {
+  assert.throws(
+    () => validate(cb({})),
+    (err: unknown) => err instanceof PhaseError && err.reason === 'TargetlessNotAllowed' && err.terminal && /--allow-targetless-namespaces/.test(err.message),
+  );
+  assert.equal(validate(cb({}), policy).target, undefined);
+});
+
+test('git hosts that differ only in case are one host, so they share a path-conflict check', () => {
+  assert.equal(normalizeGitURL('ssh://git@GitHub.COM/org/fleet.git').url, normalizeGitURL('ssh://git@github.com/org/fleet.git').url);
+});
+
+test('the sync options are built once, from the git and flux fields', () => {
+  const o = validate(cb({ git: { branch: 'prod', path: 'clusters/eu' }, flux: { namespace: 'gitops' } }), policy);
+  assert.deepEqual(o.sync, {
+    name: 'gitops',
+    namespace: 'gitops',
+    url: 'ssh://git@git.example.com/org/fleet.git',
+    branch: 'prod',
+    path: 'clusters/eu',
+    secretName: 'flux-system',
+    interval: '1m',
+    kustomizationInterval: '10m',
+    prune: true,
+  });
+});

@@ -1,0 +1,44 @@
+import yaml from 'js-yaml';
+import { componentsFor, type ComponentsOptions } from './components.ts';
+import { renderKustomization, renderSync, type SyncOptions } from './sync.ts';
+
+/** ManifestFile is one file of the repository the operator owns: its path, and how to render it from what is there. */
+export interface ManifestFile {
+  path: string;
+  render: (existing: string | undefined) => string;
+}
+
+/** FluxFilesOptions say which Flux to install and what it syncs with; `sync.path` is the cluster's folder. */
+export interface FluxFilesOptions {
+  flux: ComponentsOptions;
+  sync: SyncOptions;
+}
+
+/**
+ * fluxFiles renders `<path>/flux-system/{gotk-components,gotk-sync,kustomization}.yaml`. The first two are
+ * the operator's alone; kustomization.yaml keeps what the user added and throws KustomizationError when the
+ * file in the repository cannot be read as one.
+ */
+export function fluxFiles(opts: FluxFilesOptions): ManifestFile[] {
+  const dir = `${opts.sync.path}/flux-system`;
+  const components = componentsFor(opts.flux);
+  const sync = renderSync(opts.sync);
+  return [
+    { path: `${dir}/gotk-components.yaml`, render: () => components },
+    { path: `${dir}/gotk-sync.yaml`, render: () => sync },
+    { path: `${dir}/kustomization.yaml`, render: (existing) => renderKustomization(existing) },
+  ];
+}
+
+/** ComponentObject is one object of Flux's install manifests, as JSON. */
+export interface ComponentObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; [k: string]: any };
+  [k: string]: any;
+}
+
+/** componentObjects parses the rendered gotk-components.yaml into objects, as Flux's install applies them. */
+export function componentObjects(opts: ComponentsOptions): ComponentObject[] {
+  return (yaml.loadAll(componentsFor(opts)) as ComponentObject[]).filter((o) => o && o.kind);
+}

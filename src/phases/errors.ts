@@ -1,0 +1,21 @@
+import { Reasons } from '../api/conditions.ts';
+import { PhaseError } from '../api/errors.ts';
+import { GitError } from '../git/repository.ts';
+
+const REASON_BY_KIND: Record<string, (typeof Reasons)[keyof typeof Reasons]> = {
+  hostKey: Reasons.HostKeyChanged,
+  auth: Reasons.GitAuthenticationFailed,
+  notFound: Reasons.RepositoryNotFound,
+  unreachable: Reasons.GitHostUnreachable,
+  timeout: Reasons.GitHostUnreachable,
+  protected: Reasons.PushRejected,
+  rejected: Reasons.PushRejected,
+  unsafeContent: Reasons.UnsafeRepositoryContent,
+};
+
+/** gitPhaseError turns a GitError into a PhaseError, keeping git's own words (never credentials) as the message. */
+export function gitPhaseError(err: unknown, hint = ''): PhaseError {
+  if (!(err instanceof GitError)) return new PhaseError(Reasons.GitOperationFailed, 'git failed', { cause: err });
+  const reason = REASON_BY_KIND[err.kind] ?? Reasons.GitOperationFailed;
+  return new PhaseError(reason, `${err.message}${hint}`, { cause: err, retryAfterMs: reason === Reasons.UnsafeRepositoryContent ? 60_000 : undefined });
+}

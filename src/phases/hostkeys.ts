@@ -1,0 +1,55 @@
+import { Reasons } from '../api/conditions.ts';
+import { PhaseError } from '../api/errors.ts';
+import { formatKnownHosts, hostKeyFingerprints, hostKeysChanged, parseKnownHosts, scanHostKeysShared, type HostKey } from '../ssh/hostkeys.ts';
+import type { Context } from './context.ts';
+import type { Identity, PushCredentials, Step } from './types.ts';
+
+/**
+ * trustHostKeys decides which host keys git may accept, and returns them as known_hosts. Keys the user
+ * pinned (spec.git.knownHosts, or known_hosts in the push Secret) win; otherwise the first scan is pinned in
+ * the identity Secret. Every reconcile scans again and refuses a host whose key changed — it never
+ * re-trusts silently. An https repository is verified by TLS instead.
+ */
+export async function trustHostKeys(ctx: Context, identity: Identity, creds: PushCredentials): Promise<Step<string>> {
+  if (creds.transport === 'https') return { result: '', message: 'https: the host is verified by TLS' };
+  const { host, port } = ctx.opts.git;
+  const userPinned = ctx.opts.git.knownHosts ?? creds.knownHosts;
+  const pinnedText = userPinned ?? identity.knownHosts;
+  let pinned: HostKey[] | undefined;
+  if (pinnedText) {
+    try {
+      pinned = parseKnownHosts(pinnedText);
+    } catch (cause) {
+      throw new PhaseError(Reasons.HostKeyInvalid, 'the pinned known_hosts cannot be read: fix spec.git.knownHosts or the known_hosts of the push Secret', { cause, retryAfterMs: 60_000 });
+    }
+  }
+  let scanned: HostKey[];
+  try {
+    scanned = await scanHostKeysShared(host, port);
+  } catch (cause) {
+    throw new PhaseError(Reasons.GitHostUnreachable, `cannot reach the git host ${host}:${port} over SSH`, { cause });
+  }
+  if (pinned) {
+    const changed = hostKeysChanged(pinned, scanned);
+    if (changed) {
+      const where = userPinned ? "spec.git.knownHosts (or the push Secret's known_hosts)" : `known_hosts in Secret ${identity.secretName}`;
+      throw new PhaseError(
+        Reasons.HostKeyChanged,
+        `the SSH host key of ${host}:${port} changed since it was pinned — refusing to connect: ${changed}. If the change is legitimate, replace the pinned key in ${where}`,
+        { retryAfterMs: 5 * 60_000 },
+      );
+    }
+  } else {
+    await pinKnownHosts(ctx, identity, formatKnownHosts(scanned));
+  }
+  const fingerprints = hostKeyFingerprints(pinned ?? scanned);
+  return { result: pinnedText ?? formatKnownHosts(scanned), message: `pinned ${fingerprints.join(', ')}`, status: { hostKeys: { fingerprints } } };
+}
+
+/** pinKnownHosts stores the host keys seen on the first scan in the identity Secret; later scans compare against them. */
+async function pinKnownHosts(ctx: Context, identity: Identity, knownHosts: string): Promise<void> {
+  await ctx.mgmt.mergePatch('v1', 'Secret', ctx.cb.metadata.namespace, identity.secretName, {
+    data: { known_hosts: Buffer.from(knownHosts).toString('base64') },
+  });
+  ctx.log.info({ secret: identity.secretName }, 'pinned the git host keys');
+}

@@ -1,0 +1,34 @@
+import { Reasons } from '../api/conditions.ts';
+import { PhaseError } from '../api/errors.ts';
+import type { KubeClient } from '../kube/client.ts';
+import type { Context } from './context.ts';
+import type { Step } from './types.ts';
+
+const WAIT_MS = 10_000;
+
+function readyCondition(obj: any): { status?: string; message?: string; reason?: string } {
+  return obj?.status?.conditions?.find((c: any) => c.type === 'Ready') ?? {};
+}
+
+/**
+ * observeFlux checks, as flux2's bootstrap does, that Flux's GitRepository and Kustomization are Ready at
+ * the revision the branch holds (`<branch>@sha1:<sha>`), with their generation observed. Until then the
+ * phase is retried shortly; a suspended Kustomization fails with a message that says so.
+ */
+export async function observeFlux(ctx: Context, target: KubeClient, head: string): Promise<Step> {
+  const { namespace: ns, name, branch } = ctx.opts.sync;
+  const want = `${branch}@sha1:${head}`;
+  const wait = (message: string) => new PhaseError(Reasons.FluxNotReady, message, { retryAfterMs: WAIT_MS });
+  const repo = await target.get('source.toolkit.fluxcd.io/v1', 'GitRepository', ns, name);
+  const ks = await target.get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', ns, name);
+  if (!repo || !ks) throw wait(`GitRepository and Kustomization ${ns}/${name} are not in the target cluster yet`);
+  if (ks.spec?.suspend) throw wait(`Kustomization ${ns}/${name} is suspended: resume it with flux resume kustomization`);
+  for (const [kind, obj] of [['GitRepository', repo], ['Kustomization', ks]] as const) {
+    const ready = readyCondition(obj);
+    if (obj.status?.observedGeneration !== obj.metadata.generation || ready.status !== 'True')
+      throw wait(`${kind} ${ns}/${name} is not ready${ready.message ? `: ${ready.message}` : ' yet (are the Flux controllers running?)'}`);
+  }
+  if (!head) throw wait(`the branch ${branch} has no commit yet`);
+  if (ks.status?.lastAppliedRevision !== want) throw wait(`Flux applied ${ks.status?.lastAppliedRevision ?? 'nothing'}, waiting for ${want}`);
+  return { result: undefined, message: `Flux applied ${want}`, status: { lastAppliedRevision: want, fluxVersion: ctx.opts.flux.version } };
+}

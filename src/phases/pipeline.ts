@@ -1,0 +1,31 @@
+import { ConditionTypes as C, type ConditionType } from '../api/conditions.ts';
+import type { Context } from './context.ts';
+import type { Step } from './types.ts';
+import { ensureIdentity } from './identity.ts';
+import { readFluxCredentials, readPushCredentials } from './credentials.ts';
+import { trustHostKeys } from './hostkeys.ts';
+import { authorizeFlux } from './deploykey.ts';
+import { commitManifests } from './commit.ts';
+import { connectTarget } from './target.ts';
+import { applyToTarget } from './apply.ts';
+import { observeFlux } from './observe.ts';
+
+/** RunPhase runs one step under a condition: it marks the condition with the step's outcome and merges its status. */
+export type RunPhase = <T>(condition: ConditionType, step: () => Promise<Step<T>>) => Promise<T>;
+
+/**
+ * bootstrap is the whole bootstrap of one cluster, in order. The first step that throws ends it, under the
+ * condition it ran in; the conditions after it keep what they last said. It returns the message of Ready.
+ */
+export async function bootstrap(ctx: Context, phase: RunPhase): Promise<string> {
+  const identity = await phase(C.IdentityReady, () => ensureIdentity(ctx));
+  const push = await phase(C.HostKeyTrusted, () => readPushCredentials(ctx));
+  const knownHosts = await phase(C.HostKeyTrusted, () => trustHostKeys(ctx, identity, push));
+  const fluxHttps = await phase(C.DeployKeyAuthorized, () => readFluxCredentials(ctx, push));
+  const fluxSecret = await phase(C.DeployKeyAuthorized, () => authorizeFlux(ctx, identity, push, knownHosts, fluxHttps));
+  const head = await phase(C.Committed, () => commitManifests(ctx, push, knownHosts));
+  const target = await phase(C.Applied, () => connectTarget(ctx));
+  await phase(C.Applied, () => applyToTarget(ctx, target, fluxSecret));
+  await phase(C.FluxReady, () => observeFlux(ctx, target, head));
+  return `Flux ${ctx.opts.flux.version} is in sync at ${ctx.opts.git.branch}@sha1:${head}`;
+}

@@ -1,0 +1,32 @@
+import type { ClusterBootstrapStatus } from '../api/types.ts';
+import type { KeyPair } from '../ssh/keys.ts';
+
+/** Step is what a phase hands back: its result, the message of its condition, and what it adds to the status. */
+export interface Step<T = void> {
+  result: T;
+  /** message is the condition's message when the phase holds; a step without one leaves the condition to a later step. */
+  message?: string;
+  status?: Partial<ClusterBootstrapStatus>;
+}
+
+/** Identity is the key Flux reads the repository with, and the host keys pinned for the git host. */
+export interface Identity extends KeyPair {
+  secretName: string;
+  /** knownHosts pinned on the first scan of the git host, if any yet. */
+  knownHosts?: string;
+}
+
+/** HttpsCredentials are a username and password (or token) for an https repository. */
+export interface HttpsCredentials {
+  transport: 'https';
+  username: string;
+  password: string;
+  /** caFile is the PEM of the CA the git host's certificate is checked against (`ca.crt`), when not a public one. */
+  ca?: string;
+}
+
+/** PushCredentials are the operator's own write access to the repository, from spec.git.secretRef. */
+export type PushCredentials = { transport: 'ssh'; privateKey: string; knownHosts?: string } | HttpsCredentials;
+
+/** FluxSecret is the data of the Secret Flux reads git with in the target: its key and known_hosts, or https credentials. */
+export type FluxSecret = Record<string, string>;
