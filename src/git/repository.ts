@@ -1,68 +1,24 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { simpleGit, type SimpleGit } from 'simple-git';
+import { access, mkdir, readdir, rm } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { checkRepoPath, checkTree, parseLsTree, prefixes, readInside, writeInside } from './content.ts';
+import { GitError, redact } from './errors.ts';
+import { mustRun, runGit, sweepKeyFolders, withAuth, type GitCommand } from './run.ts';
+import type { FileUpdate, GitAuth, RepositoriesOptions, UpdateRequest, UpdateResult } from './types.ts';
 
-/** GitAuth is how the operator reaches a repository: an SSH key with pinned host keys, or HTTPS basic auth. */
-export type GitAuth =
-  | { transport: 'ssh'; privateKey: string; knownHosts: string }
-  | { transport: 'https'; username: string; password: string };
-
-/** GitErrorKind classifies git's stderr into what a user can act on. */
-export type GitErrorKind = 'hostKey' | 'auth' | 'notFound' | 'unreachable' | 'rejected' | 'protected' | 'other';
-
-/** GitError is a failed git command, classified; its message never holds credentials. */
-export class GitError extends Error {
-  readonly kind: GitErrorKind;
-  constructor(kind: GitErrorKind, message: string, cause?: unknown) {
-    super(message, { cause });
-    this.name = 'GitError';
-    this.kind = kind;
-  }
-}
-
-const PATTERNS: [GitErrorKind, RegExp][] = [
-  ['hostKey', /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No \S+ host key is known/i],
-  ['rejected', /cannot lock ref|failed to update ref|incorrect old value/i],
-  ['protected', /pre-receive hook declined|protected branch|\[remote rejected\]/i],
-  ['rejected', /\[rejected\].*(fetch first|non-fast-forward)|failed to push some refs.*(fetch first|non-fast-forward)|Updates were rejected/is],
-  ['auth', /Permission denied|Authentication failed|could not read Username|invalid credentials|403/i],
-  ['notFound', /does not appear to be a git repository|Repository not found|not found|could not be found|does not exist|no such repository|No such file or directory/i],
-  ['unreachable', /Could not resolve hostname|Connection refused|Connection timed out|No route to host|Network is unreachable|Connection closed|Connection reset/i],
-];
-
-/** classifyGitError turns a git failure into a GitError of the kind its output shows. */
-function classifyGitError(action: string, err: unknown): GitError {
-  const text = err instanceof Error ? err.message : String(err);
-  const kind = PATTERNS.find(([, re]) => re.test(text))?.[0] ?? 'other';
-  const detail = text.split('\n').map((l) => l.trim()).filter((l) => l && !/^(hint|remote):\s*$/.test(l)).slice(-3).join('; ');
-  return new GitError(kind, `${action}: ${detail}`, err);
-}
-
-/** FileUpdate is one file the operator owns: its path in the repository and how to render it from what is there. */
-export interface FileUpdate {
-  path: string;
-  render: (existing: string | undefined) => string;
-}
-
-/** UpdateRequest asks for files to be committed and pushed to a branch, only when they change. */
-export interface UpdateRequest {
-  url: string;
-  branch: string;
-  auth: GitAuth;
-  author: { name: string; email: string };
-  message: string;
-  files: FileUpdate[];
-}
-
-/** UpdateResult says what the branch holds after the update, and whether this update pushed a commit. */
-export interface UpdateResult {
-  head: string;
-  pushed: boolean;
-}
+export { GitError, redact, type GitErrorKind } from './errors.ts';
+export type { FileUpdate, GitAuth, RepositoriesOptions, UpdateRequest, UpdateResult } from './types.ts';
 
 const MAX_PUSH_ATTEMPTS = 5;
+
+const DEFAULTS: Required<RepositoriesOptions> = {
+  transferTimeoutMs: 120_000,
+  readTimeoutMs: 30_000,
+  localTimeoutMs: 120_000,
+  maxOutputBytes: 4 * 1048576,
+  maxFileBytes: 2 * 1048576,
+  protocols: ['ssh', 'https'],
+};
 
 interface Pending {
   req: UpdateRequest;
@@ -78,104 +34,223 @@ function settle(p: Pending, err: unknown, result?: UpdateResult): void {
   else p.reject(err);
 }
 
-/** batchKey groups updates that can share a commit: same branch, same credentials. */
+/** batchKey groups updates that can share a commit: same branch, same credentials, same author. */
 function batchKey(req: UpdateRequest): string {
-  return createHash('sha256').update(JSON.stringify([req.branch, req.auth])).digest('hex');
+  return createHash('sha256').update(JSON.stringify([req.branch, req.auth, req.author.name, req.author.email])).digest('hex');
 }
+
+/** CRUD are the characters git strips from the ends of a name; a name of nothing else is refused. */
+const CRUD = /^[\x00-\x20.,:;<>"\\']+|[\x00-\x20.,:;<>"\\']+$/g;
+
+/** checkRequest refuses, before any git command runs, what would make git misread its command line or refuse the commit. */
+function checkRequest(req: UpdateRequest): void {
+  checkUrl(req.url);
+  checkBranch(req.branch);
+  const { name, email } = req.author;
+  if (!name.replace(CRUD, '') || /[\x00-\x1f<>]/.test(name) || !email.trim() || /[\x00-\x20<>]/.test(email.trim()))
+    throw new GitError('other', `author ${JSON.stringify(name)} ${JSON.stringify(email)} is not a valid git identity: give a name and an email address such as flux@example.com`);
+  for (const f of req.files) checkRepoPath(f.path);
+}
+
+function checkUrl(url: string): void {
+  if (!url || url.startsWith('-') || /[\x00-\x1f]/.test(url)) throw new GitError('other', `${JSON.stringify(redact(url))} is not a repository URL`);
+}
+
+function checkBranch(branch: string): void {
+  if (!branch || branch.startsWith('-') || branch.startsWith('/') || branch.endsWith('/') || branch.endsWith('.') || /\.\.|@\{|\/\/|[\x00-\x20~^:?*[\\\x7f]/.test(branch))
+    throw new GitError('other', `${JSON.stringify(branch)} is not a valid branch name`);
+}
+
+/** swept is set once the first Repositories of this process has started sweeping stale key folders. */
+let swept = false;
 
 /**
  * Repositories keeps one local clone per repository URL under a work directory, shared by every
  * ClusterBootstrap on that repository. Updates to one repository run one at a time; the updates that queue
- * up meanwhile for the same branch and credentials are batched into one commit, so a fleet on one
+ * up meanwhile for the same branch, credentials and author are batched into one commit, so a fleet on one
  * repository makes few commits, not one per cluster. An update fetches, resets to the remote branch,
  * renders the files, commits only on change and pushes; a push that loses a race is retried from a fresh
  * fetch, so nothing another writer pushed is lost and no commit is duplicated.
+ *
+ * The repository and its server are the user's and may be hostile: every git command has a hard
+ * deadline and an output cap, runs with no config file but the clone's own, no hooks and only the
+ * allowed protocols, and a file is read or written only when no component of its path is a link, a
+ * submodule or an oversized file.
  */
 export class Repositories {
   readonly #root: string;
+  readonly #opts: Required<RepositoriesOptions>;
+  readonly #ceiling: string;
+  /** #pending, #busy and #opened are keyed by clone folder; #busy holds the running drain (or prune) of one. */
   readonly #pending = new Map<string, Pending[]>();
-  readonly #busy = new Set<string>();
+  readonly #busy = new Map<string, Promise<void>>();
   readonly #opened = new Set<string>();
 
-  constructor(root: string) {
-    this.#root = root;
+  constructor(root: string, options: RepositoriesOptions = {}) {
+    this.#root = resolve(root);
+    this.#opts = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
+    // git must never find a repository above the work directory, such as one the operator runs inside.
+    this.#ceiling = `${this.#root}:${dirname(this.#root)}`;
+    if (!swept) {
+      swept = true;
+      void Repositories.sweep().catch(() => undefined);
+    }
+  }
+
+  /**
+   * sweep removes the SSH key folders (`fbo-git-*` in the temporary directory) that a killed operator
+   * process left behind; the first Repositories of a process starts it. It returns how many it removed.
+   */
+  static sweep(): Promise<number> {
+    return sweepKeyFolders();
   }
 
   /** update renders the files onto the branch and pushes a commit if they changed. */
   update(req: UpdateRequest): Promise<UpdateResult> {
+    try {
+      checkRequest(req);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const dir = this.#dirOf(req.url);
     return new Promise((resolve, reject) => {
-      const queue = this.#pending.get(req.url) ?? [];
+      const queue = this.#pending.get(dir) ?? [];
       queue.push({ req, resolve, reject, settled: false });
-      this.#pending.set(req.url, queue);
-      if (!this.#busy.has(req.url)) void this.#drain(req.url);
+      this.#pending.set(dir, queue);
+      if (!this.#busy.has(dir)) this.#startDrain(dir);
     });
   }
 
   /** readHead checks that a key can read the repository (git ls-remote) and returns the branch's head, if any. */
   async readHead(url: string, branch: string, auth: GitAuth): Promise<string | undefined> {
-    return withAuth(auth, async (env) => {
-      try {
-        const out = await client(undefined, env).listRemote([url, `refs/heads/${branch}`]);
-        return out.trim().split(/\s+/)[0] || undefined;
-      } catch (err) {
-        throw classifyGitError(`read ${redact(url)}`, err);
-      }
-    });
+    checkUrl(url);
+    checkBranch(branch);
+    await mkdir(this.#root, { recursive: true });
+    const ref = `refs/heads/${branch}`;
+    const out = await withAuth(auth, this.#opts.protocols, (env) =>
+      mustRun({
+        args: ['ls-remote', '--', url, ref],
+        cwd: this.#root,
+        env: { ...env, GIT_CEILING_DIRECTORIES: this.#ceiling },
+        timeoutMs: this.#opts.readTimeoutMs,
+        maxOutputBytes: this.#opts.maxOutputBytes,
+        action: `read ${redact(url)}`,
+        remote: true,
+      }),
+    );
+    for (const line of out.split('\n')) {
+      const [sha, name] = line.split('\t');
+      if (name === ref && /^[0-9a-f]{40}([0-9a-f]{24})?$/.test(sha)) return sha;
+    }
+    return undefined;
   }
 
-  /** #drain works through the updates queued for one repository, a batch at a time. */
-  async #drain(url: string): Promise<void> {
-    this.#busy.add(url);
+  /**
+   * prune removes the clones of repositories not in keepUrls — ones no ClusterBootstrap uses any more — and
+   * returns how many it removed. It waits for a running update of such a clone to end; a clone that has
+   * updates queued again meanwhile is in use after all and stays.
+   */
+  async prune(keepUrls: Set<string>): Promise<number> {
+    const keep = new Set([...keepUrls].map((u) => this.#dirOf(u)));
+    let removed = 0;
+    for (const name of await readdir(this.#root).catch(() => [] as string[])) {
+      const dir = join(this.#root, name);
+      if (!/^[0-9a-f]{16}$/.test(name) || keep.has(dir)) continue;
+      while (this.#busy.has(dir)) await this.#busy.get(dir);
+      if (this.#pending.has(dir)) continue;
+      const removal = rm(dir, { recursive: true, force: true });
+      this.#busy.set(dir, removal.catch(() => undefined));
+      try {
+        await removal;
+        this.#opened.delete(dir);
+        removed++;
+      } finally {
+        this.#busy.delete(dir);
+        if (this.#pending.get(dir)?.length) this.#startDrain(dir);
+      }
+    }
+    return removed;
+  }
+
+  #startDrain(dir: string): void {
+    let ended!: () => void;
+    this.#busy.set(dir, new Promise<void>((r) => (ended = r)));
+    void this.#drain(dir).finally(ended);
+  }
+
+  #dirOf(url: string): string {
+    return join(this.#root, createHash('sha256').update(url).digest('hex').slice(0, 16));
+  }
+
+  /** #drain works through the updates queued for one clone, a batch at a time; it never rejects. */
+  async #drain(dir: string): Promise<void> {
     try {
-      for (let queue = this.#pending.get(url) ?? []; queue.length > 0; queue = this.#pending.get(url) ?? []) {
+      for (let queue = this.#pending.get(dir) ?? []; queue.length > 0; queue = this.#pending.get(dir) ?? []) {
         const key = batchKey(queue[0].req);
         const batch = queue.filter((p) => batchKey(p.req) === key);
-        this.#pending.set(url, queue.filter((p) => !batch.includes(p)));
+        this.#pending.set(dir, queue.filter((p) => !batch.includes(p)));
         try {
-          await this.#commit(url, batch);
+          await this.#commit(dir, batch);
         } catch (err) {
           for (const p of batch) settle(p, err);
         }
       }
     } finally {
-      this.#pending.delete(url);
-      this.#busy.delete(url);
+      this.#pending.delete(dir);
+      this.#busy.delete(dir);
     }
   }
 
-  /** #commit makes one commit of a batch of updates to one branch, pushed with the batch's credentials. */
-  async #commit(url: string, batch: Pending[]): Promise<void> {
-    const { branch, auth, author } = batch[0].req;
-    const dir = await this.#clone(url);
-    await withAuth(auth, async (env) => {
-      const git = client(dir, env);
+  /** #commit makes one commit of a batch of updates to one branch, by one author, pushed with the batch's credentials. */
+  async #commit(dir: string, batch: Pending[]): Promise<void> {
+    const { url, branch, auth, author } = batch[0].req;
+    await withAuth(auth, this.#opts.protocols, async (authEnv) => {
+      const env = {
+        ...authEnv,
+        GIT_CEILING_DIRECTORIES: this.#ceiling,
+        GIT_AUTHOR_NAME: author.name,
+        GIT_AUTHOR_EMAIL: author.email,
+        GIT_COMMITTER_NAME: author.name,
+        GIT_COMMITTER_EMAIL: author.email,
+      };
+      const local = (args: string[], action = `git ${args[0]}`): GitCommand => ({
+        args,
+        cwd: dir,
+        env,
+        timeoutMs: this.#opts.localTimeoutMs,
+        maxOutputBytes: this.#opts.maxOutputBytes,
+        action,
+        remote: false,
+      });
+      const remote = (args: string[], action: string): GitCommand => ({ ...local(args, action), timeoutMs: this.#opts.transferTimeoutMs, remote: true });
+
+      await this.#open(dir, url, local);
       for (let attempt = 1; ; attempt++) {
-        const remoteHead = await this.#fetch(git, branch);
+        const remoteHead = await this.#fetch(url, branch, local, remote);
         const live: Pending[] = [];
         for (const p of batch.filter((p) => !p.settled)) {
           try {
-            await this.#write(dir, p.req.files);
+            await this.#write(dir, p.req.files, remoteHead !== undefined, local);
             live.push(p);
           } catch (err) {
-            settle(p, err); // one update that cannot render does not hold up the others
+            settle(p, err); // one update that cannot render, or whose paths are unsafe, does not hold up the others
           }
         }
         if (live.length === 0) return;
-        await git.add(live.flatMap((p) => p.req.files.map((f) => f.path)));
-        const staged = new Set((await git.diff(['--cached', '--name-only'])).split('\n').filter(Boolean));
+        await mustRun(local(['add', '--', ...live.flatMap((p) => p.req.files.map((f) => f.path))]));
+        const staged = new Set((await mustRun(local(['diff', '--cached', '--name-only', '-z']))).split('\0').filter(Boolean));
         if (staged.size === 0) {
           for (const p of live) settle(p, undefined, { head: remoteHead ?? '', pushed: false });
           return;
         }
         const message =
           live.length === 1 ? live[0].req.message : `Update flux-system of ${live.length} clusters\n\n${live.map((p) => `- ${p.req.message.split('\n')[0]}`).join('\n')}`;
-        await git.raw(['-c', `user.name=${author.name}`, '-c', `user.email=${author.email}`, 'commit', '-q', '--no-verify', '-m', message]);
-        const head = (await git.revparse(['HEAD'])).trim();
+        await mustRun(local(['commit', '-q', '--no-verify', '-m', message], `commit as ${author.name} <${author.email}>`));
+        const head = (await mustRun(local(['rev-parse', 'HEAD']))).trim();
         try {
-          await git.push('origin', `HEAD:refs/heads/${branch}`);
+          await mustRun(remote(['push', '--no-verify', 'origin', `HEAD:refs/heads/${branch}`], `push to ${branch} of ${redact(url)}`));
         } catch (err) {
-          const e = classifyGitError(`push to ${branch}`, err);
-          if (e.kind !== 'rejected' || attempt >= MAX_PUSH_ATTEMPTS) throw e;
+          if (!(err instanceof GitError) || err.kind !== 'rejected' || attempt >= MAX_PUSH_ATTEMPTS) throw err;
           continue;
         }
         for (const p of live) settle(p, undefined, { head, pushed: p.req.files.some((f) => staged.has(f.path)) });
@@ -185,118 +260,61 @@ export class Repositories {
   }
 
   /**
-   * #clone returns the clone of a repository, making it on first use. A clone left by an earlier process
-   * may hold lock files of a git command that was killed; the first use in this process removes them
-   * (nothing else runs git in it: the work dir is this process's, and each clone is used by one update at a time).
+   * #open makes the clone's repository on first use and repairs one an earlier process left half-made: a
+   * killed git command's lock files are removed once per process (nothing else runs git in the clone: the
+   * work dir is this process's, and each clone is used by one batch at a time), a missing repository is
+   * made, and the remote is set whenever it is missing or points elsewhere.
    */
-  async #clone(url: string): Promise<string> {
-    const dir = join(this.#root, createHash('sha256').update(url).digest('hex').slice(0, 16));
+  async #open(dir: string, url: string, local: (args: string[]) => GitCommand): Promise<void> {
     await mkdir(dir, { recursive: true });
     if (!this.#opened.has(dir)) {
       for (const entry of await readdir(join(dir, '.git'), { recursive: true }).catch(() => [] as string[]))
         if (entry.endsWith('.lock')) await rm(join(dir, '.git', entry), { force: true });
       this.#opened.add(dir);
     }
-    const git = client(dir, baseEnv());
-    if (!(await git.checkIsRepo('root' as any).catch(() => false))) {
-      await git.init();
-      await git.addRemote('origin', url);
-      await git.addConfig('commit.gpgsign', 'false');
+    if (!(await access(join(dir, '.git', 'HEAD')).then(() => true, () => false))) await mustRun(local(['init', '-q', '--template=']));
+    const current = await runGit(local(['config', '--get', 'remote.origin.url']));
+    if (current.code !== 0 || current.stdout.trim() !== url) {
+      await mustRun(local(['config', 'remote.origin.url', url]));
+      await mustRun(local(['config', 'remote.origin.fetch', '+refs/heads/*:refs/remotes/origin/*']));
     }
-    return dir;
   }
 
   /** #fetch brings the branch to the remote's state, or to an empty orphan when the remote has no such branch. */
-  async #fetch(git: SimpleGit, branch: string): Promise<string | undefined> {
-    try {
-      await git.fetch(['--prune', '--no-tags', 'origin']);
-    } catch (err) {
-      throw classifyGitError('fetch', err);
-    }
-    const head = (await git.raw(['rev-parse', '--verify', '-q', `refs/remotes/origin/${branch}`]).catch(() => '')).trim() || undefined;
+  async #fetch(url: string, branch: string, local: (args: string[]) => GitCommand, remote: (args: string[], action: string) => GitCommand): Promise<string | undefined> {
+    await mustRun(remote(['fetch', '--prune', '--no-tags', '--no-recurse-submodules', 'origin'], `fetch from ${redact(url)}`));
+    const found = await runGit(local(['rev-parse', '--verify', '-q', `refs/remotes/origin/${branch}^{commit}`]));
+    const head = found.code === 0 ? found.stdout.trim() : undefined;
     if (head) {
-      await git.raw(['checkout', '-q', '-f', '-B', branch, head]);
+      await mustRun(local(['checkout', '-q', '-f', '-B', branch, head]));
     } else {
       // An unborn branch: drop any local commit a failed push left behind, so it is made again, not skipped.
-      await git.raw(['symbolic-ref', 'HEAD', `refs/heads/${branch}`]);
-      await git.raw(['update-ref', '-d', `refs/heads/${branch}`]).catch(() => undefined);
-      await git.raw(['read-tree', '--empty']);
+      await mustRun(local(['symbolic-ref', 'HEAD', `refs/heads/${branch}`]));
+      await runGit(local(['update-ref', '-d', `refs/heads/${branch}`]));
+      await mustRun(local(['read-tree', '--empty']));
     }
-    await git.raw(['clean', '-q', '-f', '-d', '-x']);
+    await mustRun(local(['clean', '-q', '-f', '-d', '-x']));
     return head;
   }
 
-  /** #write renders every file first, so an update whose rendering fails writes nothing. */
-  async #write(dir: string, files: FileUpdate[]): Promise<void> {
+  /**
+   * #write renders every file of one update first, so an update whose rendering fails writes nothing. A path
+   * that runs through a link, a submodule or a file where a folder belongs, or a file bigger than
+   * maxFileBytes, is refused with a GitError of kind unsafeContent; a render that throws rejects the update
+   * with its own error, unchanged.
+   */
+  async #write(dir: string, files: FileUpdate[], hasHead: boolean, local: (args: string[]) => GitCommand): Promise<void> {
+    if (hasHead) {
+      const paths = [...new Set(files.flatMap((f) => prefixes(f.path)))];
+      const entries = parseLsTree(await mustRun(local(['ls-tree', '-t', '-l', '-z', 'HEAD', '--', ...paths])));
+      for (const f of files) checkTree(f.path, entries, this.#opts.maxFileBytes);
+    }
     const rendered: [string, string][] = [];
     for (const f of files) {
-      const path = join(dir, f.path);
-      const existing = await readFile(path, 'utf8').catch(() => undefined);
+      const existing = await readInside(dir, f.path, this.#opts.maxFileBytes);
       const content = f.render(existing);
-      if (content !== existing) rendered.push([path, content]);
+      if (content !== existing) rendered.push([f.path, content]);
     }
-    for (const [path, content] of rendered) {
-      await mkdir(dirname(path), { recursive: true });
-      await writeFile(path, content);
-    }
-  }
-}
-
-/** redact drops credentials from a URL before it reaches a message. */
-export function redact(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, (m) => (m.includes(':') ? '//***@' : m));
-}
-
-function client(dir: string | undefined, env: Record<string, string>): SimpleGit {
-  return simpleGit({
-    baseDir: dir,
-    unsafe: { allowUnsafeSshCommand: true, allowUnsafeConfigEnvCount: true } as any,
-    allowEnvironment: Object.keys(env),
-    timeout: { block: 120_000 },
-  }).env(env);
-}
-
-/** PASSED_ENV are the only ambient variables git gets: no GIT_*, no EDITOR or pager, nothing that changes what it runs. */
-const PASSED_ENV = /^(PATH|HOME|USER|LANG|LC_[A-Z]+|TZ|TMPDIR|SSL_CERT_FILE|SSL_CERT_DIR|HTTPS?_PROXY|NO_PROXY|https?_proxy|no_proxy)$/;
-
-/** baseEnv is the environment of every git command: the passed variables, and git never prompts. */
-function baseEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && PASSED_ENV.test(k)) env[k] = v;
-  env.GIT_TERMINAL_PROMPT = '0';
-  return env;
-}
-
-/**
- * withAuth gives git an environment that carries the credentials without putting them on a command line:
- * the SSH key and known_hosts in a private temporary folder, removed afterwards; HTTPS basic auth as an
- * extra header through GIT_CONFIG_* variables. Ambient GIT_* variables are dropped.
- */
-async function withAuth<T>(auth: GitAuth, fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
-  const env = baseEnv();
-  const tmp = await mkdtemp(join(tmpdir(), 'fbo-git-'));
-  try {
-    if (auth.transport === 'ssh') {
-      const key = join(tmp, 'identity');
-      const knownHosts = join(tmp, 'known_hosts');
-      await writeFile(key, auth.privateKey.endsWith('\n') ? auth.privateKey : `${auth.privateKey}\n`, { mode: 0o600 });
-      await writeFile(knownHosts, auth.knownHosts, { mode: 0o600 });
-      env.GIT_SSH_COMMAND = [
-        'ssh -F /dev/null',
-        `-i '${key}'`,
-        '-o IdentitiesOnly=yes',
-        `-o UserKnownHostsFile='${knownHosts}'`,
-        '-o GlobalKnownHostsFile=/dev/null',
-        '-o StrictHostKeyChecking=yes',
-        '-o BatchMode=yes',
-        '-o ConnectTimeout=15',
-      ].join(' ');
-    } else {
-      const basic = Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
-      Object.assign(env, { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'http.extraHeader', GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}` });
-    }
-    return await fn(env);
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
+    for (const [path, content] of rendered) await writeInside(dir, path, content);
   }
 }

@@ -60,7 +60,7 @@ const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/fleet.gi
 after(() => server.close());
 
 const update = (password: string) =>
-  new Repositories(mkdtempSync(join(tmpdir(), 'work-'))).update({
+  new Repositories(mkdtempSync(join(tmpdir(), 'work-')), { protocols: ['http'] }).update({
     url,
     branch: 'main',
     auth: { transport: 'https', username: 'bot', password },

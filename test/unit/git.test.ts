@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Repositories, GitError, type UpdateRequest } from '../../src/git/repository.ts';
@@ -27,7 +27,7 @@ function request(url: string, path: string, content: string, extra: Partial<Upda
   };
 }
 
-const repos = () => new Repositories(mkdtempSync(join(tmpdir(), 'work-')));
+const repos = () => new Repositories(mkdtempSync(join(tmpdir(), 'work-')), { protocols: ['file'] });
 
 test('an empty repository gets its first commit on the branch', async () => {
   const url = bareRepo();
@@ -120,11 +120,107 @@ test('a commit whose push failed is made again once the push can succeed', async
 test('a clone left with the lock files of a killed git command works again after a restart', async () => {
   const url = bareRepo();
   const work = mkdtempSync(join(tmpdir(), 'work-'));
-  await new Repositories(work).update(request(url, 'a.yaml', 'a\n'));
+  await new Repositories(work, { protocols: ['file'] }).update(request(url, 'a.yaml', 'a\n'));
   const [clone] = readdirSync(work);
   writeFileSync(join(work, clone, '.git', 'index.lock'), '');
   writeFileSync(join(work, clone, '.git', 'refs', 'heads', 'main.lock'), '');
-  const r = await new Repositories(work).update(request(url, 'b.yaml', 'b\n'));
+  const r = await new Repositories(work, { protocols: ['file'] }).update(request(url, 'b.yaml', 'b\n'));
   assert.equal(r.pushed, true);
   assert.equal(git(url, 'show', 'main:b.yaml'), 'b');
+});
+
+test('a clone an earlier process left half-made is repaired, not reported as not found', async (t) => {
+  const cases: [string, (clone: string) => void][] = [
+    ['killed between git init and setting the remote', (clone) => git(clone, 'remote', 'remove', 'origin')],
+    ['killed during git init', (clone) => rmSync(join(clone, '.git', 'HEAD'))],
+    ['a remote that points elsewhere', (clone) => git(clone, 'remote', 'set-url', 'origin', '/somewhere/else.git')],
+  ];
+  for (const [name, breakClone] of cases)
+    await t.test(name, async () => {
+      const url = bareRepo();
+      const work = mkdtempSync(join(tmpdir(), 'work-'));
+      await new Repositories(work, { protocols: ['file'] }).update(request(url, 'a.yaml', 'a\n'));
+      const [clone] = readdirSync(work);
+      breakClone(join(work, clone));
+      const r = await new Repositories(work, { protocols: ['file'] }).update(request(url, 'b.yaml', 'b\n'));
+      assert.equal(r.pushed, true);
+      assert.equal(git(url, 'show', 'main:b.yaml'), 'b');
+      assert.equal(git(url, 'show', 'main:a.yaml'), 'a', 'the first commit is kept: the repaired clone fetched before committing');
+    });
+});
+
+test('updates by two authors queued together are each committed under their own name', async () => {
+  const url = bareRepo();
+  const rs = repos();
+  const first = rs.update(request(url, 'first.yaml', '0\n'));
+  const alice = rs.update(request(url, 'alice.yaml', 'a\n', { author: { name: 'Alice', email: 'alice@example.com' } }));
+  const bob = rs.update(request(url, 'bob.yaml', 'b\n', { author: { name: 'Bob', email: 'bob@example.com' } }));
+  const alice2 = rs.update(request(url, 'alice2.yaml', 'a2\n', { author: { name: 'Alice', email: 'alice@example.com' } }));
+  await Promise.all([first, alice, bob, alice2]);
+  assert.equal(git(url, 'log', '-1', '--format=%an <%ae>', 'main', '--', 'alice.yaml'), 'Alice <alice@example.com>');
+  assert.equal(git(url, 'log', '-1', '--format=%an <%ae>', 'main', '--', 'bob.yaml'), 'Bob <bob@example.com>');
+  assert.equal(git(url, 'log', '-1', '--format=%H', 'main', '--', 'alice2.yaml'), git(url, 'log', '-1', '--format=%H', 'main', '--', 'alice.yaml'), "Alice's two updates share a commit");
+});
+
+test('an update with an author git refuses fails alone; the other author is committed', async (t) => {
+  for (const author of [{ name: '<>', email: 'a@example.com' }, { name: '  ', email: 'a@example.com' }, { name: 'Eve', email: '<>' }, { name: 'Eve', email: 'eve@example.com\nX: y' }])
+    await t.test(JSON.stringify(author), async () => {
+      const url = bareRepo();
+      const rs = repos();
+      const first = rs.update(request(url, 'first.yaml', '0\n'));
+      const bad = assert.rejects(rs.update(request(url, 'bad.yaml', 'x\n', { author })), (err: unknown) => err instanceof GitError && /is not a valid git identity/.test(err.message));
+      const good = rs.update(request(url, 'good.yaml', 'g\n', { author: { name: 'Good', email: 'good@example.com' } }));
+      await first;
+      await bad;
+      assert.equal((await good).pushed, true);
+      assert.equal(git(url, 'log', '-1', '--format=%an', 'main', '--', 'good.yaml'), 'Good');
+      assert.throws(() => git(url, 'show', 'main:bad.yaml'));
+    });
+});
+
+test('prune removes the clones of repositories no longer used and keeps the rest', async () => {
+  const [kept, dropped] = [bareRepo(), bareRepo()];
+  const work = mkdtempSync(join(tmpdir(), 'work-'));
+  const rs = new Repositories(work, { protocols: ['file'] });
+  await rs.update(request(kept, 'a.yaml', 'a\n'));
+  await rs.update(request(dropped, 'a.yaml', 'a\n'));
+  assert.equal(readdirSync(work).length, 2);
+  assert.equal(await rs.prune(new Set([kept])), 1);
+  assert.equal(readdirSync(work).length, 1);
+  assert.equal((await rs.update(request(kept, 'b.yaml', 'b\n'))).pushed, true);
+  assert.equal((await rs.update(request(dropped, 'b.yaml', 'b\n'))).pushed, true, 'a pruned repository is cloned again when used again');
+});
+
+test('sweep removes the key folders of a killed process and leaves those of live processes', async () => {
+  const dead = spawnSync('true').pid!;
+  const old = new Date(Date.now() - 3600_000);
+  const folder = (name: string, mtime?: Date) => {
+    const path = join(tmpdir(), name);
+    mkdirSync(path);
+    writeFileSync(join(path, 'identity'), 'key');
+    if (mtime) utimesSync(path, mtime, mtime);
+    return path;
+  };
+  const ofDead = folder(`fbo-git-${dead}-sweeptest`, old);
+  const ofThisProcess = folder(`fbo-git-${process.pid}-sweeptest`);
+  const ofEarlierProcessWithThisPid = folder(`fbo-git-${process.pid}-sweeptest-old`, old);
+  const ofLiveParent = folder(`fbo-git-${process.ppid}-sweeptest`, old);
+  try {
+    await Repositories.sweep();
+    assert.equal(existsSync(ofDead), false);
+    assert.equal(existsSync(ofEarlierProcessWithThisPid), false);
+    assert.equal(existsSync(ofThisProcess), true);
+    assert.equal(existsSync(ofLiveParent), true);
+  } finally {
+    for (const p of [ofDead, ofThisProcess, ofEarlierProcessWithThisPid, ofLiveParent]) rmSync(p, { recursive: true, force: true });
+  }
+});
+
+test('no key folder is left behind after updates and reads', async () => {
+  const url = bareRepo();
+  const mine = () => readdirSync(tmpdir()).filter((n) => n.startsWith(`fbo-git-${process.pid}-`));
+  await repos().update(request(url, 'a.yaml', 'a\n'));
+  await repos().readHead(url, 'main', { transport: 'ssh', privateKey: 'unused', knownHosts: '' });
+  await assert.rejects(repos().update(request('/nonexistent/repo.git', 'a.yaml', 'a\n')));
+  assert.deepEqual(mine(), []);
 });

@@ -1,0 +1,239 @@
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { lstat, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GitError, classifyGitError, formatBytes, redact } from './errors.ts';
+import type { GitAuth } from './types.ts';
+
+/** GitCommand is one git invocation with its limits. */
+export interface GitCommand {
+  args: string[];
+  cwd?: string;
+  env: Record<string, string>;
+  /** timeoutMs is a hard deadline from start to end, however much output keeps arriving. */
+  timeoutMs: number;
+  /** maxOutputBytes caps stdout and stderr together; git is killed past it. */
+  maxOutputBytes: number;
+  /** action names the command in messages, e.g. `fetch from ssh://host/org/repo.git`. */
+  action: string;
+  /** remote is true when the command talks to the git host, so a timeout is the host's. */
+  remote: boolean;
+}
+
+/** GitOutput is what a git command that ran to its end printed, and its exit code. */
+export interface GitOutput {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * runGit runs git in a process group of its own and kills the whole group (git, its ssh or https helper,
+ * a local hook) at the deadline or when the output passes the cap, so a server that stalls or streams
+ * forever cannot hold the operator. It rejects only with a GitError for those limits or a failed spawn; a
+ * non-zero exit is returned for the caller to judge (see mustRun).
+ */
+export function runGit(cmd: GitCommand): Promise<GitOutput> {
+  return new Promise((resolve, reject) => {
+    let child: ChildProcessByStdio<null, Readable, Readable>;
+    try {
+      child = spawn('git', cmd.args, { cwd: cmd.cwd, env: cmd.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch {
+      // Node names the offending value (a NUL byte in an argument or variable), which may be a credential.
+      return reject(new GitError('other', `${cmd.action}: cannot run git`, new Error('an argument or environment variable of git holds a NUL byte')));
+    }
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (err: GitError | undefined, out?: GitOutput) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve(out!);
+    };
+    const killGroup = () => {
+      try {
+        if (child.pid) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // The group is gone already.
+      }
+      child.stdout.destroy();
+      child.stderr.destroy();
+    };
+    const kill = (err: GitError) => {
+      killGroup();
+      finish(err);
+    };
+    const seconds = Math.round(cmd.timeoutMs / 100) / 10;
+    const timer = setTimeout(() => {
+      const who = cmd.remote ? 'the git host' : 'git';
+      kill(new GitError(cmd.remote ? 'timeout' : 'other', `${cmd.action}: ${who} did not finish within ${seconds} s`, new Error(`git ${cmd.args[0]} killed after ${cmd.timeoutMs} ms`)));
+    }, cmd.timeoutMs);
+    const collect = (into: Buffer[]) => (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > cmd.maxOutputBytes) {
+        const who = cmd.remote ? 'the git host sent' : 'git printed';
+        kill(new GitError(cmd.remote ? 'unreachable' : 'other', `${cmd.action}: ${who} more than ${formatBytes(cmd.maxOutputBytes)} of output`, new Error(`git ${cmd.args[0]} killed after ${size} bytes of output`)));
+      } else into.push(chunk);
+    };
+    child.stdout.on('data', collect(stdout));
+    child.stderr.on('data', collect(stderr));
+    const output = (code: number | null, signal: string | null): GitOutput => ({
+      code: code ?? (signal ? 128 : 1),
+      stdout: Buffer.concat(stdout).toString('utf8'),
+      stderr: Buffer.concat(stderr).toString('utf8'),
+    });
+    child.on('error', (err) => finish(new GitError('other', `${cmd.action}: cannot run git`, err)));
+    child.on('close', (code, signal) => finish(undefined, output(code, signal)));
+    // A helper that outlives git (and so keeps its pipes open) is killed a moment after git exits.
+    child.on('exit', (code, signal) => {
+      setTimeout(() => {
+        if (done) return;
+        const out = output(code, signal);
+        killGroup();
+        finish(undefined, out);
+      }, 1000).unref();
+    });
+  });
+}
+
+/** mustRun runs a git command and turns a non-zero exit into a GitError classified from git's output. */
+export async function mustRun(cmd: GitCommand): Promise<string> {
+  const out = await runGit(cmd);
+  if (out.code !== 0) {
+    const text = `${out.stderr}\n${out.stdout}`;
+    throw classifyGitError(cmd.action, text, new Error(`git ${cmd.args[0]} exited with code ${out.code}: ${redact(text.trim())}`));
+  }
+  return out.stdout;
+}
+
+/** PASSED_ENV are the only ambient variables git gets: no GIT_*, no EDITOR or pager, nothing that changes what it runs. */
+const PASSED_ENV = /^(PATH|HOME|USER|TZ|TMPDIR|SSL_CERT_FILE|SSL_CERT_DIR|HTTPS?_PROXY|NO_PROXY|https?_proxy|no_proxy)$/;
+
+/**
+ * SAFE_CONFIG is configuration every git command gets, whatever a config file says: no hooks, no
+ * fsmonitor, symbolic links checked out as plain files, no credential helper or askpass, no background
+ * gc that would outlive the command's process group, and a stalled HTTP transfer given up.
+ */
+const SAFE_CONFIG: [string, string][] = [
+  ['core.hooksPath', '/dev/null'],
+  ['core.fsmonitor', 'false'],
+  ['core.symlinks', 'false'],
+  ['core.attributesFile', '/dev/null'],
+  ['core.excludesFile', '/dev/null'],
+  ['core.askPass', ''],
+  ['credential.helper', ''],
+  ['commit.gpgSign', 'false'],
+  ['submodule.recurse', 'false'],
+  ['fetch.recurseSubmodules', 'false'],
+  ['gc.autoDetach', 'false'],
+  ['maintenance.autoDetach', 'false'],
+  ['http.lowSpeedLimit', '1'],
+  ['http.lowSpeedTime', '60'],
+];
+
+/**
+ * gitEnv is the environment of every git command. System and global config files are not read (a
+ * broken or hostile ~/.gitconfig changes nothing), SAFE_CONFIG and `extra` are passed as GIT_CONFIG_*
+ * variables (never on a command line), only the listed protocols are allowed (`protocol.allow=never`
+ * otherwise, which also shuts `ext::` and local paths), messages are in English for classification,
+ * and git never prompts.
+ */
+export function gitEnv(protocols: readonly string[], extra: [string, string][] = []): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && PASSED_ENV.test(k)) env[k] = v;
+  const config: [string, string][] = [...SAFE_CONFIG, ['protocol.allow', 'never'], ...protocols.map((p): [string, string] => [`protocol.${p}.allow`, 'always']), ...extra];
+  Object.assign(env, {
+    LC_ALL: 'C',
+    GIT_CONFIG_NOSYSTEM: '1',
+    GIT_CONFIG_GLOBAL: '/dev/null',
+    GIT_TERMINAL_PROMPT: '0',
+    GIT_LITERAL_PATHSPECS: '1',
+    GIT_CONFIG_COUNT: String(config.length),
+  });
+  config.forEach(([k, v], i) => {
+    env[`GIT_CONFIG_KEY_${i}`] = k;
+    env[`GIT_CONFIG_VALUE_${i}`] = v;
+  });
+  return env;
+}
+
+/** KEY_FOLDER_PREFIX names the private folders that hold an SSH key while git runs; the owner's pid follows it. */
+const KEY_FOLDER_PREFIX = 'fbo-git-';
+
+const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * withAuth gives git an environment that carries the credentials without putting them on a command line:
+ * the SSH key and known_hosts in a private temporary folder, removed afterwards; HTTPS basic auth as an
+ * extra header through GIT_CONFIG_* variables.
+ */
+export async function withAuth<T>(auth: GitAuth, protocols: readonly string[], fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
+  if (auth.transport === 'https') {
+    const basic = Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
+    return fn(gitEnv(protocols, [['http.extraHeader', `Authorization: Basic ${basic}`]]));
+  }
+  const tmp = await mkdtemp(join(tmpdir(), `${KEY_FOLDER_PREFIX}${process.pid}-`));
+  try {
+    const key = join(tmp, 'identity');
+    const knownHosts = join(tmp, 'known_hosts');
+    await writeFile(key, auth.privateKey.endsWith('\n') ? auth.privateKey : `${auth.privateKey}\n`, { mode: 0o600 });
+    await writeFile(knownHosts, auth.knownHosts, { mode: 0o600 });
+    const env = gitEnv(protocols);
+    env.GIT_SSH_COMMAND = [
+      'ssh -F /dev/null',
+      `-i ${shellQuote(key)}`,
+      '-o IdentitiesOnly=yes',
+      `-o UserKnownHostsFile=${shellQuote(knownHosts)}`,
+      '-o GlobalKnownHostsFile=/dev/null',
+      '-o StrictHostKeyChecking=yes',
+      '-o BatchMode=yes',
+      '-o ConnectTimeout=15',
+      '-o ServerAliveInterval=15',
+      '-o ServerAliveCountMax=2',
+    ].join(' ');
+    return await fn(env);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** STALE_AFTER_MS is how old a key folder of another live process must be before it is removed anyway. */
+const STALE_AFTER_MS = 24 * 3600_000;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * sweepKeyFolders removes the SSH key folders a killed process left in the temporary directory: those
+ * made before this process started by a process that is gone (or by an earlier process with this pid,
+ * as after a container restart), and any older than a day. Folders of live processes — tests running in
+ * parallel, say — are left alone. It returns how many it removed.
+ */
+export async function sweepKeyFolders(): Promise<number> {
+  const started = performance.timeOrigin;
+  const uid = process.getuid?.();
+  let removed = 0;
+  for (const name of await readdir(tmpdir()).catch(() => [] as string[])) {
+    if (!name.startsWith(KEY_FOLDER_PREFIX)) continue;
+    const path = join(tmpdir(), name);
+    const st = await lstat(path).catch(() => undefined);
+    if (!st?.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
+    const pid = Number(/^fbo-git-(\d+)-/.exec(name)?.[1] ?? NaN);
+    const before = st.mtimeMs < started;
+    const stale = Date.now() - st.mtimeMs > STALE_AFTER_MS || (before && (Number.isNaN(pid) || pid === process.pid || !alive(pid)));
+    if (!stale) continue;
+    await rm(path, { recursive: true, force: true });
+    removed++;
+  }
+  return removed;
+}

@@ -1,0 +1,45 @@
+/** GitAuth is how the operator reaches a repository: an SSH key with pinned host keys, or HTTPS basic auth. */
+export type GitAuth =
+  | { transport: 'ssh'; privateKey: string; knownHosts: string }
+  | { transport: 'https'; username: string; password: string };
+
+/** FileUpdate is one file the operator owns: its path in the repository and how to render it from what is there. */
+export interface FileUpdate {
+  path: string;
+  render: (existing: string | undefined) => string;
+}
+
+/** UpdateRequest asks for files to be committed and pushed to a branch, only when they change. */
+export interface UpdateRequest {
+  url: string;
+  branch: string;
+  auth: GitAuth;
+  author: { name: string; email: string };
+  message: string;
+  files: FileUpdate[];
+}
+
+/** UpdateResult says what the branch holds after the update, and whether this update pushed a commit. */
+export interface UpdateResult {
+  head: string;
+  pushed: boolean;
+}
+
+/** RepositoriesOptions are the limits of Repositories; every field has a default. */
+export interface RepositoriesOptions {
+  /** transferTimeoutMs is the hard deadline of one fetch or push: 120 s by default. */
+  transferTimeoutMs?: number;
+  /** readTimeoutMs is the hard deadline of readHead's ls-remote: 30 s by default. */
+  readTimeoutMs?: number;
+  /** localTimeoutMs is the hard deadline of a local git command (checkout, commit …): 120 s by default. */
+  localTimeoutMs?: number;
+  /** maxOutputBytes caps what one git command may print before it is killed: 4 MiB by default. */
+  maxOutputBytes?: number;
+  /** maxFileBytes caps a file the operator reads back from the repository: 2 MiB by default. */
+  maxFileBytes?: number;
+  /**
+   * protocols are the git transports allowed: `ssh` and `https` by default. Tests add `file` (a local
+   * path) or `http`; `ext` and the rest stay refused.
+   */
+  protocols?: readonly string[];
+}
