@@ -16,7 +16,7 @@ RUN npm run build \
 # --- runtime
 FROM node:24-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
+ && apt-get install -y --no-install-recommends git openssh-client ca-certificates tini \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 65532 nonroot \
  && useradd --uid 65532 --gid 65532 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin nonroot \
@@ -31,4 +31,5 @@ ENV NODE_ENV=production \
     WORK_DIR=/work
 USER 65532:65532
 EXPOSE 8080 8081
-ENTRYPOINT ["node", "dist/main.js"]
+# tini reaps what git leaves behind when a git command is killed at its deadline.
+ENTRYPOINT ["tini", "--", "node", "dist/main.js"]

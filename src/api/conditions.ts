@@ -24,6 +24,7 @@ export const Reasons = {
   // progress and success
   Succeeded: 'Succeeded',
   Progressing: 'Progressing',
+  ProgressingWithRetry: 'ProgressingWithRetry',
   Suspended: 'Suspended',
   Deleting: 'Deleting',
   // configuration errors: fix the spec
@@ -92,4 +93,9 @@ export function setCondition(
 /** findCondition returns the condition of a type, if any. */
 export function findCondition(conditions: Condition[] | undefined, type: string): Condition | undefined {
   return conditions?.find((c) => c.type === type);
+}
+
+/** removeCondition drops a condition, as Flux drops Reconciling and Stalled when they do not apply. */
+export function removeCondition(conditions: Condition[], type: string): Condition[] {
+  return conditions.filter((c) => c.type !== type);
 }

@@ -1,4 +1,4 @@
-import { ConditionTypes as C, Reasons, setCondition } from '../api/conditions.ts';
+import { ConditionTypes as C, Reasons, removeCondition, setCondition } from '../api/conditions.ts';
 import { errorMessage, PhaseError } from '../api/errors.ts';
 import type { ClusterBootstrapStatus, Condition } from '../api/types.ts';
 import type { Outcome } from './queue.ts';
@@ -10,13 +10,15 @@ export type PassResult =
   | { kind: 'failed'; condition: string; error: PhaseError };
 
 /**
- * summarize writes the summary conditions (Ready, Reconciling, Stalled), the failed phase's condition and
- * the status message for how a pass ended, and says when the queue should look again: a Ready resource at
+ * summarize writes the summary conditions as Flux and kstatus have them — Ready always; Stalled=True only for a
+ * configuration error; Reconciling=True (ProgressingWithRetry) only while a failure is being retried; either
+ * removed when it does not apply — the failed phase's condition and the status message for how a pass ended, and says when the queue should look again: a Ready resource at
  * the next resync, a configuration error not until the spec changes (or the periodic re-list adds it), a phase
  * that knows its wait after that wait, anything else with backoff.
  */
 export function summarize(status: ClusterBootstrapStatus, result: PassResult, generation: number | undefined, resyncMs: number): Outcome {
   const mark = (type: string, s: Condition['status'], reason: string, message: string) => markCondition(status, generation, type, s, reason, message);
+  const drop = (type: string) => (status.conditions = removeCondition(status.conditions ?? [], type));
   if (result.kind === 'suspended') {
     mark(C.Reconciling, 'False', Reasons.Suspended, 'spec.suspend is true: the operator leaves this cluster alone');
     status.message = 'suspended';
@@ -24,8 +26,8 @@ export function summarize(status: ClusterBootstrapStatus, result: PassResult, ge
   }
   if (result.kind === 'ready') {
     mark(C.Ready, 'True', Reasons.Succeeded, result.message);
-    mark(C.Reconciling, 'False', Reasons.Succeeded, 'reconciled');
-    mark(C.Stalled, 'False', Reasons.Succeeded, 'not stalled');
+    drop(C.Reconciling);
+    drop(C.Stalled);
     status.message = result.message;
     return { requeueAfterMs: resyncMs, resync: true };
   }
@@ -33,10 +35,14 @@ export function summarize(status: ClusterBootstrapStatus, result: PassResult, ge
   const message = errorMessage(error);
   if (condition !== C.Ready) mark(condition, 'False', error.reason, message);
   mark(C.Ready, 'False', error.reason, message);
-  mark(C.Stalled, error.terminal ? 'True' : 'False', error.terminal ? error.reason : Reasons.Progressing, error.terminal ? message : 'not stalled');
-  mark(C.Reconciling, error.terminal ? 'False' : 'True', error.terminal ? error.reason : Reasons.Progressing, error.terminal ? 'stalled: fix the spec' : message);
   status.message = message;
-  if (error.terminal) return { terminal: error };
+  if (error.terminal) {
+    mark(C.Stalled, 'True', error.reason, message);
+    drop(C.Reconciling);
+    return { terminal: error };
+  }
+  mark(C.Reconciling, 'True', Reasons.ProgressingWithRetry, message);
+  drop(C.Stalled);
   return error.retryAfterMs ? { requeueAfterMs: error.retryAfterMs } : { error };
 }
 

@@ -1,5 +1,5 @@
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { simpleGit } from 'simple-git';
 import { lstat, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,76 +28,80 @@ export interface GitOutput {
   stderr: string;
 }
 
+const TRUSTED_SETTINGS = Object.fromEntries(
+  ['CustomBinary', 'SshCommand', 'ConfigEnvCount', 'HooksPath', 'FsMonitor', 'AskPass', 'CredentialHelper', 'ProtocolOverride', 'TemplateDir', 'ConfigPaths'].map((k) => [`allowUnsafe${k}`, true]),
+);
+
+/** DEADLINE_WRAPPER runs git under coreutils `timeout` (see git-deadline.sh); simple-git runs it through `sh`. */
+const DEADLINE_WRAPPER = fileURLToPath(new URL('./git-deadline.sh', import.meta.url));
+
 /**
- * runGit runs git in a process group of its own and kills the whole group (git, its ssh or https helper,
- * a local hook) at the deadline or when the output passes the cap, so a server that stalls or streams
- * forever cannot hold the operator. It rejects only with a GitError for those limits or a failed spawn; a
- * non-zero exit is returned for the caller to judge (see mustRun).
+ * runGit runs git through simple-git, under coreutils `timeout`: that puts git in a process group of its own
+ * and kills the whole group (git, its ssh or https helper, a local hook) at the deadline, so a server that
+ * stalls or streams forever cannot hold the operator; past the output cap the run is aborted the same way.
+ * It rejects only with a GitError for those limits or a failed start; a non-zero exit is returned for the
+ * caller to judge (see mustRun).
  */
-export function runGit(cmd: GitCommand): Promise<GitOutput> {
-  return new Promise((resolve, reject) => {
-    let child: ChildProcessByStdio<null, Readable, Readable>;
-    try {
-      child = spawn('git', cmd.args, { cwd: cmd.cwd, env: cmd.env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    } catch {
-      // Node names the offending value (a NUL byte in an argument or variable), which may be a credential.
-      return reject(new GitError('other', `${cmd.action}: cannot run git`, new Error('an argument or environment variable of git holds a NUL byte')));
-    }
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    const finish = (err: GitError | undefined, out?: GitOutput) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (err) reject(err);
-      else resolve(out!);
-    };
-    const killGroup = () => {
-      try {
-        if (child.pid) process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // The group is gone already.
-      }
-      child.stdout.destroy();
-      child.stderr.destroy();
-    };
-    const kill = (err: GitError) => {
-      killGroup();
-      finish(err);
-    };
-    const seconds = Math.round(cmd.timeoutMs / 100) / 10;
-    const timer = setTimeout(() => {
-      const who = cmd.remote ? 'the git host' : 'git';
-      kill(new GitError(cmd.remote ? 'timeout' : 'other', `${cmd.action}: ${who} did not finish within ${seconds} s`, new Error(`git ${cmd.args[0]} killed after ${cmd.timeoutMs} ms`)));
-    }, cmd.timeoutMs);
-    const collect = (into: Buffer[]) => (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > cmd.maxOutputBytes) {
+export async function runGit(cmd: GitCommand): Promise<GitOutput> {
+  const seconds = Math.max(0.1, Math.round(cmd.timeoutMs / 100) / 10);
+  const abort = new AbortController();
+  let limit: GitError | undefined;
+  let size = 0;
+  let exit: { code: number; stderr: string } | undefined;
+  const git = simpleGit({
+    baseDir: cmd.cwd,
+    binary: ['sh', DEADLINE_WRAPPER],
+    abort: abort.signal,
+    // simple-git guards against these because a caller's input could set them to run code; here every one is
+    // set by this module alone, to switch that code off (no hooks, no fsmonitor, no askpass or credential
+    // helper, only the allowed protocols, no template) — see SAFE_CONFIG and gitEnv.
+    unsafe: TRUSTED_SETTINGS,
+    allowEnvironment: Object.keys(cmd.env),
+    // Every exit is an answer here: git's words are kept and judged by the caller, not thrown by simple-git.
+    errors: (_error: unknown, result: { exitCode: number; stdErr: Buffer[] }) => {
+      exit = { code: result.exitCode === 124 || result.exitCode === 137 ? TIMED_OUT : result.exitCode, stderr: Buffer.concat(result.stdErr).toString('utf8') };
+      return undefined;
+    },
+  } as any)
+    .env({ ...cmd.env, FBO_GIT_DEADLINE: String(seconds) })
+    .outputHandler((_command, stdout, stderr) => {
+      const count = (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= cmd.maxOutputBytes || limit) return;
         const who = cmd.remote ? 'the git host sent' : 'git printed';
-        kill(new GitError(cmd.remote ? 'unreachable' : 'other', `${cmd.action}: ${who} more than ${formatBytes(cmd.maxOutputBytes)} of output`, new Error(`git ${cmd.args[0]} killed after ${size} bytes of output`)));
-      } else into.push(chunk);
-    };
-    child.stdout.on('data', collect(stdout));
-    child.stderr.on('data', collect(stderr));
-    const output = (code: number | null, signal: string | null): GitOutput => ({
-      code: code ?? (signal ? 128 : 1),
-      stdout: Buffer.concat(stdout).toString('utf8'),
-      stderr: Buffer.concat(stderr).toString('utf8'),
+        limit = new GitError(cmd.remote ? 'unreachable' : 'other', `${cmd.action}: ${who} more than ${formatBytes(cmd.maxOutputBytes)} of output`, new Error(`git ${cmd.args[0]} killed after ${size} bytes of output`));
+        abort.abort();
+      };
+      stdout.on('data', count);
+      stderr.on('data', count);
     });
-    child.on('error', (err) => finish(new GitError('other', `${cmd.action}: cannot run git`, err)));
-    child.on('close', (code, signal) => finish(undefined, output(code, signal)));
-    // A helper that outlives git (and so keeps its pipes open) is killed a moment after git exits.
-    child.on('exit', (code, signal) => {
-      setTimeout(() => {
-        if (done) return;
-        const out = output(code, signal);
-        killGroup();
-        finish(undefined, out);
-      }, 1000).unref();
-    });
+  // A last guard, should the wrapper itself hang: simple-git is abandoned shortly after the deadline.
+  let guard: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    guard = setTimeout(() => (abort.abort(), reject(timedOut(cmd, seconds))), (seconds + 5) * 1000);
+    guard.unref();
   });
+  let stdout: string;
+  try {
+    stdout = await Promise.race([git.raw(cmd.args), late]);
+  } catch (err) {
+    if (limit) throw limit;
+    if (err instanceof GitError) throw err;
+    throw new GitError('other', `${cmd.action}: cannot run git`, err);
+  } finally {
+    clearTimeout(guard);
+  }
+  if (limit) throw limit;
+  if (exit?.code === TIMED_OUT) throw timedOut(cmd, seconds);
+  return { code: exit?.code ?? 0, stdout, stderr: exit?.stderr ?? '' };
+}
+
+/** TIMED_OUT stands for the exit of a git that `timeout` ended (124, or 137 after --kill-after). */
+const TIMED_OUT = -124;
+
+function timedOut(cmd: GitCommand, seconds: number): GitError {
+  const who = cmd.remote ? 'the git host' : 'git';
+  return new GitError(cmd.remote ? 'timeout' : 'other', `${cmd.action}: ${who} did not finish within ${seconds} s`, new Error(`git ${cmd.args[0]} killed after ${seconds} s`));
 }
 
 /** mustRun runs a git command and turns a non-zero exit into a GitError classified from git's output. */

@@ -101,13 +101,13 @@ test('the runtime stage installs git, ssh and CA certificates, runs as user 6553
   const runtime = dockerfile().filter((i) => i.stage === 1);
   const runs = runtime.filter((i) => i.cmd === 'RUN').map((i) => i.args).join(' && ');
   assert.match(runs, /apt-get install -y --no-install-recommends [^&]*\bgit\b/);
-  for (const pkg of ['git', 'openssh-client', 'ca-certificates']) assert.match(runs, new RegExp(`apt-get install[^&]*\\s${pkg}(\\s|$)`), `apt-get install ${pkg}`);
+  for (const pkg of ['git', 'openssh-client', 'ca-certificates', 'tini']) assert.match(runs, new RegExp(`apt-get install[^&]*\\s${pkg}(\\s|$)`), `apt-get install ${pkg}`);
   assert.match(runs, /useradd [^&]*--uid 65532/, 'ssh refuses to run for a uid without a passwd entry');
   const users = runtime.filter((i) => i.cmd === 'USER').map((i) => i.args);
   assert.equal(users.at(-1)?.split(':')[0], '65532');
   const copies = runtime.filter((i) => i.cmd === 'COPY').map((i) => i.args);
   for (const p of ['/app/dist', '/app/node_modules', '/app/package.json']) assert.ok(copies.some((c) => c.startsWith(`--from=build ${p} `)), `the runtime copies ${p} from the build stage`);
-  assert.deepEqual(JSON.parse(runtime.find((i) => i.cmd === 'ENTRYPOINT')!.args), ['node', 'dist/main.js']);
+  assert.deepEqual(JSON.parse(runtime.find((i) => i.cmd === 'ENTRYPOINT')!.args), ['tini', '--', 'node', 'dist/main.js']);
 });
 
 // --- the build ----------------------------------------------------------------------------------------
