@@ -14,6 +14,7 @@ import { kubeEventRecorder } from './controller/events.ts';
 import { CONTROLLER, createMetrics } from './controller/metrics.ts';
 import { startHealthServer, startMetricsServer } from './server.ts';
 import { PhaseError } from './api/errors.ts';
+import { validate } from './api/validate.ts';
 
 // main wires the operator together: configuration, logger, clients, queue, informer, leader election, probes.
 const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
@@ -25,9 +26,10 @@ const metrics = createMetrics(VERSION);
 const onResponse = (method: string, host: string, code: string) => metrics.restRequests.inc({ method, host, code });
 const mgmt = new KubeClient(kubeConfig, { onResponse });
 const targets = new TargetClients({ allowExec: config.allowKubeconfigExec, allowInsecureTLS: config.allowInsecureKubeconfigTLS, client: { onResponse } });
+const repos = new Repositories(join(config.workDir, 'repos'));
 const reconciler: Reconciler = new Reconciler({
   mgmt,
-  repos: new Repositories(join(config.workDir, 'repos')),
+  repos,
   log,
   events: kubeEventRecorder(mgmt),
   metrics,
@@ -60,6 +62,19 @@ const operator: ClusterBootstrapOperator = new ClusterBootstrapOperator({ kubeCo
 const elector = config.leaderElect
   ? new LeaderElector({ client: mgmt, namespace: config.leaderElectionNamespace, name: config.leaderElectionId, identity: config.identity, log })
   : undefined;
+
+// The clones of repositories no ClusterBootstrap uses any more are removed at each resync.
+setInterval(() => {
+  const urls = new Set<string>();
+  for (const cb of operator.list()) {
+    try {
+      urls.add(validate(cb, { targetlessNamespaces: config.allowTargetlessNamespaces }).git.url);
+    } catch {
+      // An invalid spec uses no clone.
+    }
+  }
+  if (operator.synced) void repos.prune(urls).catch((err) => log.warn({ err }, 'cannot remove unused clones'));
+}, config.resyncMs).unref();
 
 /** WEDGED_INFORMER_MS is how long the informer may fail before the process counts as wedged and /healthz fails. */
 const WEDGED_INFORMER_MS = 10 * 60_000;

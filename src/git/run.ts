@@ -172,16 +172,21 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /**
  * withAuth gives git an environment that carries the credentials without putting them on a command line:
- * the SSH key and known_hosts in a private temporary folder, removed afterwards; HTTPS basic auth as an
+ * the SSH key and known_hosts (or an https CA) in a private temporary folder, removed afterwards; HTTPS basic auth as an
  * extra header through GIT_CONFIG_* variables.
  */
 export async function withAuth<T>(auth: GitAuth, protocols: readonly string[], fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
-  if (auth.transport === 'https') {
-    const basic = Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
-    return fn(gitEnv(protocols, [['http.extraHeader', `Authorization: Basic ${basic}`]]));
-  }
   const tmp = await mkdtemp(join(tmpdir(), `${KEY_FOLDER_PREFIX}${process.pid}-`));
   try {
+    if (auth.transport === 'https') {
+      const basic = Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
+      const extra: [string, string][] = [['http.extraHeader', `Authorization: Basic ${basic}`]];
+      if (auth.ca) {
+        await writeFile(join(tmp, 'ca.crt'), auth.ca, { mode: 0o600 });
+        extra.push(['http.sslCAInfo', join(tmp, 'ca.crt')]);
+      }
+      return await fn(gitEnv(protocols, extra));
+    }
     const key = join(tmp, 'identity');
     const knownHosts = join(tmp, 'known_hosts');
     await writeFile(key, auth.privateKey.endsWith('\n') ? auth.privateKey : `${auth.privateKey}\n`, { mode: 0o600 });
