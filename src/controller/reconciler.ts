@@ -140,6 +140,12 @@ export class Reconciler {
       try {
         await uninstallFlux(ctx, (await connectTarget(ctx)).result);
       } catch (err) {
+        // The cluster's kubeconfig is gone — Cluster API deletes it with the cluster: there is nothing left to uninstall from.
+        if (err instanceof PhaseError && err.reason === Reasons.KubeconfigSecretMissing) {
+          log.warn({ err }, 'the kubeconfig Secret is gone: deleting without uninstalling Flux');
+          await this.#o.events.record(cb, 'Warning', 'UninstallSkipped', `${errorMessage(err)}: Flux was not uninstalled`).catch(() => undefined);
+          return this.#letGo(cb, log, 'Orphan');
+        }
         const message = `uninstalling Flux failed (set spec.deletionPolicy to Orphan to delete without it): ${errorMessage(err)}`;
         const status = { ...cb.status };
         summarize(status, { kind: 'failed', condition: ConditionTypes.Ready, error: new PhaseError(Reasons.Deleting, message) }, cb.metadata.generation, this.#o.resyncMs);
@@ -147,10 +153,14 @@ export class Reconciler {
         return { error: new Error(message, { cause: err }) };
       }
     }
+    return this.#letGo(cb, log, opts?.deletionPolicy ?? 'Orphan');
+  }
+
+  async #letGo(cb: ClusterBootstrap, log: Logger, policy: string): Promise<Outcome> {
     await this.#o.mgmt.mergePatch(API_VERSION, KIND, cb.metadata.namespace, cb.metadata.name, {
-      metadata: { finalizers: cb.metadata.finalizers.filter((f) => f !== FINALIZER), resourceVersion: cb.metadata.resourceVersion },
+      metadata: { finalizers: (cb.metadata.finalizers ?? []).filter((f) => f !== FINALIZER), resourceVersion: cb.metadata.resourceVersion },
     });
-    log.info({ deletionPolicy: opts?.deletionPolicy ?? 'Orphan' }, 'finalized');
+    log.info({ deletionPolicy: policy }, 'finalized');
     return {};
   }
 

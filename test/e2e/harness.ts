@@ -215,14 +215,14 @@ export async function startOperator(opts: {
  * Secret, one operator watching that namespace (stopped after the file), then the file's own setup. Read
  * `ns` and `operator` in tests.
  */
-export function operatorSuite(prefix: string, setup?: (ns: string) => Promise<void>): { ns: string; operator: RunningOperator } {
+export function operatorSuite(prefix: string, setup?: (ns: string) => Promise<void>, opts: { targetless?: string[] } = {}): { ns: string; operator: RunningOperator } {
   const suite = {} as { ns: string; operator: RunningOperator };
   // One hook: node:test runs a file's top-level before hooks concurrently, so the file's own setup goes here.
   before(async () => {
     await installCRD();
     suite.ns = await namespace(prefix);
     await pushSecret(suite.ns);
-    suite.operator = await startOperator({ namespaces: [suite.ns] });
+    suite.operator = await startOperator({ namespaces: [suite.ns], targetless: opts.targetless });
     await setup?.(suite.ns);
   });
   after(async () => {
