@@ -31,7 +31,7 @@ const reconciler: Reconciler = new Reconciler({
   mgmt,
   repos,
   log,
-  events: kubeEventRecorder(mgmt),
+  events: kubeEventRecorder(mgmt, config.identity),
   metrics,
   resyncMs: config.resyncMs,
   targetClient: targets.get,

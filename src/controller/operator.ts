@@ -1,7 +1,7 @@
 import dotI from '@dot-i/k8s-operator';
 import { CoreV1Api, makeInformer, type Informer, type KubeConfig, type KubernetesListObject, type ObjectCache } from '@kubernetes/client-node';
 import { GROUP, PLURAL, RECONCILE_REQUESTED_AT, VERSION, type ClusterBootstrap } from '../api/types.ts';
-import type { KubeClient } from '../kube/client.ts';
+import { KubeClient } from '../kube/client.ts';
 import { frameworkLogger, type Logger } from '../logger.ts';
 import type { WorkQueue } from './queue.ts';
 
@@ -13,11 +13,14 @@ const RESTART_MAX_MS = 30_000;
 
 type CBInformer = Informer<ClusterBootstrap & { metadata: any }> & ObjectCache<ClusterBootstrap & { metadata: any }>;
 interface InformerState {
-  informer: CBInformer;
+  path: string;
+  informer?: CBInformer;
   synced: boolean;
   failures: number;
   failingSince?: number;
 }
+
+const PROBE_EVERY_MS = 10_000;
 
 /**
  * ClusterBootstrapOperator feeds the work queue from client-node's informer (list, then watch from the
@@ -35,6 +38,10 @@ export class ClusterBootstrapOperator extends Operator {
   readonly #log: Logger;
   readonly #resyncMs: number;
   readonly #informers: InformerState[] = [];
+  #reachable = true;
+  #probing = false;
+  /** #prober asks the API server whether it answers, with a short deadline of its own. */
+  readonly #prober: KubeClient;
 
   constructor(opts: { kubeConfig: KubeConfig; mgmt: KubeClient; queue: WorkQueue; namespaces: string[]; log: Logger; resyncMs: number }) {
     super(frameworkLogger(opts.log));
@@ -42,6 +49,7 @@ export class ClusterBootstrapOperator extends Operator {
     this.kubeConfig = opts.kubeConfig;
     this.k8sApi = opts.kubeConfig.makeApiClient(CoreV1Api);
     this.#kc = opts.kubeConfig;
+    this.#prober = new KubeClient(opts.kubeConfig, { timeoutMs: 5_000, maxAttempts: 1 });
     this.#queue = opts.queue;
     this.#mgmt = opts.mgmt;
     this.#scopes = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
@@ -49,9 +57,9 @@ export class ClusterBootstrapOperator extends Operator {
     this.#resyncMs = opts.resyncMs;
   }
 
-  /** synced is true when every informer has listed and is watching. */
+  /** synced is true when every informer has listed and is watching, and the API server answers. */
   get synced(): boolean {
-    return this.#informers.length > 0 && this.#informers.every((i) => i.synced);
+    return this.#reachable && this.#informers.length > 0 && this.#informers.every((i) => i.synced);
   }
 
   /** failingForMs is how long the longest-failing informer has been failing, 0 when none is. */
@@ -61,44 +69,77 @@ export class ClusterBootstrapOperator extends Operator {
 
   /** list returns every ClusterBootstrap in the informers' caches. */
   list(): ClusterBootstrap[] {
-    return this.#informers.flatMap((i) => i.informer.list());
+    return this.#informers.flatMap((i) => i.informer?.list() ?? []);
   }
 
-  /** init starts one informer per watched namespace (or one across all) and the periodic resync. */
+  /** init starts one informer per watched namespace (or one across all), the API probe and the periodic resync. */
   protected async init(): Promise<void> {
     for (const ns of this.#scopes) {
-      const path = `/apis/${GROUP}/${VERSION}/${ns ? `namespaces/${ns}/` : ''}${PLURAL}`;
-      const informer = makeInformer(this.#kc, path, () => this.#mgmt.request<KubernetesListObject<ClusterBootstrap & { metadata: any }>>('GET', path)) as CBInformer;
-      const state: InformerState = { informer, synced: false, failures: 0 };
+      const state: InformerState = { path: `/apis/${GROUP}/${VERSION}/${ns ? `namespaces/${ns}/` : ''}${PLURAL}`, synced: false, failures: 0 };
       this.#informers.push(state);
-      informer.on('add', (cb) => this.#enqueue(cb));
-      informer.on('update', (cb) => this.#onUpdate(cb));
-      informer.on('error', (err) => this.#restart(state, path, err));
-      void this.#begin(state, path);
+      void this.#connect(state);
     }
+    setInterval(() => void this.#probe(), PROBE_EVERY_MS).unref();
     setInterval(() => this.#resync(), this.#resyncMs).unref();
   }
 
+  /**
+   * #connect starts a fresh informer for a scope (a full list, then a watch) in place of the one before. A
+   * failed informer is restarted with backoff from where it was (its resourceVersion and cache); a fresh one
+   * is made after an outage of the API server, when a watch may hang on a connection that is gone.
+   */
+  async #connect(state: InformerState): Promise<void> {
+    void state.informer?.stop();
+    const informer = makeInformer(this.#kc, state.path, () => this.#mgmt.request<KubernetesListObject<ClusterBootstrap & { metadata: any }>>('GET', state.path)) as CBInformer;
+    state.informer = informer;
+    state.synced = false;
+    const current = () => state.informer === informer;
+    informer.on('add', (cb) => current() && this.#enqueue(cb));
+    informer.on('update', (cb) => current() && this.#onUpdate(cb));
+    informer.on('error', (err) => current() && this.#restart(state, err));
+    await this.#begin(state, informer);
+  }
+
   /** #begin starts (or restarts) an informer; it is synced once its list succeeded and its watch began. */
-  async #begin(state: InformerState, path: string): Promise<void> {
+  async #begin(state: InformerState, informer: CBInformer): Promise<void> {
     const failuresBefore = state.failures;
-    await state.informer.start().catch((err) => this.#restart(state, path, err));
-    if (state.failures !== failuresBefore) return;
-    if (state.failures > 0) this.#log.info({ path, failures: state.failures }, 'watching ClusterBootstraps again');
+    await informer.start().catch((err) => this.#restart(state, err));
+    if (state.failures !== failuresBefore || state.informer !== informer) return;
+    if (state.failures > 0) this.#log.info({ path: state.path, failures: state.failures }, 'watching ClusterBootstraps again');
     state.synced = true;
     state.failures = 0;
     state.failingSince = undefined;
   }
 
   /** #restart schedules a failed informer's restart with exponential backoff; it keeps its cache and resourceVersion. */
-  #restart(state: InformerState, path: string, err: unknown): void {
+  #restart(state: InformerState, err: unknown): void {
     state.synced = false;
     state.failures++;
     state.failingSince ??= Date.now();
     const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** (state.failures - 1));
-    // One line per failure at first, then one a minute at most: an outage is said, not shouted.
-    if (state.failures <= 3 || delay >= RESTART_MAX_MS) this.#log.warn({ err, path, failures: state.failures, retryInMs: delay }, 'the ClusterBootstrap watch failed; restarting it');
-    setTimeout(() => void this.#begin(state, path), delay).unref();
+    // One line per failure at first, then one each time the backoff is at its cap: an outage is said, not shouted.
+    if (state.failures <= 3 || delay >= RESTART_MAX_MS) this.#log.warn({ err, path: state.path, failures: state.failures, retryInMs: delay }, 'the ClusterBootstrap watch failed; restarting it');
+    const informer = state.informer!;
+    setTimeout(() => state.informer === informer && void this.#begin(state, informer), delay).unref();
+  }
+
+  /**
+   * #probe asks the API server whether it answers. While it does not, the operator is not ready; when it
+   * answers again after an outage, every informer is made afresh (a full list enqueues every resource).
+   */
+  async #probe(): Promise<void> {
+    if (this.#probing) return;
+    this.#probing = true;
+    const reachable = await this.#prober.request('GET', '/version').then(() => true, () => false);
+    this.#probing = false;
+    if (reachable === this.#reachable) return;
+    this.#reachable = reachable;
+    if (!reachable) {
+      this.#log.warn('the management API server does not answer: not ready until it does');
+      return;
+    }
+    this.#log.info('the management API server answers again: watching afresh');
+    for (const state of this.#informers) void this.#connect(state);
   }
 
   #onUpdate(cb: ClusterBootstrap): void {

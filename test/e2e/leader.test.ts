@@ -77,3 +77,43 @@ test('a leader stopped with SIGTERM exits 0 and releases the Lease at once', asy
   const l = await lease();
   assert.equal(l.spec.holderIdentity, '', 'the Lease was released');
 });
+
+test('a leader cut off from the API server stops leading before any other replica may take the Lease', async () => {
+  const { createServer, connect } = await import('node:net');
+  const { readFileSync } = await import('node:fs');
+  const { LeaderElector } = await import('../../src/controller/leader.ts');
+  const { KubeClient } = await import('../../src/kube/client.ts');
+  const { createLogger } = await import('../../src/logger.ts');
+  const { lab } = await import('./harness.ts');
+  // A's calls go through a proxy that can be cut, as a network partition would.
+  const upstream = new URL(lab().LAB_MGMT_SERVER);
+  const sockets = new Set<import('node:net').Socket>();
+  let cut = false;
+  const proxy = createServer((client) => {
+    if (cut) return client.destroy();
+    const server = connect(Number(upstream.port), upstream.hostname);
+    for (const s of [client, server]) sockets.add(s);
+    client.pipe(server).pipe(client);
+    client.on('error', () => server.destroy());
+    server.on('error', () => client.destroy());
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  const kubeconfig = readFileSync(lab().LAB_MGMT_KUBECONFIG, 'utf8').replace(lab().LAB_MGMT_SERVER, `https://127.0.0.1:${(proxy.address() as any).port}`);
+  const log = createLogger('silent');
+  const opts = { namespace: ns, name: 'overlap', log };
+  const timeline: string[] = [];
+  const at = (what: string): void => void timeline.push(what);
+  const A = new LeaderElector({ ...opts, client: KubeClient.fromTrustedKubeconfig(kubeconfig, { timeoutMs: 2_000, maxAttempts: 1 }), identity: 'a' });
+  const B = new LeaderElector({ ...opts, client: mgmt(), identity: 'b' });
+  void A.run(async () => at('a leads'), async () => at('a stops leading'));
+  await waitFor('a to lead', async () => A.leading);
+  void B.run(async () => at('b leads'), async () => at('b stops leading'));
+  await new Promise((r) => setTimeout(r, 3_000));
+  cut = true;
+  for (const s of sockets) s.destroy();
+  await waitFor('b to take the Lease', async () => B.leading, 40_000);
+  assert.deepEqual(timeline, ['a leads', 'a stops leading', 'b leads'], 'a stopped before b began: never two leaders');
+  await B.release();
+  await A.release().catch(() => undefined);
+  proxy.close();
+});

@@ -137,3 +137,12 @@ test('no status, Event or log line of this suite holds key material', async () =
   for (const text of [JSON.stringify(events), JSON.stringify(statuses), suite.operator.logs.join('\n')]) assert.doesNotMatch(text, /PRIVATE KEY|the-operators-own-token/);
   assert.ok((await getCB(suite.ns, 'honest')).status?.identity?.publicKey);
 });
+
+test('a ClusterBootstrap whose kubeconfig Secret is gone is let go at deletion, even with Uninstall, and says so in an Event', async () => {
+  await applyCB(suite.ns, 'cluster-gone', { git: gitSpec(await repo('security')), target: { kubeconfigSecretRef: { name: 'deleted-with-its-cluster' } }, deletionPolicy: 'Uninstall' });
+  await waitCondition(suite.ns, 'cluster-gone', 'IdentityReady', 'True');
+  await mgmt().delete(API_VERSION, KIND, suite.ns, 'cluster-gone');
+  await waitFor('the ClusterBootstrap to be gone', async () => !(await mgmt().get(API_VERSION, KIND, suite.ns, 'cluster-gone')), 30_000);
+  const events = await mgmt().list<any>('v1', 'Event', suite.ns);
+  assert.ok(events.some((e) => e.involvedObject.name === 'cluster-gone' && e.reason === 'UninstallSkipped' && e.type === 'Warning'));
+});

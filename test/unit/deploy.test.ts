@@ -330,7 +330,7 @@ test('the operator ClusterRole grants only what the code calls on ClusterBootstr
     { apiGroups: ['fluxbootstrap.dev'], resources: ['clusterbootstraps'], verbs: ['get', 'list', 'patch', 'watch'] },
     { apiGroups: ['fluxbootstrap.dev'], resources: ['clusterbootstraps/status'], verbs: ['patch'] },
     { apiGroups: ['fluxbootstrap.dev'], resources: ['clusterbootstraps/finalizers'], verbs: ['update'] },
-    { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+    { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
   ]);
 });
 
