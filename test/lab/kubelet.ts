@@ -1,16 +1,16 @@
 /**
- * The lab's stand-in for a kubelet: while Flux's controllers run as local processes (see `fluxStart` in lab.ts),
+ * The lab's stand-in for a kubelet: while Flux's controllers run as local processes (see `fluxStart` in flux.ts),
  * nothing would ever report their Deployments as available, since the lab has no kubelet, scheduler or
  * deployment controller. Every ~2 s this process marks the Deployments `source-controller` and
  * `kustomize-controller` in `flux-system` of the target cluster as rolled out and available (status
  * subresource: replicas, ready/available/updated = spec.replicas, observedGeneration = generation,
  * Available=True and Progressing=True/NewReplicaSetAvailable), whenever they exist and their status is stale.
  *
- * Started detached by lab.ts: `node test/lab/kubelet.ts --dir <lab dir>`; stopped by PID (`.lab/pids/kubelet`).
+ * Started detached by flux.ts: `node test/lab/kubelet.ts --dir <lab dir>`; stopped by PID (`.lab/pids/kubelet`).
  */
 import path from 'node:path';
 import { kubeRequest, labCreds, sleep } from './kube.ts';
-import { readLabEnv } from './lab.ts';
+import { readLabEnv } from './env.ts';
 
 const NAMESPACE = 'flux-system';
 const DEPLOYMENTS = ['source-controller', 'kustomize-controller'];

@@ -3,8 +3,10 @@
  *
  * One lab for the whole file, in its own temp dir (never the developer's `<project root>/.lab`): `before` starts
  * it, the tests run in order against it, the last test takes it down (and `after` makes sure it is down even when
- * a test failed). Ports are picked free by the lab, so this runs beside a developer's lab. Needs root and the lab
- * binaries (built on first use, which takes long when the Go cache is cold).
+ * a test failed). `before` starts a second lab in another dir at the same time, to show that labs side by side
+ * get distinct ports; the first test takes that one down again. Ports are picked free by the lab, so this runs
+ * beside a developer's lab. Needs root and the lab binaries (built on first use, which takes long when the Go
+ * cache is cold). The port allocation itself is tested in ports.test.ts.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +15,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { listeningPorts } from './ports.ts';
 import {
   PROJECT_ROOT,
   authorizeKey,
@@ -33,8 +36,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'flux-lab-test-'));
 fs.chmodSync(work, 0o755); // the git user must traverse it
 const dir = path.join(work, 'lab');
+const workBeside = fs.mkdtempSync(path.join(os.tmpdir(), 'flux-lab-test-beside-'));
+fs.chmodSync(workBeside, 0o755);
+const dirBeside = path.join(workBeside, 'lab');
 const log = process.env.LAB_TEST_VERBOSE ? (l: string) => console.error(`[lab] ${l}`) : undefined;
 let env: LabEnv;
+let envBeside: LabEnv;
 
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const e: NodeJS.ProcessEnv = {};
@@ -64,8 +71,8 @@ async function shCode(cmd: string, args: string[], opts: { cwd?: string; env?: N
 const kubectl = (kubeconfig: string, args: string[], input?: string) =>
   sh(path.join(env.LAB_BIN, 'kubectl'), ['--kubeconfig', kubeconfig, ...args], { input });
 
-const git = (args: string[], opts: { cwd?: string; key?: string } = {}) =>
-  sh('git', args, { cwd: opts.cwd, env: cleanEnv({ GIT_SSH_COMMAND: gitSshCommand(opts.key ?? env.LAB_GIT_WRITER_KEY, env.LAB_GIT_KNOWN_HOSTS) }) });
+const git = (args: string[], opts: { cwd?: string; key?: string; knownHosts?: string } = {}) =>
+  sh('git', args, { cwd: opts.cwd, env: cleanEnv({ GIT_SSH_COMMAND: gitSshCommand(opts.key ?? env.LAB_GIT_WRITER_KEY, opts.knownHosts ?? env.LAB_GIT_KNOWN_HOSTS) }) });
 
 const gitCode = (args: string[], opts: { cwd?: string; key?: string } = {}) =>
   shCode('git', args, { cwd: opts.cwd, env: cleanEnv({ GIT_SSH_COMMAND: gitSshCommand(opts.key ?? env.LAB_GIT_WRITER_KEY, env.LAB_GIT_KNOWN_HOSTS) }) });
@@ -77,12 +84,35 @@ async function newKey(name: string): Promise<string> {
 }
 
 before(async () => {
-  env = await labUp({ dir, log });
+  const beside = (l: string) => log?.(`(beside) ${l}`);
+  [env, envBeside] = await Promise.all([labUp({ dir, log }), labUp({ dir: dirBeside, log: log && beside })]);
 }, { timeout: 3_600_000 });
 
 after(async () => {
-  await labDown({ dir }).catch(() => {});
+  await Promise.all([labDown({ dir }).catch(() => {}), labDown({ dir: dirBeside }).catch(() => {})]);
   fs.rmSync(work, { recursive: true, force: true });
+  fs.rmSync(workBeside, { recursive: true, force: true });
+});
+
+/** The TCP ports the processes of the lab in `d` listen on. */
+function labPorts(d: string): number[] {
+  return Object.values(labPids(d)).flatMap((pid) => listeningPorts(pid));
+}
+
+test('two labs started side by side in different dirs both come up, on ports of their own', async () => {
+  const ports = labPorts(dir);
+  const portsBeside = labPorts(dirBeside);
+  assert.ok(ports.length >= 7 && portsBeside.length >= 7, `each lab listens on its ports: ${ports} and ${portsBeside}`);
+  assert.deepEqual(ports.filter((p) => portsBeside.includes(p)), [], 'no port is shared');
+  for (const e of [env, envBeside]) {
+    await kubectl(e.LAB_MGMT_KUBECONFIG, ['get', 'namespace', 'default']);
+    await kubectl(e.LAB_TARGET_KUBECONFIG, ['get', 'namespace', 'default']);
+    assert.equal((await git(['ls-remote', e.LAB_GIT_URL], { key: e.LAB_GIT_WRITER_KEY, knownHosts: e.LAB_GIT_KNOWN_HOSTS })).trim(), '');
+  }
+  assert.notEqual(env.LAB_MGMT_SERVER, envBeside.LAB_MGMT_SERVER);
+  await labDown({ dir: dirBeside });
+  assert.equal(fs.existsSync(dirBeside), false, 'the lab beside is down');
+  await kubectl(env.LAB_MGMT_KUBECONFIG, ['get', 'namespace', 'default']);
 });
 
 test('the lab writes its environment to <dir>/env', () => {
