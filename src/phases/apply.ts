@@ -16,8 +16,9 @@ export async function applyToTarget(ctx: Context, target: KubeClient, secretData
   const { opts } = ctx;
   try {
     const selfManaged = await fluxManagesItself(ctx, target);
-    if (!selfManaged) {
-      const objects = componentObjects(opts.flux);
+    const objects = componentObjects(opts.flux);
+    if (selfManaged) await handOver(target, objects);
+    else {
       const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition');
       // What can go together goes together: all CRDs, then the namespace, then the rest.
       await Promise.all(crds.map((crd) => target.apply(crd)));
@@ -58,6 +59,32 @@ async function fluxManagesItself(ctx: Context, target: KubeClient): Promise<bool
   if (!ks?.status?.lastAppliedRevision) return false;
   for (const component of components) if (!(await target.get('apps/v1', 'Deployment', namespace, component))) return false;
   return true;
+}
+
+/**
+ * handOver leaves the components to Flux once it manages itself: the operator's field manager is removed
+ * from every component object, so kustomize-controller alone owns their fields and a field a later Flux
+ * release drops is removed from the cluster. One object is looked at first; the rest only when it still
+ * names the operator (after a first bootstrap, or after a drift repair applied them again).
+ */
+async function handOver(target: KubeClient, objects: KubeObject[]): Promise<void> {
+  const owns = (o: any) => (o?.metadata?.managedFields ?? []).some((f: any) => f.manager === target.fieldManager);
+  const probe = objects.find((o) => o.kind === 'Deployment');
+  if (probe && !owns(await target.get(probe.apiVersion, probe.kind, probe.metadata.namespace, probe.metadata.name))) return;
+  await Promise.all(
+    objects.map(async (o) => {
+      const live = await target.get(o.apiVersion, o.kind, o.metadata.namespace, o.metadata.name);
+      if (!owns(live)) return;
+      const rest = live.metadata.managedFields.filter((f: any) => f.manager !== target.fieldManager);
+      const path = await target.resourcePath(o.apiVersion, o.kind, o.metadata.namespace, o.metadata.name);
+      // A JSON patch guarded by the resourceVersion; an empty list would be ignored, [{}] clears them all.
+      const patch = [
+        { op: 'test', path: '/metadata/resourceVersion', value: live.metadata.resourceVersion },
+        { op: 'replace', path: '/metadata/managedFields', value: rest.length > 0 ? rest : [{}] },
+      ];
+      await target.request('PATCH', path, patch, 'application/json-patch+json');
+    }),
+  );
 }
 
 async function waitEstablished(target: KubeClient, names: string[]): Promise<void> {

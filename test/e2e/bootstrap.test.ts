@@ -5,9 +5,10 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import yaml from 'js-yaml';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fluxStart, fluxStop } from '../lab/lab.ts';
+import { fluxStart, fluxStop, PROJECT_ROOT } from '../lab/lab.ts';
 import {
   applyCB,
   authorize,
@@ -101,6 +102,20 @@ test('with Flux running, the ClusterBootstrap becomes Ready at the pushed revisi
   assert.match(table, /NAME\s+CLUSTER\s+FLUX\s+READY\s+STATUS\s+REVISION\s+AGE/);
   assert.match(table, new RegExp(`${name}\\s+${name}-kubeconfig\\s+v2\\.9\\.3\\s+True\\s+Succeeded\\s+main@sha1:`));
   process.stderr.write(`\n$ kubectl get clusterbootstrap -n ${suite.ns}\n${table}\n`);
+});
+
+test("once Flux manages itself, the operator's field manager owns no field of any component object: Flux's own apply does", async () => {
+  const objects = yaml.loadAll(readFileSync(join(PROJECT_ROOT, 'src/manifests/flux/v2.9.3/gotk-components.yaml'), 'utf8')) as any[];
+  const owners = async (o: any) => {
+    const live = await target().get<any>(o.apiVersion, o.kind, o.metadata.namespace, o.metadata.name);
+    return (live?.metadata?.managedFields ?? []).map((f: any) => f.manager);
+  };
+  const components = objects.filter((o) => o?.kind && ['Deployment', 'CustomResourceDefinition', 'Service'].includes(o.kind) && ['source-controller', 'kustomize-controller', 'helm-controller', 'notification-controller'].includes(o.metadata.labels?.['app.kubernetes.io/component']));
+  await waitFor('the operator to hand the components over', async () => {
+    for (const o of components) if ((await owners(o)).includes('flux-bootstrap-operator')) return false;
+    return true;
+  }, 60_000);
+  assert.ok((await owners(components.find((o) => o.kind === 'Deployment'))).includes('kustomize-controller'), "kustomize-controller owns the Deployment's fields");
 });
 
 test('a manifest committed under the cluster path appears in the target cluster', async () => {
