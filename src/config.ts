@@ -1,6 +1,9 @@
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseDuration } from './api/duration.ts';
+
+export { parseDuration };
 
 /** Config is the operator's configuration; every field has a flag, an environment variable and a default. */
 export interface Config {
@@ -46,18 +49,6 @@ export const OPTIONS = {
   'insecure-kubeconfig-exec': { env: 'INSECURE_KUBECONFIG_EXEC', default: 'false', help: 'let target kubeconfigs run exec credential plugins in the operator' },
   'insecure-kubeconfig-tls': { env: 'INSECURE_KUBECONFIG_TLS', default: 'false', help: 'let target kubeconfigs skip TLS verification' },
 } as const;
-
-/** parseDuration reads a Go-style duration (`90s`, `10m`, `1h30m`) into milliseconds. */
-export function parseDuration(text: string): number {
-  const units: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-  let total = 0;
-  const rest = text.replace(/(\d+(?:\.\d+)?)(ms|s|m|h)/g, (_, n, u) => {
-    total += Number(n) * units[u];
-    return '';
-  });
-  if (rest !== '' || text === '') throw new Error(`${JSON.stringify(text)} is not a duration such as 30s or 10m`);
-  return total;
-}
 
 /** loadConfig reads flags first, then environment variables, then defaults; it throws on a bad value. */
 export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Config {

@@ -49,6 +49,10 @@ export const Reasons = {
   DeployKeyNotAuthorized: 'DeployKeyNotAuthorized',
   PushRejected: 'PushRejected',
   GitOperationFailed: 'GitOperationFailed',
+  // the git host's API (spec.git.provider)
+  GitProviderAuthFailed: 'GitProviderAuthFailed',
+  GitProviderRateLimited: 'GitProviderRateLimited',
+  GitProviderError: 'GitProviderError',
   // the repository's contents
   KustomizationInvalid: 'KustomizationInvalid',
   UnsafeRepositoryContent: 'UnsafeRepositoryContent',

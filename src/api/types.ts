@@ -11,6 +11,12 @@ export const FINALIZER = `${GROUP}/finalizer`;
 /** RECONCILE_REQUESTED_AT is Flux's annotation for "reconcile now" (`flux reconcile` sets it); the operator honours it too. */
 export const RECONCILE_REQUESTED_AT = 'reconcile.fluxcd.io/requestedAt';
 
+/** ROTATE_IDENTITY_AT asks for Flux's key to be rotated now; the value handled is echoed in status.lastHandledRotateAt. */
+export const ROTATE_IDENTITY_AT = `${GROUP}/rotate-identity-at`;
+
+/** REPIN_HOST_KEYS_AT asks for the git host's keys to be scanned and pinned again, once; echoed in status.lastHandledRepinAt. */
+export const REPIN_HOST_KEYS_AT = `${GROUP}/repin-host-keys-at`;
+
 /** FIELD_MANAGER owns every field the operator server-side applies. */
 export const FIELD_MANAGER = 'flux-bootstrap-operator';
 
@@ -28,6 +34,7 @@ export interface ClusterBootstrapSpec {
     path?: string;
     secretRef: { name: string };
     readSecretRef?: { name: string };
+    provider?: { type?: 'generic' | 'github' | 'gitlab' | 'gitea' | 'bitbucketserver'; url?: string; secretRef?: { name: string } };
     sharePushCredentials?: boolean;
     knownHosts?: string;
     author?: { name?: string; email?: string };
@@ -52,7 +59,7 @@ export interface ClusterBootstrapSpec {
     prune?: boolean;
     secretName?: string;
   };
-  identity?: { algorithm?: 'ed25519' | 'ecdsa' | 'rsa'; ecdsaCurve?: 'p256' | 'p384' | 'p521'; rsaBits?: number };
+  identity?: { algorithm?: 'ed25519' | 'ecdsa' | 'rsa'; ecdsaCurve?: 'p256' | 'p384' | 'p521'; rsaBits?: number; rotateEvery?: string };
   suspend?: boolean;
   deletionPolicy?: 'Orphan' | 'Uninstall';
 }
@@ -71,7 +78,17 @@ export interface Condition {
 export interface ClusterBootstrapStatus {
   observedGeneration?: number;
   conditions?: Condition[];
-  identity?: { publicKey: string; fingerprint: string; algorithm: string; secretName: string };
+  identity?: {
+    publicKey: string;
+    fingerprint: string;
+    algorithm: string;
+    secretName: string;
+    /** createdAt is when the current key was made; nextRotationAt when spec.identity.rotateEvery makes the next one. */
+    createdAt?: string;
+    nextRotationAt?: string;
+    /** rotatingTo is the fingerprint of the key being rolled out, while a rotation is under way. */
+    rotatingTo?: string;
+  };
   hostKeys?: { fingerprints: string[] };
   lastPushedCommit?: string;
   lastPushedRevision?: string;
@@ -79,6 +96,9 @@ export interface ClusterBootstrapStatus {
   fluxVersion?: string;
   /** lastHandledReconcileAt is the last `reconcile.fluxcd.io/requestedAt` annotation value acted on. */
   lastHandledReconcileAt?: string;
+  /** lastHandledRotateAt and lastHandledRepinAt echo the annotations once their rotation or re-pin is done. */
+  lastHandledRotateAt?: string;
+  lastHandledRepinAt?: string;
   message?: string;
 }
 

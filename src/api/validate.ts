@@ -1,4 +1,5 @@
 import { Reasons } from './conditions.ts';
+import { parseDuration } from './duration.ts';
 import { PhaseError } from './errors.ts';
 import type { ClusterBootstrap } from './types.ts';
 import { DEFAULT_COMPONENTS, EXTRA_COMPONENTS, shippedVersions, type ComponentsOptions } from '../manifests/components.ts';
@@ -20,13 +21,15 @@ export interface BootstrapOptions {
     /** readSecretName is the Secret Flux reads an https repository with; undefined over ssh, or when sharing the push credentials. */
     readSecretName?: string;
     knownHosts?: string;
+    /** provider registers Flux's key as a deploy key through the git host's API; `generic` leaves it to a person. */
+    provider: { type: 'generic' | 'github' | 'gitlab' | 'gitea' | 'bitbucketserver'; url?: string; secretName?: string };
     author: { name: string; email: string };
     messageAppendix: string;
   };
   flux: ComponentsOptions;
   /** sync is the GitRepository and Kustomization Flux syncs with, as committed and as applied. */
   sync: SyncOptions;
-  identity: { algorithm: 'ed25519' | 'ecdsa' | 'rsa'; ecdsaCurve: 'p256' | 'p384' | 'p521'; rsaBits: number };
+  identity: { algorithm: 'ed25519' | 'ecdsa' | 'rsa'; ecdsaCurve: 'p256' | 'p384' | 'p521'; rsaBits: number; rotateEveryMs?: number };
   suspend: boolean;
   deletionPolicy: 'Orphan' | 'Uninstall';
 }
@@ -158,6 +161,28 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
   if (imagePullSecret && !DNS_SUBDOMAIN.test(imagePullSecret)) invalid(Reasons.InvalidSpec, `spec.flux.imagePullSecret ${JSON.stringify(imagePullSecret)} is not a valid Secret name`);
   const path = normalizeRepoPath(spec.git.path ?? `clusters/${name}`);
 
+  const providerSpec = spec.git.provider ?? {};
+  const providerType = providerSpec.type ?? 'generic';
+  if (!['generic', 'github', 'gitlab', 'gitea', 'bitbucketserver'].includes(providerType))
+    invalid(Reasons.InvalidSpec, `spec.git.provider.type ${JSON.stringify(providerType)} must be generic, github, gitlab, gitea or bitbucketserver`);
+  if (providerType !== 'generic' && !providerSpec.secretRef?.name)
+    invalid(Reasons.InvalidSpec, `spec.git.provider.secretRef.name is required for provider ${providerType}: a Secret whose key "token" holds the API token`);
+  if ((providerType === 'gitea' || providerType === 'bitbucketserver') && !providerSpec.url)
+    invalid(Reasons.InvalidSpec, `spec.git.provider.url is required for provider ${providerType}: the API base URL`);
+  if (providerSpec.url) {
+    let api: URL | undefined;
+    try {
+      api = new URL(providerSpec.url);
+    } catch {
+      api = undefined;
+    }
+    if (!api || !['https:', 'http:'].includes(api.protocol) || api.username || api.password || api.search || api.hash)
+      invalid(Reasons.InvalidSpec, `spec.git.provider.url ${JSON.stringify(providerSpec.url)} must be an http(s) URL without credentials, query or fragment`);
+  }
+  const rotateEvery = spec.identity?.rotateEvery;
+  if (rotateEvery !== undefined && (!DURATION.test(rotateEvery) || parseDuration(rotateEvery) < 3_600_000))
+    invalid(Reasons.InvalidSpec, `spec.identity.rotateEvery ${JSON.stringify(rotateEvery)} must be a duration of at least 1h, such as 720h`);
+
   const targetRef = spec.target?.kubeconfigSecretRef;
   if (!targetRef?.name && !policy.targetlessNamespaces.includes(namespace))
     invalid(
@@ -184,6 +209,7 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
       secretName: spec.git.secretRef.name,
       readSecretName: git.transport === 'https' ? readSecretName : undefined,
       knownHosts: spec.git.knownHosts?.trim() || undefined,
+      provider: { type: providerType, url: providerSpec.url?.replace(/\/+$/, ''), secretName: providerSpec.secretRef?.name },
       author,
       messageAppendix,
     },
@@ -210,7 +236,12 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
       kustomizationInterval,
       prune: sync.prune ?? true,
     },
-    identity: { algorithm: identity.algorithm ?? 'ed25519', ecdsaCurve: identity.ecdsaCurve ?? 'p384', rsaBits },
+    identity: {
+      algorithm: identity.algorithm ?? 'ed25519',
+      ecdsaCurve: identity.ecdsaCurve ?? 'p384',
+      rsaBits,
+      rotateEveryMs: rotateEvery === undefined ? undefined : parseDuration(rotateEvery),
+    },
     suspend: spec.suspend ?? false,
     deletionPolicy,
   };

@@ -9,6 +9,9 @@ import type { Context } from '../phases/context.ts';
 import { bootstrap, type RunPhase } from '../phases/pipeline.ts';
 import { connectTarget } from '../phases/target.ts';
 import { uninstallFlux } from '../phases/uninstall.ts';
+import { unregisterDeployKeys } from '../phases/deploykey.ts';
+import { identitySecretName } from '../phases/identity.ts';
+import { forgetHostKeys } from '../ssh/hostkeys.ts';
 import type { EventRecorder } from './events.ts';
 import type { Metrics } from './metrics.ts';
 import type { Outcome } from './queue.ts';
@@ -81,19 +84,29 @@ export class Reconciler {
         this.#o.metrics?.phaseDuration.observe({ phase: condition }, (performance.now() - started) / 1000);
       }
     };
+    let opts: BootstrapOptions | undefined;
     try {
-      const ctx = this.#context(cb, validate(cb, this.#o.policy), log);
+      opts = validate(cb, this.#o.policy);
+      const ctx = this.#context(cb, opts, log);
       this.#checkConflicts(cb, ctx.opts);
       if (ctx.opts.suspend) return { kind: 'suspended' };
       markCondition(status, cb.metadata.generation, ConditionTypes.Reconciling, 'True', Reasons.Progressing, 'reconciling');
       return { kind: 'ready', message: await bootstrap(ctx, phase) };
     } catch (err) {
-      return { kind: 'failed', condition: current, error: asPhaseError(err, current, cb.metadata.namespace) };
+      const error = asPhaseError(err, current, cb.metadata.namespace);
+      // A changed host key is the host's trust, wherever git first saw it; the next look scans afresh.
+      if (error.reason === Reasons.HostKeyChanged) {
+        if (opts) forgetHostKeys(opts.git.host, opts.git.port);
+        return { kind: 'failed', condition: ConditionTypes.HostKeyTrusted, error };
+      }
+      return { kind: 'failed', condition: current, error };
     }
   }
 
   #context(cb: ClusterBootstrap, opts: BootstrapOptions, log: Logger): Context {
-    return { cb, opts, mgmt: this.#o.mgmt, repos: this.#o.repos, log, targetClient: this.#o.targetClient };
+    const record = (type: 'Normal' | 'Warning', reason: string, message: string) =>
+      this.#o.events.record(cb, type, reason, message).catch((err) => log.warn({ err }, 'cannot record an Event'));
+    return { cb, opts, mgmt: this.#o.mgmt, repos: this.#o.repos, log, targetClient: this.#o.targetClient, record };
   }
 
   async #addFinalizer(cb: ClusterBootstrap): Promise<void> {
@@ -138,14 +151,9 @@ export class Reconciler {
     if (opts?.deletionPolicy === 'Uninstall') {
       const ctx = this.#context(cb, opts, log);
       try {
-        await uninstallFlux(ctx, (await connectTarget(ctx)).result);
+        await this.#uninstall(ctx);
+        await unregisterDeployKeys(ctx, identitySecretName(cb.metadata.name));
       } catch (err) {
-        // The cluster's kubeconfig is gone — Cluster API deletes it with the cluster: there is nothing left to uninstall from.
-        if (err instanceof PhaseError && err.reason === Reasons.KubeconfigSecretMissing) {
-          log.warn({ err }, 'the kubeconfig Secret is gone: deleting without uninstalling Flux');
-          await this.#o.events.record(cb, 'Warning', 'UninstallSkipped', `${errorMessage(err)}: Flux was not uninstalled`).catch(() => undefined);
-          return this.#letGo(cb, log, 'Orphan');
-        }
         const message = `uninstalling Flux failed (set spec.deletionPolicy to Orphan to delete without it): ${errorMessage(err)}`;
         const status = { ...cb.status };
         summarize(status, { kind: 'failed', condition: ConditionTypes.Ready, error: new PhaseError(Reasons.Deleting, message) }, cb.metadata.generation, this.#o.resyncMs);
@@ -154,6 +162,20 @@ export class Reconciler {
       }
     }
     return this.#letGo(cb, log, opts?.deletionPolicy ?? 'Orphan');
+  }
+
+  /** #uninstall removes Flux from the target; when the kubeconfig Secret is gone (Cluster API deletes it with its cluster) there is nothing left to uninstall from. */
+  async #uninstall(ctx: Context): Promise<void> {
+    let target: KubeClient;
+    try {
+      target = (await connectTarget(ctx)).result;
+    } catch (err) {
+      if (!(err instanceof PhaseError && err.reason === Reasons.KubeconfigSecretMissing)) throw err;
+      ctx.log.warn({ err }, 'the kubeconfig Secret is gone: deleting without uninstalling Flux');
+      await ctx.record('Warning', 'UninstallSkipped', `${errorMessage(err)}: Flux was not uninstalled`);
+      return;
+    }
+    await uninstallFlux(ctx, target);
   }
 
   async #letGo(cb: ClusterBootstrap, log: Logger, policy: string): Promise<Outcome> {

@@ -3,6 +3,7 @@ import { PhaseError } from '../api/errors.ts';
 import { KubeError, type KubeClient, type KubeObject } from '../kube/client.ts';
 import { componentObjects } from '../manifests/files.ts';
 import { syncObjects } from '../manifests/sync.ts';
+import { RECONCILE_REQUESTED_AT } from '../api/types.ts';
 import type { Context } from './context.ts';
 import type { FluxSecret, Step } from './types.ts';
 
@@ -10,9 +11,10 @@ const ESTABLISH_TIMEOUT_MS = 60_000;
 
 /**
  * applyToTarget server-side applies, in order: the CRDs (waiting until Established), the namespace and the
- * rest of the components — only until Flux manages itself — then Flux's git Secret and the sync objects.
+ * rest of the components — only until Flux manages itself — then Flux's git Secret and the sync objects
+ * (the GitRepository asked to fetch again at `refetchAt`, when a rotation switched Flux's key).
  */
-export async function applyToTarget(ctx: Context, target: KubeClient, secretData: FluxSecret): Promise<Step> {
+export async function applyToTarget(ctx: Context, target: KubeClient, secretData: FluxSecret, refetchAt?: string): Promise<Step> {
   const { opts } = ctx;
   try {
     const selfManaged = await fluxManagesItself(ctx, target);
@@ -35,7 +37,11 @@ export async function applyToTarget(ctx: Context, target: KubeClient, secretData
       type: 'Opaque',
       stringData: secretData,
     });
-    await Promise.all(syncObjects(opts.sync).map((o) => target.apply(o as KubeObject)));
+    // After a key rotation, Flux is asked to fetch again at once with its new key.
+    const sync = syncObjects(opts.sync).map((o) =>
+      refetchAt && o.kind === 'GitRepository' ? { ...o, metadata: { ...o.metadata, annotations: { [RECONCILE_REQUESTED_AT]: refetchAt } } } : o,
+    );
+    await Promise.all(sync.map((o) => target.apply(o as KubeObject)));
     return {
       result: undefined,
       message: selfManaged ? 'identity and sync applied; Flux manages its components from git' : `Flux ${opts.flux.version} components, identity and sync applied`,

@@ -4,6 +4,10 @@ import { GitError, redact, type GitAuth } from '../git/repository.ts';
 import type { Context } from './context.ts';
 import { gitPhaseError } from './errors.ts';
 import type { FluxSecret, HttpsCredentials, Identity, PushCredentials, Step } from './types.ts';
+import { ensureDeployKey, providerFor, ProviderError, removeDeployKeys, type DeployKeyProvider } from '../providers/index.ts';
+import { decodeSecret } from '../kube/objects.ts';
+import { fingerprint } from '../ssh/keys.ts';
+import type { Reason } from '../api/conditions.ts';
 
 /**
  * authorizeFlux proves that what Flux will read the repository with can read it, and returns it as the data
@@ -54,4 +58,88 @@ async function explainRefusal(ctx: Context, pushAuth: GitAuth): Promise<void> {
     if (err instanceof GitError && err.kind === 'auth')
       throw new PhaseError(Reasons.GitAuthenticationFailed, `the push credentials in Secret ${secretName} cannot read ${redact(url)}`, { cause: err, retryAfterMs: 30_000 });
   }
+}
+
+/** deployKeyTitle names Flux's deploy key on the git host after the cluster. */
+export const deployKeyTitle = (ctx: Context) => `flux-${ctx.cb.metadata.namespace}-${ctx.cb.metadata.name}`;
+
+/**
+ * connectProvider builds the git host's API client from spec.git.provider and the token in its Secret; a
+ * `generic` provider has none, and Flux's key is then registered by a person.
+ */
+export async function connectProvider(ctx: Context): Promise<Step<DeployKeyProvider | undefined>> {
+  const { provider, url } = ctx.opts.git;
+  if (provider.type === 'generic' || !provider.secretName) return { result: undefined };
+  const ref = `Secret ${ctx.cb.metadata.namespace}/${provider.secretName}`;
+  const secret = await ctx.mgmt.get('v1', 'Secret', ctx.cb.metadata.namespace, provider.secretName);
+  if (!secret) throw new PhaseError(Reasons.GitCredentialsMissing, `${ref} (spec.git.provider.secretRef) does not exist: create it with the API token under the key "token"`, { retryAfterMs: 30_000 });
+  const data = decodeSecret(secret);
+  if (!data.token) throw new PhaseError(Reasons.GitCredentialsInvalid, `${ref} must hold the ${provider.type} API token under the key "token"`, { retryAfterMs: 60_000 });
+  try {
+    return { result: providerFor({ type: provider.type, apiUrl: provider.url, token: data.token, repoUrl: url, tokenRef: ref, caData: data['ca.crt'] }) };
+  } catch (err) {
+    throw providerPhaseError(err);
+  }
+}
+
+/**
+ * registerDeployKeys registers Flux's key — and, during a rotation, the next one — as read-only deploy keys
+ * through the git host's API, titled after the cluster; a key already there (same key material) is kept.
+ */
+export async function registerDeployKeys(ctx: Context, identity: Identity, provider: DeployKeyProvider | undefined): Promise<Step> {
+  if (!provider) return { result: undefined };
+  const title = deployKeyTitle(ctx);
+  try {
+    for (const key of [identity.publicKey, identity.next?.publicKey].filter((k): k is string => !!k)) {
+      const { created } = await ensureDeployKey(provider, title, key);
+      if (created) {
+        ctx.log.info({ title, fingerprint: fingerprint(key) }, 'registered a read-only deploy key through the git host API');
+        await ctx.record('Normal', 'DeployKeyRegistered', `registered ${fingerprint(key)} as read-only deploy key ${title}`);
+      }
+    }
+  } catch (err) {
+    throw providerPhaseError(err);
+  }
+  return { result: undefined };
+}
+
+/** removeDeployKey returns the function that removes one of Flux's keys from the git host, or undefined without a provider. */
+export function removeDeployKey(ctx: Context, provider: DeployKeyProvider | undefined): ((publicKey: string) => Promise<void>) | undefined {
+  if (!provider) return undefined;
+  return async (publicKey) => {
+    try {
+      await removeDeployKeys(provider, { publicKey });
+    } catch (err) {
+      throw providerPhaseError(err);
+    }
+  };
+}
+
+const PROVIDER_REASONS: Record<string, Reason> = {
+  unauthorized: Reasons.GitProviderAuthFailed,
+  forbidden: Reasons.GitProviderAuthFailed,
+  notFound: Reasons.RepositoryNotFound,
+  rateLimited: Reasons.GitProviderRateLimited,
+  invalid: Reasons.InvalidSpec,
+};
+
+/** providerPhaseError turns a provider's answer into a reason; a rate limit is retried when it ends. */
+function providerPhaseError(err: unknown): PhaseError {
+  if (!(err instanceof ProviderError)) return new PhaseError(Reasons.GitProviderError, 'the git host API call failed', { cause: err });
+  const reason = PROVIDER_REASONS[err.kind] ?? Reasons.GitProviderError;
+  const retryAfterMs = err.kind === 'rateLimited' ? Math.max(err.retryAfterMs ?? 0, err.resetAt ? err.resetAt.getTime() - Date.now() : 0, 5_000) : reason === Reasons.GitProviderError ? undefined : 60_000;
+  return new PhaseError(reason, err.message, { cause: err, retryAfterMs: reason === Reasons.InvalidSpec ? undefined : retryAfterMs });
+}
+
+/**
+ * unregisterDeployKeys removes Flux's keys (current, next and previous) from the git host through its API,
+ * for the Uninstall deletion policy; without a provider there is nothing to remove.
+ */
+export async function unregisterDeployKeys(ctx: Context, identitySecretName: string): Promise<void> {
+  const provider = (await connectProvider(ctx)).result;
+  if (!provider) return;
+  const data = decodeSecret(await ctx.mgmt.get('v1', 'Secret', ctx.cb.metadata.namespace, identitySecretName));
+  const remove = removeDeployKey(ctx, provider)!;
+  for (const key of [data['identity.pub'], data['next.identity.pub'], data['previous.identity.pub']]) if (key?.trim()) await remove(key.trim());
+  ctx.log.info({ title: deployKeyTitle(ctx) }, 'removed the deploy keys from the git host');
 }

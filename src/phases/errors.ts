@@ -17,5 +17,7 @@ const REASON_BY_KIND: Record<string, (typeof Reasons)[keyof typeof Reasons]> = {
 export function gitPhaseError(err: unknown, hint = ''): PhaseError {
   if (!(err instanceof GitError)) return new PhaseError(Reasons.GitOperationFailed, 'git failed', { cause: err });
   const reason = REASON_BY_KIND[err.kind] ?? Reasons.GitOperationFailed;
+  if (reason === Reasons.HostKeyChanged)
+    return new PhaseError(reason, `the git host's SSH key is not the pinned one — refusing to connect; if the change is legitimate, re-pin it`, { cause: err, retryAfterMs: 5 * 60_000 });
   return new PhaseError(reason, `${err.message}${hint}`, { cause: err, retryAfterMs: reason === Reasons.UnsafeRepositoryContent ? 60_000 : undefined });
 }

@@ -1,5 +1,6 @@
 import { Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
+import { REPIN_HOST_KEYS_AT } from '../api/types.ts';
 import { formatKnownHosts, hostKeyFingerprints, hostKeysChanged, parseKnownHosts, scanHostKeysShared, type HostKey } from '../ssh/hostkeys.ts';
 import type { Context } from './context.ts';
 import type { Identity, PushCredentials, Step } from './types.ts';
@@ -14,7 +15,10 @@ export async function trustHostKeys(ctx: Context, identity: Identity, creds: Pus
   if (creds.transport === 'https') return { result: '', message: 'https: the host is verified by TLS' };
   const { host, port } = ctx.opts.git;
   const userPinned = ctx.opts.git.knownHosts ?? creds.knownHosts;
-  const pinnedText = userPinned ?? identity.knownHosts;
+  // A re-pin asked for through the annotation trusts the next scan once, in place of the keys the operator pinned.
+  const repin = ctx.cb.metadata.annotations?.[REPIN_HOST_KEYS_AT];
+  const repinning = !!repin && repin !== ctx.cb.status?.lastHandledRepinAt && !userPinned;
+  const pinnedText = userPinned ?? (repinning ? undefined : identity.knownHosts);
   let pinned: HostKey[] | undefined;
   if (pinnedText) {
     try {
@@ -32,7 +36,9 @@ export async function trustHostKeys(ctx: Context, identity: Identity, creds: Pus
   if (pinned) {
     const changed = hostKeysChanged(pinned, scanned);
     if (changed) {
-      const where = userPinned ? "spec.git.knownHosts (or the push Secret's known_hosts)" : `known_hosts in Secret ${identity.secretName}`;
+      const where = userPinned
+        ? "spec.git.knownHosts (or the push Secret's known_hosts)"
+        : `known_hosts in Secret ${identity.secretName}, or annotate the ClusterBootstrap with ${REPIN_HOST_KEYS_AT}=<now> to pin the new keys once`;
       throw new PhaseError(
         Reasons.HostKeyChanged,
         `the SSH host key of ${host}:${port} changed since it was pinned — refusing to connect: ${changed}. If the change is legitimate, replace the pinned key in ${where}`,
@@ -41,9 +47,11 @@ export async function trustHostKeys(ctx: Context, identity: Identity, creds: Pus
     }
   } else {
     await pinKnownHosts(ctx, identity, formatKnownHosts(scanned));
+    if (repinning) ctx.log.warn({ fingerprints: hostKeyFingerprints(scanned) }, 'pinned the git host keys again, as the annotation asked');
   }
   const fingerprints = hostKeyFingerprints(pinned ?? scanned);
-  return { result: pinnedText ?? formatKnownHosts(scanned), message: `pinned ${fingerprints.join(', ')}`, status: { hostKeys: { fingerprints } } };
+  const status = { hostKeys: { fingerprints }, ...(repin ? { lastHandledRepinAt: repin } : {}) };
+  return { result: pinnedText ?? formatKnownHosts(scanned), message: `pinned ${fingerprints.join(', ')}`, status };
 }
 
 /** pinKnownHosts stores the host keys seen on the first scan in the identity Secret; later scans compare against them. */

@@ -13,9 +13,10 @@ function readyCondition(obj: any): { status?: string; message?: string; reason?:
 /**
  * observeFlux checks, as flux2's bootstrap does, that Flux's GitRepository and Kustomization are Ready at
  * the revision the branch holds (`<branch>@sha1:<sha>`), with their generation observed. Until then the
- * phase is retried shortly; a suspended Kustomization fails with a message that says so.
+ * phase is retried shortly; a suspended Kustomization fails with a message that says so. After a key
+ * rotation (`refetchAt`), the GitRepository must also have fetched again, with the new key.
  */
-export async function observeFlux(ctx: Context, target: KubeClient, head: string): Promise<Step> {
+export async function observeFlux(ctx: Context, target: KubeClient, head: string, refetchAt?: string): Promise<Step> {
   const { namespace: ns, name, branch } = ctx.opts.sync;
   const want = `${branch}@sha1:${head}`;
   const wait = (message: string) => new PhaseError(Reasons.FluxNotReady, message, { retryAfterMs: WAIT_MS });
@@ -28,6 +29,7 @@ export async function observeFlux(ctx: Context, target: KubeClient, head: string
     if (obj.status?.observedGeneration !== obj.metadata.generation || ready.status !== 'True')
       throw wait(`${kind} ${ns}/${name} is not ready${ready.message ? `: ${ready.message}` : ' yet (are the Flux controllers running?)'}`);
   }
+  if (refetchAt && repo.status?.lastHandledReconcileAt !== refetchAt) throw wait(`GitRepository ${ns}/${name} has not fetched with Flux's new key yet`);
   if (!head) throw wait(`the branch ${branch} has no commit yet`);
   if (ks.status?.lastAppliedRevision !== want) throw wait(`Flux applied ${ks.status?.lastAppliedRevision ?? 'nothing'}, waiting for ${want}`);
   return { result: undefined, message: `Flux applied ${want}`, status: { lastAppliedRevision: want, fluxVersion: ctx.opts.flux.version } };

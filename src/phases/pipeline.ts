@@ -1,10 +1,10 @@
 import { ConditionTypes as C, type ConditionType } from '../api/conditions.ts';
 import type { Context } from './context.ts';
 import type { Step } from './types.ts';
-import { ensureIdentity } from './identity.ts';
+import { ensureIdentity, retirePreviousKey, switchKeys } from './identity.ts';
 import { readFluxCredentials, readPushCredentials } from './credentials.ts';
 import { trustHostKeys } from './hostkeys.ts';
-import { authorizeFlux } from './deploykey.ts';
+import { authorizeFlux, connectProvider, registerDeployKeys, removeDeployKey } from './deploykey.ts';
 import { commitManifests } from './commit.ts';
 import { connectTarget } from './target.ts';
 import { applyToTarget } from './apply.ts';
@@ -18,14 +18,18 @@ export type RunPhase = <T>(condition: ConditionType, step: () => Promise<Step<T>
  * condition it ran in; the conditions after it keep what they last said. It returns the message of Ready.
  */
 export async function bootstrap(ctx: Context, phase: RunPhase): Promise<string> {
-  const identity = await phase(C.IdentityReady, () => ensureIdentity(ctx));
+  let identity = await phase(C.IdentityReady, () => ensureIdentity(ctx));
   const push = await phase(C.HostKeyTrusted, () => readPushCredentials(ctx));
   const knownHosts = await phase(C.HostKeyTrusted, () => trustHostKeys(ctx, identity, push));
+  const provider = await phase(C.DeployKeyAuthorized, () => connectProvider(ctx));
+  await phase(C.DeployKeyAuthorized, () => registerDeployKeys(ctx, identity, provider));
+  if (identity.next) identity = await phase(C.IdentityReady, () => switchKeys(ctx, identity, knownHosts));
   const fluxHttps = await phase(C.DeployKeyAuthorized, () => readFluxCredentials(ctx, push));
   const fluxSecret = await phase(C.DeployKeyAuthorized, () => authorizeFlux(ctx, identity, push, knownHosts, fluxHttps));
   const head = await phase(C.Committed, () => commitManifests(ctx, push, knownHosts));
   const target = await phase(C.Applied, () => connectTarget(ctx));
-  await phase(C.Applied, () => applyToTarget(ctx, target, fluxSecret));
-  await phase(C.FluxReady, () => observeFlux(ctx, target, head));
+  await phase(C.Applied, () => applyToTarget(ctx, target, fluxSecret, identity.switchedAt));
+  await phase(C.FluxReady, () => observeFlux(ctx, target, head, identity.switchedAt));
+  if (identity.previous) await phase(C.IdentityReady, () => retirePreviousKey(ctx, identity, removeDeployKey(ctx, provider)));
   return `Flux ${ctx.opts.flux.version} is in sync at ${ctx.opts.git.branch}@sha1:${head}`;
 }

@@ -9,11 +9,23 @@ export interface Step<T = void> {
   status?: Partial<ClusterBootstrapStatus>;
 }
 
-/** Identity is the key Flux reads the repository with, and the host keys pinned for the git host. */
+/**
+ * Identity is the key Flux reads the repository with, and the host keys pinned for the git host. During a
+ * rotation it also holds the key being rolled out (`next`, until Flux is switched to it) or the key it
+ * replaced (`previous`, until Flux has read with the new one and the old is retired). The identity Secret
+ * holds all of it, so a restart at any step resumes the same rotation.
+ */
 export interface Identity extends KeyPair {
   secretName: string;
   /** knownHosts pinned on the first scan of the git host, if any yet. */
   knownHosts?: string;
+  next?: KeyPair;
+  /** previous is the public key Flux read with before the switch. */
+  previous?: string;
+  /** switchedAt is when Flux's Secret was switched to the current key; it asks Flux's GitRepository to fetch again. */
+  switchedAt?: string;
+  /** rotationRequest is the rotate-identity-at annotation value that began the rotation, if one did. */
+  rotationRequest?: string;
 }
 
 /** HttpsCredentials are a username and password (or token) for an https repository. */

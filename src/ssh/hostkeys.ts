@@ -73,6 +73,11 @@ export function scanHostKeysShared(host: string, port: number, ttlMs = 30_000): 
   return keys;
 }
 
+/** forgetHostKeys drops a shared scan, so that the next look at the host scans it again (after git saw its key change). */
+export function forgetHostKeys(host: string, port: number): void {
+  recentScans.delete(`${host}:${port}`);
+}
+
 function scanOne(host: string, port: number, algorithm: string, timeoutMs: number): Promise<{ type: string; key: string } | undefined> {
   return new Promise((resolve, reject) => {
     const client = new ssh2.Client();

@@ -1,0 +1,43 @@
+import { failure, type Subject } from './errors.ts';
+import type { Answer } from './http.ts';
+import { ProviderError } from './types.ts';
+
+/** MAX_PAGES bounds a listing: 100 pages are thousands of keys, far more than any repository has. */
+const MAX_PAGES = 100;
+
+/** Page is what one answer of a listing holds: its items, and where the next page is (none on the last). */
+export interface Page<T> {
+  items: T[];
+  next?: URL;
+}
+
+/**
+ * collectPages GETs every page of a listing, from `first` on, before `deadline`. `read` takes one 2xx answer
+ * apart; `fail` turns a non-2xx answer into the provider's error. A next page on another origin (the token would go
+ * there), a page seen before, or more than MAX_PAGES pages end the listing with an error, not a loop.
+ */
+export async function collectPages<T>(
+  subject: Subject,
+  first: URL,
+  deadline: number,
+  read: (answer: Answer) => Page<T>,
+  fail: (answer: Answer) => ProviderError = (answer) => failure(answer, subject, 'listing deploy keys'),
+): Promise<T[]> {
+  const items: T[] = [];
+  const seen = new Set<string>();
+  let url: URL | undefined = first;
+  for (let n = 1; url; n++) {
+    if (n > MAX_PAGES) throw new ProviderError('other', `${subject.provider} at ${subject.api.origin} has more than ${MAX_PAGES} pages of deploy keys for ${subject.repo}; remove unused ones`);
+    if (seen.has(url.href)) throw new ProviderError('other', `${subject.provider} at ${subject.api.origin} sent the same page of deploy keys twice (${url.pathname}${url.search})`);
+    seen.add(url.href);
+    const answer = await subject.api.request('GET', url, { deadline });
+    if (answer.status < 200 || answer.status > 299) throw fail(answer);
+    const page = read(answer);
+    items.push(...page.items);
+    if (page.next && !subject.api.sameOrigin(page.next)) {
+      throw new ProviderError('other', `${subject.provider} at ${subject.api.origin} points the next page of deploy keys to another host (${page.next.origin}); the token is not sent there`);
+    }
+    url = page.items.length ? page.next : undefined;
+  }
+  return items;
+}
