@@ -12,6 +12,7 @@ import { ClusterBootstrapOperator } from './controller/operator.ts';
 import { LeaderElector } from './controller/leader.ts';
 import { kubeEventRecorder } from './controller/events.ts';
 import { CONTROLLER, createMetrics } from './controller/metrics.ts';
+import { SecretWatch } from './controller/secrets.ts';
 import { startHealthServer, startMetricsServer } from './server.ts';
 import { PhaseError } from './api/errors.ts';
 import { validate } from './api/validate.ts';
@@ -62,6 +63,10 @@ const operator: ClusterBootstrapOperator = new ClusterBootstrapOperator({ kubeCo
 const elector = config.leaderElect
   ? new LeaderElector({ client: mgmt, namespace: config.leaderElectionNamespace, name: config.leaderElectionId, identity: config.identity, log })
   : undefined;
+
+// A change of a Secret a ClusterBootstrap names is acted on within SECRET_POLL_MS, not at the next resync.
+const SECRET_POLL_MS = 30_000;
+new SecretWatch({ mgmt, list: () => operator.list(), enqueue: (key) => queue.add(key), log, periodMs: SECRET_POLL_MS }).start();
 
 // The clones of repositories no ClusterBootstrap uses any more are removed at each resync.
 setInterval(() => {

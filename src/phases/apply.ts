@@ -17,10 +17,11 @@ const ESTABLISH_TIMEOUT_MS = 60_000;
 export async function applyToTarget(ctx: Context, target: KubeClient, secretData: FluxSecret, refetchAt?: string): Promise<Step> {
   const { opts } = ctx;
   try {
-    const selfManaged = await fluxManagesItself(ctx, target);
+    const { selfManaged, missing } = await fluxManagesItself(ctx, target);
     const objects = componentObjects(opts.flux);
     if (selfManaged) await handOver(target, objects);
     else {
+      if (missing) await ctx.record('Warning', 'DriftRepaired', `${missing} was missing: applying Flux's components again`);
       const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition');
       // What can go together goes together: all CRDs, then the namespace, then the rest.
       await Promise.all(crds.map((crd) => target.apply(crd)));
@@ -30,18 +31,15 @@ export async function applyToTarget(ctx: Context, target: KubeClient, secretData
       for (const o of rest.filter((o) => o.kind === 'Namespace')) await target.apply(o);
       await Promise.all(rest.filter((o) => o.kind !== 'Namespace').map((o) => target.apply(o)));
     }
-    await target.apply({
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: { name: opts.sync.secretName, namespace: opts.sync.namespace },
-      type: 'Opaque',
-      stringData: secretData,
-    });
+    const secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: opts.sync.secretName, namespace: opts.sync.namespace }, type: 'Opaque', stringData: secretData };
     // After a key rotation, Flux is asked to fetch again at once with its new key.
     const sync = syncObjects(opts.sync).map((o) =>
       refetchAt && o.kind === 'GitRepository' ? { ...o, metadata: { ...o.metadata, annotations: { [RECONCILE_REQUESTED_AT]: refetchAt } } } : o,
     );
+    const drifted = wasApplied(ctx) ? await drift(target, [secret, ...sync] as KubeObject[]) : [];
+    await target.apply(secret);
     await Promise.all(sync.map((o) => target.apply(o as KubeObject)));
+    if (drifted.length > 0) await ctx.record('Warning', 'DriftRepaired', `repaired in the target cluster: ${drifted.join(', ')}`);
     return {
       result: undefined,
       message: selfManaged ? 'identity and sync applied; Flux manages its components from git' : `Flux ${opts.flux.version} components, identity and sync applied`,
@@ -53,18 +51,40 @@ export async function applyToTarget(ctx: Context, target: KubeClient, secretData
   }
 }
 
+/** wasApplied is true when the last reconcile found Flux's objects applied: from then on a difference is drift. */
+function wasApplied(ctx: Context): boolean {
+  return ctx.cb.status?.conditions?.some((c) => c.type === 'Applied' && c.status === 'True') ?? false;
+}
+
+/**
+ * drift names the objects the operator keeps that are missing in the target, or whose fields it sets differ
+ * from what it would set (a Secret's data, the sync objects' spec); other fields are left to their owners.
+ */
+async function drift(target: KubeClient, wanted: KubeObject[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const want of wanted) {
+    const live = await target.get(want.apiVersion, want.kind, want.metadata.namespace, want.metadata.name);
+    const name = `${want.kind} ${want.metadata.namespace}/${want.metadata.name}`;
+    if (!live) found.push(`${name} (missing)`);
+    else if (want.stringData && Object.entries(want.stringData).some(([k, v]) => Buffer.from(live.data?.[k] ?? '', 'base64').toString('utf8') !== v)) found.push(`${name} (changed)`);
+    else if (want.spec && Object.entries(want.spec).some(([k, v]) => JSON.stringify(live.spec?.[k]) !== JSON.stringify(v))) found.push(`${name} (changed)`);
+  }
+  return found;
+}
+
 /**
  * fluxManagesItself is true once Flux's own Kustomization has applied a revision and every controller's
  * Deployment is there: from then on Flux reconciles its components from git, and the operator stops
  * applying them so as not to fight it. A controller deleted behind Flux's back cannot bring itself back,
  * so then the operator applies the components again (drift repair).
  */
-async function fluxManagesItself(ctx: Context, target: KubeClient): Promise<boolean> {
+async function fluxManagesItself(ctx: Context, target: KubeClient): Promise<{ selfManaged: boolean; missing?: string }> {
   const { namespace, components } = ctx.opts.flux;
   const ks = await target.get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', namespace, ctx.opts.sync.name).catch(() => undefined);
-  if (!ks?.status?.lastAppliedRevision) return false;
-  for (const component of components) if (!(await target.get('apps/v1', 'Deployment', namespace, component))) return false;
-  return true;
+  if (!ks?.status?.lastAppliedRevision) return { selfManaged: false };
+  for (const component of components)
+    if (!(await target.get('apps/v1', 'Deployment', namespace, component))) return { selfManaged: false, missing: `Deployment ${namespace}/${component}` };
+  return { selfManaged: true };
 }
 
 /**

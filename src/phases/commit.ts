@@ -36,6 +36,9 @@ export async function commitManifests(ctx: Context, creds: PushCredentials, know
     throw gitPhaseError(err, hint);
   }
   if (pushed) ctx.log.info({ commit: head, branch: opts.git.branch }, 'pushed the flux-system manifests');
+  // A push with the spec unchanged since the last one means someone changed the files in git: said, not silent.
+  if (pushed && cb.status?.lastPushedCommit && cb.status.observedGeneration === cb.metadata.generation)
+    await ctx.record('Warning', 'DriftRepaired', `restored ${opts.git.path}/flux-system in the repository: it was changed outside the operator (commit ${head})`);
   // A restart between the push and the status write finds nothing to change: the head holds our push.
   const status = pushed || !cb.status?.lastPushedCommit ? { lastPushedCommit: head, lastPushedRevision: `${opts.git.branch}@sha1:${head}` } : {};
   return { result: head, message: `${opts.git.path}/flux-system is up to date at ${opts.git.branch}@sha1:${head}`, status };

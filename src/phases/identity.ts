@@ -37,6 +37,8 @@ export async function ensureIdentity(ctx: Context): Promise<Step<Identity>> {
         stringData: { identity: keys.privateKey, 'identity.pub': keys.publicKey },
       });
       ctx.log.info({ secret: name, fingerprint: fingerprint(keys.publicKey) }, 'generated the Flux identity');
+      if (cb.status?.identity)
+        await ctx.record('Warning', 'DriftRepaired', `Secret ${name} was missing: made a new key ${fingerprint(keys.publicKey)}, which Flux reads with once it is registered`);
     } catch (err) {
       if (!(err instanceof KubeError && err.code === 409)) throw err;
       secret = await mgmt.get('v1', 'Secret', cb.metadata.namespace, name);

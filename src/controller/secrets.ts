@@ -1,0 +1,75 @@
+import type { ClusterBootstrap } from '../api/types.ts';
+import type { KubeClient } from '../kube/client.ts';
+import type { Logger } from '../logger.ts';
+
+/**
+ * referencedSecrets names the Secrets a ClusterBootstrap's spec points at: push and read credentials, the
+ * provider's token and the target's kubeconfig. They are in its own namespace.
+ */
+export function referencedSecrets(cb: ClusterBootstrap): string[] {
+  const git = cb.spec?.git;
+  return [git?.secretRef?.name, git?.readSecretRef?.name, git?.provider?.secretRef?.name, cb.spec?.target?.kubeconfigSecretRef?.name].filter(
+    (n): n is string => typeof n === 'string' && n.length > 0,
+  );
+}
+
+/** SecretWatchOptions: where to read Secrets, the ClusterBootstraps to look at, what to do on a change, how often. */
+export interface SecretWatchOptions {
+  mgmt: KubeClient;
+  list: () => ClusterBootstrap[];
+  enqueue: (key: string) => void;
+  log: Logger;
+  periodMs: number;
+}
+
+/**
+ * SecretWatch notices when a Secret a ClusterBootstrap names changes — new push credentials, a rotated API
+ * token, a kubeconfig Cluster API has just written — and reconciles that ClusterBootstrap at once, instead
+ * of at the next resync. The operator may read only the Secrets it is given and may never list or watch
+ * Secrets (by design: see deploy/), so it looks at each referenced Secret's resourceVersion every period,
+ * one GET per distinct Secret however many ClusterBootstraps share it.
+ */
+export class SecretWatch {
+  readonly #seen = new Map<string, string>();
+  readonly #o: SecretWatchOptions;
+  #running = false;
+
+  constructor(opts: SecretWatchOptions) {
+    this.#o = opts;
+  }
+
+  start(): void {
+    setInterval(() => void this.tick(), this.#o.periodMs).unref();
+  }
+
+  /** tick looks at every referenced Secret once and enqueues the ClusterBootstraps whose Secrets changed. */
+  async tick(): Promise<void> {
+    if (this.#running) return;
+    this.#running = true;
+    try {
+      const users = new Map<string, string[]>();
+      for (const cb of this.#o.list())
+        for (const name of referencedSecrets(cb)) {
+          const key = `${cb.metadata.namespace}/${name}`;
+          users.set(key, [...(users.get(key) ?? []), `${cb.metadata.namespace}/${cb.metadata.name}`]);
+        }
+      for (const key of [...this.#seen.keys()]) if (!users.has(key)) this.#seen.delete(key);
+      for (const [key, cbs] of users) {
+        const [namespace, name] = key.split('/');
+        const version = await this.#o.mgmt
+          .get<{ metadata: { resourceVersion: string } }>('v1', 'Secret', namespace, name)
+          .then((s) => s?.metadata.resourceVersion ?? 'absent')
+          .catch(() => undefined); // unreadable here (not bound, or the API is down): the resync covers it
+        if (version === undefined) continue;
+        const before = this.#seen.get(key);
+        this.#seen.set(key, version);
+        if (before !== undefined && before !== version) {
+          this.#o.log.debug({ secret: key, clusterBootstraps: cbs }, 'a referenced Secret changed');
+          for (const cb of cbs) this.#o.enqueue(cb);
+        }
+      }
+    } finally {
+      this.#running = false;
+    }
+  }
+}
