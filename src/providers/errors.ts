@@ -67,8 +67,9 @@ export function isRateLimited(answer: Answer): boolean {
  */
 export function failure(answer: Answer, subject: Subject, what: string, kind?: ProviderErrorKind): ProviderError {
   const { provider, repo, tokenRef, scope, api } = subject;
-  const said = serverMessage(answer);
   const status = answer.status;
+  // GitLab repeats the status in its messages ("404 Project Not Found").
+  const said = serverMessage(answer).replace(new RegExp(`^${status}\\s+(?=\\S)`), '');
   const make = (k: ProviderErrorKind, message: string, extra: { retryAfterMs?: number; resetAt?: Date } = {}) =>
     new ProviderError(k, api.scrub(message), { status, ...extra });
 

@@ -130,7 +130,7 @@ export class ApiClient {
   #retryDelay(err: unknown, method: string, attempt: number): number | undefined {
     if (!(err instanceof ProviderError) || err.kind !== 'unreachable' || attempt >= this.#opts.maxAttempts) return undefined;
     if (err.cause === STALE_CONNECTION) return 0;
-    if (!RETRYABLE.has(method) || err.cause === DEADLINE) return undefined;
+    if (!RETRYABLE.has(method)) return undefined;
     return this.#backoff(attempt);
   }
 
@@ -202,7 +202,7 @@ export class ApiClient {
         return reject(new ProviderError('invalid', `${what}: the request cannot be sent (is there a line break or another control character in the token?): ${this.scrub((cause as Error).message)}`));
       }
       timer = setTimeout(
-        () => cut(new ProviderError('unreachable', `${what}: no complete answer from ${this.origin} within ${this.#opts.timeoutMs} ms`, { cause: DEADLINE })),
+        () => cut(new ProviderError('unreachable', `${what}: no complete answer from ${this.origin} within ${this.#opts.timeoutMs} ms`)),
         Math.max(0, deadline - Date.now()),
       );
       req.on('error', (err) => finish(lost(err)));
@@ -213,8 +213,6 @@ export class ApiClient {
 
 /** STALE_CONNECTION is the cause of an error on a kept-alive connection the server had closed: nothing reached it, so any method may be tried again. */
 const STALE_CONNECTION = new Error('the kept-alive connection was closed by the server');
-/** DEADLINE is the cause of an error at the call's deadline: there is no time left to try again. */
-const DEADLINE = new Error('the deadline passed');
 
 /** redirectTo is the Location of a redirect answer, resolved against the request's URL. */
 function redirectTo(answer: Answer): URL | undefined {
