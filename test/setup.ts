@@ -9,7 +9,8 @@ const log = (line: string) => process.stderr.write(`[e2e lab] ${line}\n`);
 
 export async function globalSetup(): Promise<void> {
   const started = Date.now();
-  await labUp({ dir: E2E_LAB_DIR, log: process.env.E2E_VERBOSE ? log : undefined });
+  // with Gitea (a git host with an API: deploy-key registration); its first build takes minutes, then it is cached
+  await labUp({ dir: E2E_LAB_DIR, log: process.env.E2E_VERBOSE ? log : undefined, gitea: true });
   log(`up in ${((Date.now() - started) / 1000).toFixed(1)} s at ${E2E_LAB_DIR}`);
 }
 

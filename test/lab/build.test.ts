@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { cacheKey, ensureBinary, LAB_BUILDS, type BuildSpec } from './build.ts';
+import { cacheKey, ensureBinary, GITEA_BUILD, LAB_BUILDS, type BuildSpec } from './build.ts';
 
 function haveGo(): boolean {
   try {
@@ -48,6 +48,13 @@ describe('lab build', { skip: haveGo() ? false : 'go not installed' }, () => {
     assert.equal(await cacheKey(spec, 'go version go1.26.8 linux/amd64'), a);
     assert.notEqual(await cacheKey(spec, 'go version go1.26.9 linux/amd64'), a);
     assert.notEqual(await cacheKey({ ...spec, flags: [...spec.flags, '-race'] }, 'go version go1.26.8 linux/amd64'), a);
+  });
+
+  it('leaves Gitea out of the lab builds (built on demand), with cgo in its key', async () => {
+    assert.ok(!Object.keys(LAB_BUILDS).includes('gitea'), 'lab:up and lab:build do not build Gitea');
+    assert.equal(GITEA_BUILD.cgo, true);
+    const go = 'go version go1.26.8 linux/amd64';
+    assert.notEqual(await cacheKey(GITEA_BUILD, go), await cacheKey({ ...GITEA_BUILD, cgo: false }, go));
   });
 
   it('builds a missing binary once, then serves it from the cache', async () => {

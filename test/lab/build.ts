@@ -42,6 +42,8 @@ export interface BuildSpec {
   pkg: string;
   /** Extra `go build` flags, part of the cache key. */
   flags: string[];
+  /** Build with cgo (CGO_ENABLED=1, part of the cache key); default off. */
+  cgo?: boolean;
 }
 
 const GO_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'go');
@@ -131,8 +133,8 @@ async function isExecutable(file: string): Promise<boolean> {
 }
 
 /** Environment of every go invocation: static host build with the installed toolchain, no workspace. */
-function goEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, CGO_ENABLED: '0', GOTOOLCHAIN: 'local', GOWORK: 'off' };
+function goEnv(cgo = false): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, CGO_ENABLED: cgo ? '1' : '0', GOTOOLCHAIN: 'local', GOWORK: 'off' };
   // Always build for the host the lab runs on.
   for (const k of ['GOOS', 'GOARCH', 'GOAMD64', 'GOARM', 'GOARM64', 'GOFLAGS']) delete env[k];
   return env;
@@ -182,7 +184,7 @@ export async function cacheKey(spec: BuildSpec, goVersion: string): Promise<stri
     h.update(await readFile(path.join(spec.moduleDir, f)));
     h.update('\0');
   }
-  h.update(`${goVersion.trim()}\0CGO_ENABLED=0\0${spec.pkg}\0${JSON.stringify(spec.flags)}\0`);
+  h.update(`${goVersion.trim()}\0CGO_ENABLED=${spec.cgo ? 1 : 0}\0${spec.pkg}\0${JSON.stringify(spec.flags)}\0`);
   return h.digest('hex').slice(0, 16);
 }
 
@@ -251,7 +253,7 @@ async function build(spec: BuildSpec, key: string, entry: string, ctx: Context):
     const args = ['build', '-v', ...spec.flags, '-o', path.join(tmp, spec.name), spec.pkg];
     let res: RunResult;
     try {
-      res = await run(ctx.go, args, { cwd: spec.moduleDir, env: goEnv(), logFile });
+      res = await run(ctx.go, args, { cwd: spec.moduleDir, env: goEnv(spec.cgo), logFile });
     } catch (err) {
       throw new Error(`building ${spec.name}: cannot run ${ctx.go}`, { cause: err });
     }
@@ -336,6 +338,44 @@ export async function ensureLabBinaries(opts?: { log?: (line: string) => void })
     out[name] = await ensureBinary(LAB_BUILDS[name], { context });
   }
   return out;
+}
+
+/** Gitea release the gitea module builds (keep in sync with test/lab/go/gitea/go.mod). */
+export const GITEA_VERSION = '1.26.0';
+
+/**
+ * GITEA_BUILD builds Gitea (sqlite, with cgo, as upstream's Makefile does with TAGS="sqlite sqlite_unlock_notify"),
+ * for labs started with `gitea: true`. It is not in LAB_BUILDS: `ensureLabBinaries` (lab:up) never builds it;
+ * `ensureGitea` does, when Gitea is asked for. Templates and locales are not embedded (no `bindata`): Gitea reads
+ * them from the module's folder in the Go module cache (`giteaStaticRoot`).
+ */
+export const GITEA_BUILD: BuildSpec = {
+  name: 'gitea',
+  moduleDir: path.join(GO_DIR, 'gitea'),
+  pkg: 'code.gitea.io/gitea',
+  cgo: true,
+  flags: [
+    ...COMMON_FLAGS,
+    '-tags',
+    'sqlite sqlite_unlock_notify',
+    '-ldflags',
+    `-X main.Version=${GITEA_VERSION} -X 'main.Tags=sqlite sqlite_unlock_notify'`,
+  ],
+};
+
+/** ensureGitea returns the absolute path of gitea, building it into the cache if it is missing (minutes, once). */
+export async function ensureGitea(opts?: EnsureOptions): Promise<string> {
+  return ensureBinary(GITEA_BUILD, opts);
+}
+
+/** giteaStaticRoot is the gitea module's folder in the Go module cache (templates, locales), downloading it if gone. */
+export async function giteaStaticRoot(): Promise<string> {
+  const go = await findGo();
+  const res = await run(go, ['mod', 'download', '-json', 'code.gitea.io/gitea'], { cwd: GITEA_BUILD.moduleDir, env: goEnv() });
+  if (res.code !== 0) throw new Error(`go mod download code.gitea.io/gitea failed: ${tail(res.output)}`);
+  const dir = (JSON.parse(res.output) as { Dir?: string }).Dir;
+  if (!dir) throw new Error(`go mod download code.gitea.io/gitea gave no Dir: ${tail(res.output)}`);
+  return dir;
 }
 
 if (import.meta.main) {

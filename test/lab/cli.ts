@@ -1,7 +1,9 @@
 /**
  * Command line of the lab (npm scripts lab:*):
  *   node test/lab/cli.ts build                      build or find the six binaries, link them into .lab/bin
+ *   node test/lab/cli.ts build gitea                the same, and Gitea (built only on demand)
  *   node test/lab/cli.ts up                         start the lab (no-op when up), print .lab/env
+ *   node test/lab/cli.ts up --gitea                 the same with Gitea (also LAB_GITEA=1; added to a lab already up)
  *   node test/lab/cli.ts down                       stop every lab process, remove .lab
  *   node test/lab/cli.ts authorize-key FILE [--rw]  authorize an ssh public key (read-only unless --rw)
  *   node test/lab/cli.ts flux start|stop            start/stop Flux's source- and kustomize-controller
@@ -11,23 +13,26 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { ensureGitea } from './build.ts';
 import { authorizeKey, ensureBinaries, fluxStart, fluxStop, labDown, labPids, labUp, readLabEnv } from './lab.ts';
 
 const dir = process.env.LAB_DIR || undefined;
 const log = (line: string) => process.stderr.write(`[lab ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
-const usage = 'usage: node test/lab/cli.ts build | up | down | authorize-key <pubkey-file> [--rw] | flux start|stop | env | status';
+const usage = 'usage: node test/lab/cli.ts build [gitea] | up [--gitea] | down | authorize-key <pubkey-file> [--rw] | flux start|stop | env | status';
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case 'build': {
+      if (rest.includes('gitea')) console.log(await ensureGitea({ log })); // Gitea too (lab:up --gitea starts it)
       const bin = await ensureBinaries({ dir, log });
       for (const f of fs.readdirSync(bin)) console.log(`${path.join(bin, f)} -> ${fs.realpathSync(path.join(bin, f))}`);
       return 0;
     }
     case 'up': {
       const t0 = Date.now();
-      await labUp({ dir, log });
+      const gitea = rest.includes('--gitea') || ['1', 'true', 'yes'].includes(process.env.LAB_GITEA ?? '');
+      await labUp({ dir, log, gitea });
       process.stdout.write(fs.readFileSync(path.join(readLabEnv(dir).LAB_DIR, 'env'), 'utf8'));
       log(`up (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
       return 0;

@@ -53,6 +53,23 @@ export interface LabEnv {
   LAB_GIT_KNOWN_HOSTS: string;
   /** A GIT_SSH_COMMAND that uses the writer key and checks the host key strictly. */
   LAB_GIT_SSH_COMMAND: string;
+  // Gitea (only in labs started with `gitea: true`; gitea.ts)
+  /** http://127.0.0.1:PORT of Gitea's web server. */
+  LAB_GITEA_URL?: string;
+  /** http://127.0.0.1:PORT/api/v1 */
+  LAB_GITEA_API?: string;
+  /** An API token of the admin user, scope all (`Authorization: token …`, or as the password of basic auth). */
+  LAB_GITEA_TOKEN?: string;
+  /** The admin user: owner of `fleet`; its ssh key is the writer key. */
+  LAB_GITEA_OWNER?: string;
+  /** The admin user's password. */
+  LAB_GITEA_PASSWORD?: string;
+  /** ssh:// URL of the (initially empty, private) repo `fleet` on Gitea's built-in SSH server. */
+  LAB_GITEA_REPO_URL?: string;
+  /** https:// clone URL of `fleet` (certificate signed by LAB_CA_FILE). */
+  LAB_GITEA_HTTPS_URL?: string;
+  /** known_hosts file with Gitea's SSH host keys (`[127.0.0.1]:PORT type key`, from ssh-keyscan). */
+  LAB_GITEA_KNOWN_HOSTS?: string;
 }
 
 const ENV_KEYS: (keyof LabEnv)[] = [
@@ -75,6 +92,14 @@ const ENV_KEYS: (keyof LabEnv)[] = [
   'LAB_GIT_WRITER_PUBKEY',
   'LAB_GIT_KNOWN_HOSTS',
   'LAB_GIT_SSH_COMMAND',
+  'LAB_GITEA_URL',
+  'LAB_GITEA_API',
+  'LAB_GITEA_TOKEN',
+  'LAB_GITEA_OWNER',
+  'LAB_GITEA_PASSWORD',
+  'LAB_GITEA_REPO_URL',
+  'LAB_GITEA_HTTPS_URL',
+  'LAB_GITEA_KNOWN_HOSTS',
 ];
 
 /** labDir is the absolute lab dir of `opts.dir` (default `<project root>/.lab`); throws on spaces or quotes. */
@@ -96,7 +121,7 @@ function quoteEnv(v: string): string {
 /** writeLabEnv writes `<dir>/env` (atomically, shell-quoted). */
 export function writeLabEnv(dir: string, env: LabEnv): void {
   const lines = ['# flux lab environment (test/lab/lab.ts); shell-sourceable'];
-  for (const k of ENV_KEYS) lines.push(`${k}=${quoteEnv(env[k])}`);
+  for (const k of ENV_KEYS) if (env[k] !== undefined) lines.push(`${k}=${quoteEnv(env[k])}`);
   const tmp = path.join(dir, 'env.tmp');
   fs.writeFileSync(tmp, lines.join('\n') + '\n');
   fs.renameSync(tmp, path.join(dir, 'env'));

@@ -9,7 +9,8 @@
  * - an OpenSSH sshd (own config, host keys and port) serving bare repos under `.lab/git/` through the git-only
  *   system user `fluxlab` — git.ts;
  * - on demand (`fluxStart`), Flux's source-controller and kustomize-controller out-of-cluster against the target,
- *   and a small stand-in kubelet (kubelet.ts) that reports their Deployments available — flux.ts.
+ *   and a small stand-in kubelet (kubelet.ts) that reports their Deployments available — flux.ts;
+ * - on demand (`labUp({ gitea: true })`), Gitea with its built-in SSH server, HTTP API and HTTPS — gitea.ts.
  *
  * Everything runs detached (it outlives the node process that started it); PIDs are in `.lab/pids/`, logs in
  * `.lab/logs/` (process.ts), the environment in `.lab/env` (env.ts, shell-sourceable). Ports come from
@@ -25,6 +26,7 @@ import { ensureBinaries } from './bin.ts';
 import { startApiserver, startControllerManager, startEtcd } from './cluster.ts';
 import { labDir, logger, readLabEnvOrNull, writeLabEnv, type LabEnv, type LabOptions } from './env.ts';
 import { FLUX_PROCESSES } from './flux.ts';
+import { GITEA_PROCESSES, giteaRunning, startGitea, type GiteaEnv } from './gitea.ts';
 import { ensureGitUser, gitSshCommand, GIT_SHELL, GIT_USER, SSHD, startGitServer, type GitServer } from './git.ts';
 import { kubeRequest, labCreds, sleep } from './kube.ts';
 import { makePki } from './pki.ts';
@@ -34,6 +36,7 @@ export { BINARIES, ensureBinaries, type BinaryName } from './bin.ts';
 export { DEFAULT_LAB_DIR, PROJECT_ROOT, readLabEnv, type LabEnv, type LabOptions } from './env.ts';
 export { fluxRunning, fluxStart, fluxStop, type FluxInfo } from './flux.ts';
 export { authorizeKey, createRepo, gitSshCommand, GIT_USER } from './git.ts';
+export { createGiteaRepo, giteaRequest, GITEA_OWNER, GITEA_PROCESSES } from './gitea.ts';
 export { freePorts } from './ports.ts';
 export { labPids } from './process.ts';
 
@@ -59,20 +62,44 @@ async function healthyLab(dir: string): Promise<LabEnv | null> {
   return env;
 }
 
+/** LabUpOptions are labUp's options. */
+export interface LabUpOptions extends LabOptions {
+  /** Also start Gitea (gitea.ts; built on first use, which takes minutes); on a lab already up, add it. */
+  gitea?: boolean;
+}
+
+async function ensureGiteaBinary(log: (line: string) => void): Promise<string> {
+  const mod = await import('./build.ts');
+  return mod.ensureGitea({ log });
+}
+
 /**
  * labUp starts the lab in `opts.dir` (default `<project root>/.lab`): builds missing binaries, makes certificates
  * and keys, starts etcd, both API servers, both controller managers and sshd detached, waits until each answers
  * (etcd /health, API server /readyz, controller manager /healthz, `git ls-remote` over ssh), then writes
  * `<dir>/env`. Returns the env. On a lab that is already up this is a no-op returning its env; a broken or
- * half-started lab in that dir is stopped and started afresh.
+ * half-started lab in that dir is stopped and started afresh. With `gitea: true` it also starts Gitea (gitea.ts; on a
+ * lab that is up without it, only Gitea) and adds the LAB_GITEA_* entries to the env.
  */
-export async function labUp(opts: LabOptions = {}): Promise<LabEnv> {
+export async function labUp(opts: LabUpOptions = {}): Promise<LabEnv> {
   const dir = labDir(opts);
   const log = logger(opts);
   const existing = await healthyLab(dir);
-  if (existing) {
+  if (existing && (!opts.gitea || giteaRunning(dir, existing))) {
     log(`lab already up in ${dir}`);
     return existing;
+  }
+  if (existing) {
+    log(`lab already up in ${dir}; starting Gitea`);
+    try {
+      const gitea = await startGitea(dir, await ensureGiteaBinary(log), existing.LAB_GIT_WRITER_KEY, log);
+      const env = { ...existing, ...gitea };
+      writeLabEnv(dir, env);
+      return env;
+    } catch (err) {
+      await stopProcesses(dir, GITEA_PROCESSES).catch(() => {});
+      throw err;
+    }
   }
   if (looksLikeLab(dir)) {
     log(`cleaning a stale lab in ${dir}`);
@@ -94,13 +121,15 @@ export async function labUp(opts: LabOptions = {}): Promise<LabEnv> {
   fs.chmodSync(path.join(dir, 'keys'), 0o700);
 
   let gitServer: Promise<GitServer> | undefined;
+  let giteaServer: Promise<GiteaEnv> | undefined;
   try {
     // binaries, keys and certificates (independent, in parallel)
     log('binaries: ensuring (a cold build takes long)');
     const sshDir = path.join(dir, 'ssh');
     const writer = path.join(dir, 'keys', 'writer');
-    const [bin] = await Promise.all([
+    const [bin, giteaBin] = await Promise.all([
       ensureBinaries({ dir, log }),
+      opts.gitea ? ensureGiteaBinary(log) : undefined,
       makePki(path.join(dir, 'pki')),
       ensureGitUser(log),
       run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'lab-host', '-f', path.join(sshDir, 'ssh_host_ed25519_key')]),
@@ -112,6 +141,10 @@ export async function labUp(opts: LabOptions = {}): Promise<LabEnv> {
     // the git server is independent of the clusters: it comes up while they do
     gitServer = startGitServer(dir, writer, log);
     gitServer.catch(() => {}); // awaited below; this keeps an early failure from counting as unhandled meanwhile
+    if (giteaBin) {
+      giteaServer = startGitea(dir, giteaBin, writer, log); // independent too
+      giteaServer.catch(() => {});
+    }
     const etcdUrl = await startEtcd(dir, bin, log);
     log(`etcd up at ${etcdUrl}`);
     const [mgmtServer, targetServer] = await Promise.all(['mgmt', 'target'].map((c) => startApiserver(dir, bin, c, etcdUrl, log)));
@@ -120,6 +153,7 @@ export async function labUp(opts: LabOptions = {}): Promise<LabEnv> {
     log('controller managers healthy');
     const git = await gitServer;
     log(`git server up: ${git.url}`);
+    const gitea = await giteaServer;
 
     const env: LabEnv = {
       LAB_DIR: dir,
@@ -141,6 +175,7 @@ export async function labUp(opts: LabOptions = {}): Promise<LabEnv> {
       LAB_GIT_WRITER_PUBKEY: `${writer}.pub`,
       LAB_GIT_KNOWN_HOSTS: git.knownHosts,
       LAB_GIT_SSH_COMMAND: gitSshCommand(writer, git.knownHosts),
+      ...gitea,
     };
     writeLabEnv(dir, env);
     log(`lab up in ${((Date.now() - t0) / 1000).toFixed(1)} s; env in ${path.join(dir, 'env')}`);
@@ -148,7 +183,8 @@ export async function labUp(opts: LabOptions = {}): Promise<LabEnv> {
   } catch (err) {
     log(`lab up failed, stopping what started (logs stay in ${path.join(dir, 'logs')})`);
     await gitServer?.catch(() => {}); // settled, so that it starts nothing after the stop
-    await stopProcesses(dir, [...FLUX_PROCESSES, ...CORE]).catch(() => {});
+    await giteaServer?.catch(() => {});
+    await stopProcesses(dir, [...FLUX_PROCESSES, ...GITEA_PROCESSES, ...CORE]).catch(() => {});
     throw err;
   }
 }
@@ -173,10 +209,10 @@ export async function labDown(opts: LabOptions = {}): Promise<void> {
   } catch {
     /* none */
   }
-  const known = [...FLUX_PROCESSES, ...CORE];
+  const known = [...FLUX_PROCESSES, ...GITEA_PROCESSES, ...CORE];
   const extra = recorded.filter((n) => !known.includes(n));
   // clients first, etcd last
-  await stopProcesses(dir, [...FLUX_PROCESSES, ...extra]);
+  await stopProcesses(dir, [...FLUX_PROCESSES, ...GITEA_PROCESSES, ...extra]);
   await stopProcesses(dir, CORE.filter((n) => n !== 'etcd'));
   await stopProcesses(dir, ['etcd']);
   const left = strays(dir);

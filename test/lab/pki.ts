@@ -36,6 +36,21 @@ export async function makePki(pki: string): Promise<void> {
   for (const f of fs.readdirSync(pki)) if (f.endsWith('.key')) fs.chmodSync(path.join(pki, f), 0o600);
 }
 
+/**
+ * makeServingCert writes `<name>.{crt,key}` into `pki` (made by makePki): a serving certificate for 127.0.0.1 and
+ * localhost, subject `/CN=<cn>`, signed by the lab CA (`ca.crt`).
+ */
+export async function makeServingCert(pki: string, name: string, cn: string): Promise<void> {
+  if (!/^[A-Za-z0-9-]+$/.test(name)) throw new Error(`bad certificate name: ${name}`);
+  const o = { cwd: pki };
+  await run('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`], o);
+  fs.chmodSync(path.join(pki, `${name}.key`), 0o600);
+  fs.writeFileSync(path.join(pki, `${name}.ext`),
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n');
+  await run('openssl', ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial',
+    '0x' + Math.floor(Math.random() * 2 ** 48).toString(16), '-days', '3650', '-extfile', `${name}.ext`, '-out', `${name}.crt`], o);
+}
+
 /** kubeconfig is an admin kubeconfig for the API server at `server`, with the certificates in `pki` inlined. */
 export function kubeconfig(name: string, server: string, pki: string): string {
   const b64 = (f: string) => fs.readFileSync(path.join(pki, f)).toString('base64');
