@@ -32,5 +32,28 @@ export async function ensureBinaries(opts: LabOptions = {}): Promise<string> {
     fs.rmSync(link, { force: true });
     fs.symlinkSync(path.resolve(target), link);
   }
+  // helm is built only on demand (ensureHelm); once it is in the cache, every lab links it too.
+  const helm = await mod.cachedBinary(mod.HELM_BUILD, { log });
+  if (helm) linkInto(bin, 'helm', helm);
   return bin;
+}
+
+/** linkInto points `<bin>/<name>` at target, atomically (a new link renamed over the old), so racing callers agree. */
+function linkInto(bin: string, name: string, target: string): void {
+  const tmp = path.join(bin, `.${name}.${process.pid}.${Math.random().toString(36).slice(2, 8)}`);
+  fs.symlinkSync(path.resolve(target), tmp);
+  fs.renameSync(tmp, path.join(bin, name));
+}
+
+/**
+ * ensureHelm builds helm (v3.22.0, test/lab/go/helm) or finds it in the cache, and links it into `<dir>/bin`
+ * (LAB_BIN) whether or not that lab is up. Returns the link. lab:up does not build it: the chart's tests call this.
+ */
+export async function ensureHelm(opts: LabOptions = {}): Promise<string> {
+  const bin = path.join(labDir(opts), 'bin');
+  const mod = await import('./build.ts');
+  const target = await mod.ensureHelm({ log: logger(opts) });
+  fs.mkdirSync(bin, { recursive: true });
+  linkInto(bin, 'helm', target);
+  return path.join(bin, 'helm');
 }

@@ -340,6 +340,41 @@ export async function ensureLabBinaries(opts?: { log?: (line: string) => void })
   return out;
 }
 
+/** Helm release the helm module builds (keep in sync with test/lab/go/helm/go.mod). */
+export const HELM_VERSION = 'v3.22.0';
+
+/**
+ * HELM_BUILD builds helm, for the chart's tests. It is not in LAB_BUILDS: `ensureLabBinaries` (lab:up) never
+ * builds it; `ensureHelm` does, when a test needs it. The ldflags are those of helm's Makefile (version, and the
+ * Kubernetes version `helm lint` / `helm template` assume: that of its client-go v0.37 → 1.37).
+ */
+export const HELM_BUILD: BuildSpec = {
+  name: 'helm',
+  moduleDir: path.join(GO_DIR, 'helm'),
+  pkg: 'helm.sh/helm/v3/cmd/helm',
+  flags: [
+    ...COMMON_FLAGS,
+    '-ldflags',
+    [
+      `-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}`,
+      '-X helm.sh/helm/v3/internal/version.gitTreeState=clean',
+      ...['pkg/lint/rules', 'pkg/chartutil'].flatMap((p) => [`-X helm.sh/helm/v3/${p}.k8sVersionMajor=1`, `-X helm.sh/helm/v3/${p}.k8sVersionMinor=37`]),
+    ].join(' '),
+  ],
+};
+
+/** ensureHelm returns the absolute path of helm, building it into the cache if it is missing (minutes, once). */
+export async function ensureHelm(opts?: EnsureOptions): Promise<string> {
+  return ensureBinary(HELM_BUILD, opts);
+}
+
+/** cachedBinary returns the path of a binary already in the cache, or undefined; it never builds. */
+export async function cachedBinary(spec: BuildSpec, opts?: EnsureOptions): Promise<string | undefined> {
+  const ctx = await makeContext(opts);
+  const binary = path.join(ctx.cacheDir, `${spec.name}-${await cacheKey(spec, ctx.goVersion)}`, spec.name);
+  return (await isExecutable(binary)) ? binary : undefined;
+}
+
 /** Gitea release the gitea module builds (keep in sync with test/lab/go/gitea/go.mod). */
 export const GITEA_VERSION = '1.26.0';
 

@@ -1,6 +1,7 @@
 /**
  * Command line of the lab (npm scripts lab:*):
  *   node test/lab/cli.ts build                      build or find the six binaries, link them into .lab/bin
+ *   node test/lab/cli.ts build helm                 the same, and helm (built only on demand)
  *   node test/lab/cli.ts build gitea                the same, and Gitea (built only on demand)
  *   node test/lab/cli.ts up                         start the lab (no-op when up), print .lab/env
  *   node test/lab/cli.ts up --gitea                 the same with Gitea (also LAB_GITEA=1; added to a lab already up)
@@ -14,16 +15,18 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ensureGitea } from './build.ts';
-import { authorizeKey, ensureBinaries, fluxStart, fluxStop, labDown, labPids, labUp, readLabEnv } from './lab.ts';
+import { authorizeKey, ensureBinaries, ensureHelm, fluxStart, fluxStop, labDown, labPids, labUp, readLabEnv } from './lab.ts';
 
 const dir = process.env.LAB_DIR || undefined;
 const log = (line: string) => process.stderr.write(`[lab ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
-const usage = 'usage: node test/lab/cli.ts build [gitea] | up [--gitea] | down | authorize-key <pubkey-file> [--rw] | flux start|stop | env | status';
+const usage = 'usage: node test/lab/cli.ts build [helm|gitea] | up [--gitea] | down | authorize-key <pubkey-file> [--rw] | flux start|stop | env | status';
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case 'build': {
+      // `build helm`: helm too, which lab:up does not build (the chart's tests do, on demand).
+      if (rest.includes('helm')) await ensureHelm({ dir, log });
       if (rest.includes('gitea')) console.log(await ensureGitea({ log })); // Gitea too (lab:up --gitea starts it)
       const bin = await ensureBinaries({ dir, log });
       for (const f of fs.readdirSync(bin)) console.log(`${path.join(bin, f)} -> ${fs.realpathSync(path.join(bin, f))}`);

@@ -32,7 +32,7 @@ import { kubeRequest, labCreds, sleep } from './kube.ts';
 import { makePki } from './pki.ts';
 import { alive, run, running, stopProcesses, strays } from './process.ts';
 
-export { BINARIES, ensureBinaries, type BinaryName } from './bin.ts';
+export { BINARIES, ensureBinaries, ensureHelm, type BinaryName } from './bin.ts';
 export { DEFAULT_LAB_DIR, PROJECT_ROOT, readLabEnv, type LabEnv, type LabOptions } from './env.ts';
 export { fluxRunning, fluxStart, fluxStop, type FluxInfo } from './flux.ts';
 export { authorizeKey, createRepo, gitSshCommand, GIT_USER } from './git.ts';
