@@ -8,7 +8,8 @@ import { TargetClients } from './kube/targets.ts';
 import { Repositories } from './git/repository.ts';
 import { Reconciler } from './controller/reconciler.ts';
 import { WorkQueue } from './controller/queue.ts';
-import { ClusterBootstrapOperator } from './controller/operator.ts';
+import { ClusterBootstrapOperator, SET_KEY_PREFIX } from './controller/operator.ts';
+import { SetReconciler } from './controller/sets.ts';
 import { LeaderElector } from './controller/leader.ts';
 import { kubeEventRecorder } from './controller/events.ts';
 import { CONTROLLER, createMetrics } from './controller/metrics.ts';
@@ -39,12 +40,14 @@ const reconciler: Reconciler = new Reconciler({
   policy: { targetlessNamespaces: config.allowTargetlessNamespaces },
   siblings: () => operator.list(),
 });
+const sets = new SetReconciler({ mgmt, log, policy: { targetlessNamespaces: config.allowTargetlessNamespaces }, clusterBootstraps: () => operator.list() });
 const queue: WorkQueue = new WorkQueue({
   concurrency: config.concurrency,
   deadlineMs: config.reconcileTimeoutMs,
   worker: async (key) => {
-    const [namespace, name] = key.split('/');
-    return reconciler.reconcile(namespace, name);
+    const isSet = key.startsWith(SET_KEY_PREFIX);
+    const [namespace, name] = key.slice(isSet ? SET_KEY_PREFIX.length : 0).split('/');
+    return isSet ? sets.reconcile(namespace, name) : reconciler.reconcile(namespace, name);
   },
   observer: {
     ...metrics.queueObserver,

@@ -113,6 +113,7 @@ export interface ObjectMeta {
   finalizers?: string[];
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
+  ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean; blockOwnerDeletion?: boolean }[];
 }
 
 /** ClusterBootstrap is the custom resource: one target cluster bootstrapped with Flux from one git path. */
@@ -122,4 +123,39 @@ export interface ClusterBootstrap {
   metadata: ObjectMeta;
   spec: ClusterBootstrapSpec;
   status?: ClusterBootstrapStatus;
+}
+
+/** SET_KIND and SET_PLURAL name the ClusterBootstrapSet API: one ClusterBootstrap per selected cluster. */
+export const SET_KIND = 'ClusterBootstrapSet';
+export const SET_PLURAL = 'clusterbootstrapsets';
+
+/** CLUSTER_NAME_LABEL is Cluster API's label naming a cluster; a set's ClusterBootstraps carry it. */
+export const CLUSTER_NAME_LABEL = 'cluster.x-k8s.io/cluster-name';
+
+/** LabelSelector is a metav1.LabelSelector. */
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: { key: string; operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist'; values?: string[] }[];
+}
+
+/** ClusterBootstrapSet selects clusters and keeps one ClusterBootstrap, made from its template, for each. */
+export interface ClusterBootstrapSet {
+  apiVersion: string;
+  kind: string;
+  metadata: ObjectMeta;
+  spec: {
+    clusterSelector?: LabelSelector;
+    kubeconfigSecretSelector?: LabelSelector;
+    template: { metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: ClusterBootstrapSpec };
+  };
+  status?: {
+    observedGeneration?: number;
+    conditions?: Condition[];
+    selected?: number;
+    ready?: number;
+    waiting?: string[];
+    notReady?: { name: string; reason: string; message: string }[];
+    conflicts?: string[];
+    message?: string;
+  };
 }

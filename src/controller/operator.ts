@@ -1,6 +1,6 @@
 import dotI from '@dot-i/k8s-operator';
 import { CoreV1Api, makeInformer, type Informer, type KubeConfig, type KubernetesListObject, type ObjectCache } from '@kubernetes/client-node';
-import { GROUP, PLURAL, RECONCILE_REQUESTED_AT, VERSION, type ClusterBootstrap } from '../api/types.ts';
+import { GROUP, PLURAL, RECONCILE_REQUESTED_AT, SET_KIND, SET_PLURAL, VERSION, type ClusterBootstrap } from '../api/types.ts';
 import { KubeClient } from '../kube/client.ts';
 import { frameworkLogger, type Logger } from '../logger.ts';
 import type { WorkQueue } from './queue.ts';
@@ -13,6 +13,8 @@ const RESTART_MAX_MS = 30_000;
 
 type CBInformer = Informer<ClusterBootstrap & { metadata: any }> & ObjectCache<ClusterBootstrap & { metadata: any }>;
 interface InformerState {
+  /** kind is what the informer watches: ClusterBootstraps, or ClusterBootstrapSets. */
+  kind: 'cb' | 'set';
   path: string;
   informer?: CBInformer;
   synced: boolean;
@@ -59,26 +61,28 @@ export class ClusterBootstrapOperator extends Operator {
 
   /** synced is true when every informer has listed and is watching, and the API server answers. */
   get synced(): boolean {
-    return this.#reachable && this.#informers.length > 0 && this.#informers.every((i) => i.synced);
+    const cbs = this.#informers.filter((i) => i.kind === 'cb');
+    return this.#reachable && cbs.length > 0 && cbs.every((i) => i.synced);
   }
 
   /** failingForMs is how long the longest-failing informer has been failing, 0 when none is. */
   get failingForMs(): number {
-    return Math.max(0, ...this.#informers.map((i) => (i.failingSince ? Date.now() - i.failingSince : 0)));
+    return Math.max(0, ...this.#informers.filter((i) => i.kind === 'cb').map((i) => (i.failingSince ? Date.now() - i.failingSince : 0)));
   }
 
   /** list returns every ClusterBootstrap in the informers' caches. */
   list(): ClusterBootstrap[] {
-    return this.#informers.flatMap((i) => i.informer?.list() ?? []);
+    return this.#informers.filter((i) => i.kind === 'cb').flatMap((i) => i.informer?.list() ?? []);
   }
 
   /** init starts one informer per watched namespace (or one across all), the API probe and the periodic resync. */
   protected async init(): Promise<void> {
-    for (const ns of this.#scopes) {
-      const state: InformerState = { path: `/apis/${GROUP}/${VERSION}/${ns ? `namespaces/${ns}/` : ''}${PLURAL}`, synced: false, failures: 0 };
-      this.#informers.push(state);
-      void this.#connect(state);
-    }
+    for (const ns of this.#scopes)
+      for (const [kind, plural] of [['cb', PLURAL], ['set', SET_PLURAL]] as const) {
+        const state: InformerState = { kind, path: `/apis/${GROUP}/${VERSION}/${ns ? `namespaces/${ns}/` : ''}${plural}`, synced: false, failures: 0 };
+        this.#informers.push(state);
+        void this.#connect(state);
+      }
     setInterval(() => void this.#probe(), PROBE_EVERY_MS).unref();
     setInterval(() => this.#resync(), this.#resyncMs).unref();
   }
@@ -94,8 +98,14 @@ export class ClusterBootstrapOperator extends Operator {
     state.informer = informer;
     state.synced = false;
     const current = () => state.informer === informer;
-    informer.on('add', (cb) => current() && this.#enqueue(cb));
-    informer.on('update', (cb) => current() && this.#onUpdate(cb));
+    if (state.kind === 'set') {
+      const enqueue = (set: { metadata: { namespace?: string; name: string } }) => current() && this.#queue.add(setKey(set.metadata.namespace!, set.metadata.name));
+      informer.on('add', enqueue);
+      informer.on('update', enqueue);
+    } else {
+      informer.on('add', (cb) => current() && this.#enqueue(cb));
+      informer.on('update', (cb) => current() && this.#onUpdate(cb));
+    }
     informer.on('error', (err) => current() && this.#restart(state, err));
     await this.#begin(state, informer);
   }
@@ -154,9 +164,20 @@ export class ClusterBootstrapOperator extends Operator {
 
   #enqueue(cb: ClusterBootstrap): void {
     this.#queue.add(`${cb.metadata.namespace}/${cb.metadata.name}`);
+    // The set that owns it counts its Ready ones.
+    const owner = cb.metadata.ownerReferences?.find((r) => r.kind === SET_KIND && r.controller);
+    if (owner) this.#queue.add(setKey(cb.metadata.namespace, owner.name));
   }
 
   #resync(): void {
     for (const cb of this.list()) this.#enqueue(cb);
+    for (const i of this.#informers.filter((i) => i.kind === 'set'))
+      for (const set of i.informer?.list() ?? []) this.#queue.add(setKey(set.metadata.namespace!, set.metadata.name));
   }
 }
+
+/** SET_KEY_PREFIX marks a ClusterBootstrapSet's key in the work queue, which ClusterBootstraps share. */
+export const SET_KEY_PREFIX = 'set:';
+
+/** setKey is the work-queue key of a ClusterBootstrapSet. */
+export const setKey = (namespace: string, name: string) => `${SET_KEY_PREFIX}${namespace}/${name}`;

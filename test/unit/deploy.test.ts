@@ -206,13 +206,14 @@ const container = () => {
   return cs[0];
 };
 
-test('kustomization.yaml installs the CRD from crds/ and every manifest of deploy/, examples aside', () => {
+test('kustomization.yaml installs the CRDs from crds/ and every manifest of deploy/, examples aside', () => {
   const listed = new Set(files.map((f) => relative(ROOT, f)));
   assert.ok(listed.has('crds/fluxbootstrap.dev_clusterbootstraps.yaml'));
+  assert.ok(listed.has('crds/fluxbootstrap.dev_clusterbootstrapsets.yaml'));
   const onDisk = readdirSync(DEPLOY).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml');
   for (const f of onDisk) assert.ok(listed.has(`deploy/${f}`), `deploy/${f} is not in kustomization.yaml`);
   assert.ok(![...listed].some((f) => f.startsWith('deploy/examples/')), 'examples are not installed');
-  assert.equal(one('CustomResourceDefinition').metadata.name, 'clusterbootstraps.fluxbootstrap.dev');
+  assert.deepEqual(find('CustomResourceDefinition').map((c) => c.metadata.name).sort(), ['clusterbootstraps.fluxbootstrap.dev', 'clusterbootstrapsets.fluxbootstrap.dev']);
   one('Namespace', NAMESPACE);
   one('ServiceAccount', SERVICE_ACCOUNT);
 });
@@ -327,8 +328,12 @@ test('no ClusterRoleBinding binds a role that can read Secrets', () => {
 
 test('the operator ClusterRole grants only what the code calls on ClusterBootstraps and Events', () => {
   assert.deepEqual(simplify(one('ClusterRole', 'flux-bootstrap-operator').rules), [
-    { apiGroups: ['fluxbootstrap.dev'], resources: ['clusterbootstraps'], verbs: ['get', 'list', 'patch', 'watch'] },
+    { apiGroups: ['fluxbootstrap.dev'], resources: ['clusterbootstraps'], verbs: ['create', 'delete', 'get', 'list', 'patch', 'watch'] },
     { apiGroups: ['fluxbootstrap.dev'], resources: ['clusterbootstraps/status'], verbs: ['patch'] },
+    { apiGroups: ['fluxbootstrap.dev'], resources: ['clusterbootstrapsets'], verbs: ['get', 'list', 'watch'] },
+    { apiGroups: ['fluxbootstrap.dev'], resources: ['clusterbootstrapsets/status'], verbs: ['patch'] },
+    { apiGroups: ['fluxbootstrap.dev'], resources: ['clusterbootstrapsets/finalizers'], verbs: ['update'] },
+    { apiGroups: ['cluster.x-k8s.io'], resources: ['clusters'], verbs: ['get', 'list'] },
     { apiGroups: ['fluxbootstrap.dev'], resources: ['clusterbootstraps/finalizers'], verbs: ['update'] },
     { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
   ]);

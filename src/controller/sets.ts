@@ -1,0 +1,197 @@
+import { ConditionTypes, findCondition, Reasons } from '../api/conditions.ts';
+import { errorMessage, PhaseError } from '../api/errors.ts';
+import {
+  API_VERSION,
+  CLUSTER_NAME_LABEL,
+  KIND,
+  SET_KIND,
+  type ClusterBootstrap,
+  type ClusterBootstrapSet,
+  type ClusterBootstrapSpec,
+  type LabelSelector,
+} from '../api/types.ts';
+import { validate, type Policy } from '../api/validate.ts';
+import { KubeError, type KubeClient } from '../kube/client.ts';
+import { ownerReference } from '../kube/objects.ts';
+import type { Logger } from '../logger.ts';
+import type { Outcome } from './queue.ts';
+import { markCondition } from './status.ts';
+
+/** SET_FIELD_MANAGER owns the fields of the ClusterBootstraps a set keeps. */
+export const SET_FIELD_MANAGER = 'flux-bootstrap-operator-set';
+/** SET_LABEL names the set a ClusterBootstrap belongs to. */
+export const SET_LABEL = 'fluxbootstrap.dev/set';
+/** CLUSTER_NAME is what a template writes for the cluster's name. */
+export const CLUSTER_NAME = '${CLUSTER_NAME}';
+
+/** POLL_MS is how often a set looks for clusters that newly match (Clusters are listed, not watched). */
+const POLL_MS = 15_000;
+
+/** SelectedCluster is a cluster a set's selector matches, and whether it can be bootstrapped yet. */
+interface SelectedCluster {
+  name: string;
+  /** ready is true once the control plane is initialized and the kubeconfig Secret exists. */
+  ready: boolean;
+}
+
+export interface SetReconcilerOptions {
+  mgmt: KubeClient;
+  log: Logger;
+  policy?: Policy;
+  /** clusterBootstraps lists the ClusterBootstraps in the informer's cache. */
+  clusterBootstraps: () => ClusterBootstrap[];
+}
+
+/**
+ * SetReconciler keeps one ClusterBootstrap per cluster a ClusterBootstrapSet selects — a Cluster API Cluster
+ * whose control plane is initialized and whose kubeconfig Secret exists, or a kubeconfig Secret — made from the
+ * set's template with the cluster's name, owned by the set and labelled with the cluster. A template change
+ * rolls out to all of them; a cluster that stops matching has its ClusterBootstrap deleted, which carries out
+ * that ClusterBootstrap's deletion policy. A cluster another set (or a person) already bootstraps is left to it
+ * and reported.
+ */
+export class SetReconciler {
+  readonly #o: SetReconcilerOptions;
+
+  constructor(opts: SetReconcilerOptions) {
+    this.#o = opts;
+  }
+
+  async reconcile(namespace: string, name: string): Promise<Outcome> {
+    const { mgmt } = this.#o;
+    const log = this.#o.log.child({ namespace, name, kind: SET_KIND });
+    const set = await mgmt.get<ClusterBootstrapSet>(API_VERSION, SET_KIND, namespace, name);
+    if (!set || set.metadata.deletionTimestamp) return {}; // its ClusterBootstraps go with it (owner references)
+    const status: NonNullable<ClusterBootstrapSet['status']> = { ...set.status, observedGeneration: set.metadata.generation };
+    const gen = set.metadata.generation;
+    try {
+      validate(this.#desired(set, 'cluster').cb, this.#o.policy);
+      const selected = await this.#select(set);
+      const owned = this.#o.clusterBootstraps().filter((cb) => cb.metadata.namespace === namespace && ownedBy(cb, set));
+      const conflicts: string[] = [];
+      for (const cluster of selected.filter((c) => c.ready)) {
+        const existing = this.#o.clusterBootstraps().find((cb) => cb.metadata.namespace === namespace && cb.metadata.name === cluster.name);
+        if (existing && !ownedBy(existing, set)) {
+          conflicts.push(cluster.name);
+          continue;
+        }
+        await this.#apply(set, cluster.name);
+      }
+      const keep = new Set(selected.filter((c) => c.ready).map((c) => c.name));
+      for (const cb of owned.filter((cb) => !keep.has(cb.metadata.name) && !cb.metadata.deletionTimestamp)) {
+        log.info({ clusterBootstrap: cb.metadata.name }, 'the cluster no longer matches: deleting its ClusterBootstrap');
+        await mgmt.delete(API_VERSION, KIND, namespace, cb.metadata.name);
+      }
+      const mine = owned.filter((cb) => keep.has(cb.metadata.name));
+      const notReady = mine
+        .map((cb) => ({ name: cb.metadata.name, ready: findCondition(cb.status?.conditions, ConditionTypes.Ready) }))
+        .filter((x) => x.ready?.status !== 'True')
+        .map((x) => ({ name: x.name, reason: x.ready?.reason ?? Reasons.Progressing, message: (x.ready?.message ?? 'not reconciled yet').slice(0, 512) }));
+      Object.assign(status, {
+        selected: selected.length,
+        ready: mine.length - notReady.length,
+        waiting: selected.filter((c) => !c.ready).map((c) => c.name),
+        notReady: notReady.slice(0, 50),
+        conflicts,
+      });
+      const done = status.ready === selected.length && conflicts.length === 0;
+      const message = done
+        ? `all ${selected.length} selected clusters are bootstrapped and Ready`
+        : `${status.ready} of ${selected.length} selected clusters Ready` +
+          (status.waiting!.length ? `; waiting for ${status.waiting!.length} (control plane or kubeconfig Secret)` : '') +
+          (conflicts.length ? `; ${conflicts.length} bootstrapped by another set or by hand: ${conflicts.join(', ')}` : '');
+      markCondition(status, gen, ConditionTypes.Ready, done ? 'True' : 'False', done ? Reasons.Succeeded : conflicts.length ? Reasons.PathConflict : Reasons.Progressing, message);
+      status.conditions = (status.conditions ?? []).filter((c) => c.type !== ConditionTypes.Stalled);
+      status.message = message;
+    } catch (err) {
+      const pe = err instanceof PhaseError ? err : new PhaseError(err instanceof KubeError && err.code === 403 ? Reasons.Forbidden : Reasons.InternalError, 'reconciling the set failed', { cause: err });
+      const message = errorMessage(pe);
+      markCondition(status, gen, ConditionTypes.Ready, 'False', pe.reason, message);
+      if (pe.terminal) markCondition(status, gen, ConditionTypes.Stalled, 'True', pe.reason, message);
+      status.message = message;
+      log.warn({ err: pe, reason: pe.reason }, message);
+      await this.#writeStatus(set, status);
+      return pe.terminal ? { terminal: pe } : { error: pe };
+    }
+    await this.#writeStatus(set, status);
+    return { requeueAfterMs: POLL_MS, resync: true };
+  }
+
+  /** #desired is the ClusterBootstrap the set wants for a cluster: its template, with the cluster's name. */
+  #desired(set: ClusterBootstrapSet, cluster: string): { cb: ClusterBootstrap } {
+    const spec = JSON.parse(JSON.stringify(set.spec.template.spec).replaceAll(CLUSTER_NAME, cluster)) as ClusterBootstrapSpec;
+    spec.target ??= { kubeconfigSecretRef: { name: `${cluster}-kubeconfig` } };
+    return {
+      cb: {
+        apiVersion: API_VERSION,
+        kind: KIND,
+        metadata: {
+          name: cluster,
+          namespace: set.metadata.namespace,
+          uid: '',
+          labels: { ...set.spec.template.metadata?.labels, [CLUSTER_NAME_LABEL]: cluster, [SET_LABEL]: set.metadata.name },
+          annotations: set.spec.template.metadata?.annotations,
+          ownerReferences: [ownerReference(set)],
+        } as ClusterBootstrap['metadata'],
+        spec,
+      },
+    };
+  }
+
+  async #apply(set: ClusterBootstrapSet, cluster: string): Promise<void> {
+    const { cb } = this.#desired(set, cluster);
+    const { uid: _uid, ...metadata } = cb.metadata;
+    await this.#o.mgmt.apply({ ...cb, metadata } as any, { fieldManager: SET_FIELD_MANAGER, force: true });
+  }
+
+  /** #select lists the clusters the set's selector matches, and whether each can be bootstrapped yet. */
+  async #select(set: ClusterBootstrapSet): Promise<SelectedCluster[]> {
+    const { mgmt } = this.#o;
+    const ns = set.metadata.namespace;
+    if (set.spec.kubeconfigSecretSelector) {
+      const secrets = await mgmt.list<any>('v1', 'Secret', ns, `?labelSelector=${encodeURIComponent(selectorQuery(set.spec.kubeconfigSecretSelector))}`);
+      return secrets.map((s) => ({ name: s.metadata.labels?.[CLUSTER_NAME_LABEL] ?? s.metadata.name.replace(/-kubeconfig$/, ''), ready: true }));
+    }
+    const query = `?labelSelector=${encodeURIComponent(selectorQuery(set.spec.clusterSelector ?? {}))}`;
+    let clusters: any[] | undefined;
+    for (const version of ['v1beta2', 'v1beta1']) {
+      try {
+        clusters = await mgmt.list<any>(`cluster.x-k8s.io/${version}`, 'Cluster', ns, query);
+        break;
+      } catch (err) {
+        if (!(err instanceof KubeError && err.code === 404)) throw err;
+      }
+    }
+    if (!clusters) throw new PhaseError(Reasons.InvalidSpec, 'spec.clusterSelector selects Cluster API Clusters, but this cluster does not serve cluster.x-k8s.io: install Cluster API, or use spec.kubeconfigSecretSelector', { retryAfterMs: 60_000 });
+    const selected: SelectedCluster[] = [];
+    for (const c of clusters) {
+      // v1beta2 says status.initialization.controlPlaneInitialized; v1beta1 status.controlPlaneReady.
+      const initialized = c.status?.initialization?.controlPlaneInitialized === true || c.status?.controlPlaneReady === true;
+      const secret = initialized ? await mgmt.get('v1', 'Secret', ns, `${c.metadata.name}-kubeconfig`) : undefined;
+      selected.push({ name: c.metadata.name, ready: !!secret });
+    }
+    return selected;
+  }
+
+  async #writeStatus(set: ClusterBootstrapSet, status: NonNullable<ClusterBootstrapSet['status']>): Promise<void> {
+    if (JSON.stringify(status) === JSON.stringify(set.status ?? {})) return;
+    await this.#o.mgmt.mergePatch(API_VERSION, SET_KIND, set.metadata.namespace, set.metadata.name, { status }, 'status');
+  }
+}
+
+/** ownedBy is true when the set is the ClusterBootstrap's controlling owner. */
+export function ownedBy(cb: { metadata: { ownerReferences?: { uid: string; controller?: boolean }[] } }, set: ClusterBootstrapSet): boolean {
+  return (cb.metadata.ownerReferences ?? []).some((r) => r.uid === set.metadata.uid && r.controller);
+}
+
+/** selectorQuery writes a label selector in the API's query syntax. */
+export function selectorQuery(s: LabelSelector): string {
+  const parts = Object.entries(s.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
+  for (const e of s.matchExpressions ?? []) {
+    if (e.operator === 'In') parts.push(`${e.key} in (${(e.values ?? []).join(',')})`);
+    else if (e.operator === 'NotIn') parts.push(`${e.key} notin (${(e.values ?? []).join(',')})`);
+    else if (e.operator === 'Exists') parts.push(e.key);
+    else parts.push(`!${e.key}`);
+  }
+  return parts.join(',');
+}

@@ -1,0 +1,115 @@
+/**
+ * gen-set-crd writes crds/fluxbootstrap.dev_clusterbootstrapsets.yaml: the ClusterBootstrapSet CRD, whose
+ * spec.template.spec is the ClusterBootstrap CRD's spec schema, so the two never drift. Run it after a change
+ * of the ClusterBootstrap CRD (`node test/gen-set-crd.ts`); a unit test checks the committed file is current.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import yaml from 'js-yaml';
+
+const root = new URL('../crds/', import.meta.url);
+
+/** setCRD builds the ClusterBootstrapSet CRD from the ClusterBootstrap CRD. */
+export function setCRD(): string {
+  const cb = yaml.load(readFileSync(new URL('fluxbootstrap.dev_clusterbootstraps.yaml', root), 'utf8')) as any;
+  const cbVersion = cb.spec.versions[0];
+  const templateSpec = structuredClone(cbVersion.schema.openAPIV3Schema.properties.spec);
+  const selector = {
+    type: 'object',
+    description: 'A label selector (matchLabels, matchExpressions).',
+    properties: {
+      matchLabels: { type: 'object', additionalProperties: { type: 'string' } },
+      matchExpressions: {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['key', 'operator'],
+          properties: {
+            key: { type: 'string' },
+            operator: { type: 'string', enum: ['In', 'NotIn', 'Exists', 'DoesNotExist'] },
+            values: { type: 'array', items: { type: 'string' } },
+          },
+        },
+      },
+    },
+    'x-kubernetes-map-type': 'atomic',
+  };
+  const crd = {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: 'clusterbootstrapsets.fluxbootstrap.dev', labels: { 'app.kubernetes.io/part-of': 'flux-bootstrap-operator' } },
+    spec: {
+      group: 'fluxbootstrap.dev',
+      scope: 'Namespaced',
+      names: { kind: 'ClusterBootstrapSet', listKind: 'ClusterBootstrapSetList', plural: 'clusterbootstrapsets', singular: 'clusterbootstrapset', shortNames: ['cbset'], categories: ['flux', 'fluxcd'] },
+      versions: [
+        {
+          name: 'v1alpha1',
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: [
+            { name: 'Selected', type: 'integer', jsonPath: '.status.selected' },
+            { name: 'Ready', type: 'integer', jsonPath: '.status.ready' },
+            { name: 'Status', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason' },
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
+          schema: {
+            openAPIV3Schema: {
+              type: 'object',
+              description: 'ClusterBootstrapSet bootstraps Flux onto every cluster its selector matches, with one ClusterBootstrap per cluster.',
+              required: ['spec'],
+              properties: {
+                apiVersion: { type: 'string' },
+                kind: { type: 'string' },
+                metadata: { type: 'object' },
+                spec: {
+                  type: 'object',
+                  required: ['template'],
+                  'x-kubernetes-validations': [
+                    { rule: 'has(self.clusterSelector) != has(self.kubeconfigSecretSelector)', message: 'set exactly one of clusterSelector and kubeconfigSecretSelector' },
+                  ],
+                  properties: {
+                    clusterSelector: { ...selector, description: 'Selects Cluster API Clusters (cluster.x-k8s.io) in the namespace.' },
+                    kubeconfigSecretSelector: { ...selector, description: 'Selects kubeconfig Secrets (<cluster>-kubeconfig, key value) in the namespace, for fleets without Cluster API.' },
+                    template: {
+                      type: 'object',
+                      required: ['spec'],
+                      properties: {
+                        metadata: { type: 'object', properties: { labels: { type: 'object', additionalProperties: { type: 'string' } }, annotations: { type: 'object', additionalProperties: { type: 'string' } } } },
+                        spec: {
+                          ...templateSpec,
+                          description: 'A ClusterBootstrap spec; ${CLUSTER_NAME} stands for the cluster name. spec.target defaults to the cluster\'s <cluster>-kubeconfig Secret, spec.git.path to clusters/<cluster>.',
+                        },
+                      },
+                    },
+                  },
+                },
+                status: {
+                  type: 'object',
+                  properties: {
+                    observedGeneration: { type: 'integer', format: 'int64' },
+                    conditions: cbVersion.schema.openAPIV3Schema.properties.status.properties.conditions,
+                    selected: { type: 'integer', description: 'clusters the selector matches' },
+                    ready: { type: 'integer', description: 'of those, bootstrapped and Ready' },
+                    waiting: { type: 'array', description: 'selected clusters not bootstrapped yet: control plane not initialized, or no kubeconfig Secret', items: { type: 'string' } },
+                    notReady: {
+                      type: 'array',
+                      description: 'ClusterBootstraps of the set that are not Ready, with why (at most 50)',
+                      items: { type: 'object', properties: { name: { type: 'string' }, reason: { type: 'string' }, message: { type: 'string' } } },
+                    },
+                    conflicts: { type: 'array', items: { type: 'string' }, description: 'clusters another set (or a person) already bootstraps' },
+                    message: { type: 'string' },
+                  },
+                },
+              },
+            },
+          },
+        },
+      ],
+    },
+  };
+  // The template's git.url etc. stay required; target is optional in the template (it defaults per cluster).
+  return `# Generated by test/gen-set-crd.ts from fluxbootstrap.dev_clusterbootstraps.yaml. DO NOT EDIT.\n${yaml.dump(crd, { lineWidth: -1, noRefs: true })}`;
+}
+
+if (import.meta.main) writeFileSync(new URL('fluxbootstrap.dev_clusterbootstrapsets.yaml', root), setCRD());
