@@ -128,7 +128,7 @@ export class ClusterBootstrapOperator extends Operator {
     state.failingSince ??= Date.now();
     const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** (state.failures - 1));
     // One line per failure at first, then one each time the backoff is at its cap: an outage is said, not shouted.
-    if (state.failures <= 3 || delay >= RESTART_MAX_MS) this.#log.warn({ err, path: state.path, failures: state.failures, retryInMs: delay }, 'the ClusterBootstrap watch failed; restarting it');
+    if (state.failures <= 3 || delay >= RESTART_MAX_MS) this.#log.warn({ err, path: state.path, failures: state.failures, retryInMs: delay }, `the ${state.kind === 'set' ? 'ClusterBootstrapSet' : 'ClusterBootstrap'} watch failed; restarting it`);
     const informer = state.informer!;
     setTimeout(() => state.informer === informer && void this.#begin(state, informer), delay).unref();
   }

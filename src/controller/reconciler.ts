@@ -9,6 +9,7 @@ import type { Context } from '../phases/context.ts';
 import { bootstrap, type RunPhase } from '../phases/pipeline.ts';
 import { connectTarget } from '../phases/target.ts';
 import { uninstallFlux } from '../phases/uninstall.ts';
+import { mergePatchOf } from '../kube/objects.ts';
 import { unregisterDeployKeys } from '../phases/deploykey.ts';
 import { identitySecretName } from '../phases/identity.ts';
 import { forgetHostKeys } from '../ssh/hostkeys.ts';
@@ -189,7 +190,7 @@ export class Reconciler {
   /** #writeStatus writes the status only when it changed, and records an Event when Ready changed. */
   async #writeStatus(cb: ClusterBootstrap, status: ClusterBootstrapStatus, log: Logger): Promise<void> {
     if (JSON.stringify(status) === JSON.stringify(cb.status ?? {})) return;
-    await this.#o.mgmt.mergePatch(API_VERSION, KIND, cb.metadata.namespace, cb.metadata.name, { status }, 'status');
+    await this.#o.mgmt.mergePatch(API_VERSION, KIND, cb.metadata.namespace, cb.metadata.name, { status: mergePatchOf(cb.status ?? {}, status) }, 'status');
     const before = findCondition(cb.status?.conditions, ConditionTypes.Ready);
     const after = findCondition(status.conditions, ConditionTypes.Ready);
     const record = (type: 'Normal' | 'Warning', reason: string, message: string) =>

@@ -12,7 +12,7 @@ import {
 } from '../api/types.ts';
 import { validate, type Policy } from '../api/validate.ts';
 import { KubeError, type KubeClient } from '../kube/client.ts';
-import { ownerReference } from '../kube/objects.ts';
+import { mergePatchOf, ownerReference } from '../kube/objects.ts';
 import type { Logger } from '../logger.ts';
 import type { Outcome } from './queue.ts';
 import { markCondition } from './status.ts';
@@ -175,7 +175,7 @@ export class SetReconciler {
 
   async #writeStatus(set: ClusterBootstrapSet, status: NonNullable<ClusterBootstrapSet['status']>): Promise<void> {
     if (JSON.stringify(status) === JSON.stringify(set.status ?? {})) return;
-    await this.#o.mgmt.mergePatch(API_VERSION, SET_KIND, set.metadata.namespace, set.metadata.name, { status }, 'status');
+    await this.#o.mgmt.mergePatch(API_VERSION, SET_KIND, set.metadata.namespace, set.metadata.name, { status: mergePatchOf(set.status ?? {}, status) }, 'status');
   }
 }
 

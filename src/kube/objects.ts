@@ -9,3 +9,19 @@ export function decodeSecret(secret: { data?: Record<string, string> } | undefin
   for (const [k, v] of Object.entries(secret?.data ?? {})) out[k] = Buffer.from(v, 'base64').toString('utf8');
   return out;
 }
+
+/**
+ * mergePatchOf is the JSON merge patch (RFC 7386) that turns `before` into `after`: what changed, and null for
+ * every key that is gone — so that a status field the operator no longer sets is removed, not kept.
+ */
+export function mergePatchOf(before: unknown, after: unknown): unknown {
+  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (!isObject(before) || !isObject(after)) return after === undefined ? null : after;
+  const patch: Record<string, unknown> = {};
+  for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    if (after[key] === undefined) {
+      if (before[key] !== undefined) patch[key] = null;
+    } else if (JSON.stringify(before[key]) !== JSON.stringify(after[key])) patch[key] = mergePatchOf(before[key], after[key]);
+  }
+  return patch;
+}

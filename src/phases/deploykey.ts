@@ -91,7 +91,10 @@ export async function registerDeployKeys(ctx: Context, identity: Identity, provi
   const title = deployKeyTitle(ctx);
   try {
     for (const key of [identity.publicKey, identity.next?.publicKey].filter((k): k is string => !!k)) {
-      const { created } = await ensureDeployKey(provider, title, key);
+      // Some hosts (Gitea) refuse two keys with one title: during a rotation the next key gets its own.
+      const { created } = await ensureDeployKey(provider, title, key).catch((err) =>
+        err instanceof ProviderError && err.kind === 'conflict' ? ensureDeployKey(provider, `${title}-${fingerprint(key).slice(7, 15)}`, key) : Promise.reject(err),
+      );
       if (created) {
         ctx.log.info({ title, fingerprint: fingerprint(key) }, 'registered a read-only deploy key through the git host API');
         await ctx.record('Normal', 'DeployKeyRegistered', `registered ${fingerprint(key)} as read-only deploy key ${title}`);

@@ -48,8 +48,8 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
 
 /** installCRD applies crds/ to the management cluster and waits until the API serves ClusterBootstraps. */
 export async function installCRD(client = mgmt()): Promise<void> {
-  const crd = yaml.load(readFileSync(join(PROJECT_ROOT, 'crds', 'fluxbootstrap.dev_clusterbootstraps.yaml'), 'utf8')) as any;
-  await client.apply(crd, { fieldManager: 'e2e' });
+  for (const file of ['fluxbootstrap.dev_clusterbootstraps.yaml', 'fluxbootstrap.dev_clusterbootstrapsets.yaml'])
+    await client.apply(yaml.load(readFileSync(join(PROJECT_ROOT, 'crds', file), 'utf8')) as any, { fieldManager: 'e2e' });
   await waitFor('the ClusterBootstrap CRD to be served', async () => {
     client.forget();
     return client.list(API_VERSION, KIND, 'default').then(() => true);

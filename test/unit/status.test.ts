@@ -85,3 +85,10 @@ test('the failure message carries its cause, so the user sees what git or the AP
   summarize(status, failed('Committed', new PhaseError(Reasons.PushRejected, 'push to main', { cause: new Error('pre-receive hook declined') })), 1, RESYNC);
   assert.equal(status.message, 'push to main: pre-receive hook declined');
 });
+
+test('the status patch removes what the operator no longer reports, and keeps what did not change out of it', async () => {
+  const { mergePatchOf } = await import('../../src/kube/objects.ts');
+  const before = { identity: { fingerprint: 'a', rotatingTo: 'b' }, message: 'x', conditions: [{ type: 'Ready' }] };
+  const after = { identity: { fingerprint: 'b' }, message: 'x', conditions: [{ type: 'Ready' }, { type: 'Stalled' }] };
+  assert.deepEqual(mergePatchOf(before, after), { identity: { fingerprint: 'b', rotatingTo: null }, conditions: [{ type: 'Ready' }, { type: 'Stalled' }] });
+});
