@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import https from 'node:https';
 import http from 'node:http';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { FIELD_MANAGER } from '../api/types.ts';
+import { backoffMs, boundedRequest, retryAfterMs, waitWithin } from '../http/bounded.ts';
 import { parseTargetKubeconfig, type TargetKubeconfigOptions } from './kubeconfig.ts';
 
 /** KubeObject is any Kubernetes object, as JSON. */
@@ -161,9 +161,7 @@ export class KubeClient {
         return value;
       } catch (err) {
         this.#onResponse?.(method, new URL(this.server).host, err instanceof KubeError && err.code > 0 ? String(err.code) : '<error>');
-        const wait = this.#retryDelay(err, method, attempt);
-        if (wait === undefined || Date.now() + wait >= deadline) throw err;
-        await sleep(wait);
+        if (!(await waitWithin(this.#retryDelay(err, method, attempt), deadline))) throw err;
       }
     }
   }
@@ -175,9 +173,7 @@ export class KubeClient {
     if (!IDEMPOTENT.has(method.toUpperCase())) return undefined;
     const transient = err.code === 429 || err.code >= 500 || (err.code === 0 && err.reason === 'ConnectionError');
     if (!transient) return undefined;
-    if (err.retryAfterMs !== undefined) return err.retryAfterMs;
-    const backoff = this.#retryBaseMs * 2 ** (attempt - 1);
-    return backoff / 2 + Math.random() * (backoff / 2);
+    return err.retryAfterMs ?? backoffMs(this.#retryBaseMs, attempt);
   }
 
   /** send makes one try of a call, ending it at the deadline or when the answer outgrows the cap. */
@@ -194,71 +190,22 @@ export class KubeClient {
     }
     opts.agent = this.#agentFor(url.protocol, opts);
     if (payload !== undefined) Object.assign(opts.headers!, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(payload) });
-    const transport = url.protocol === 'http:' ? http : https;
     const max = this.#maxBodyBytes;
-    const tooLarge = () => new KubeError(0, 'ResponseTooLarge', `${what}: the answer from ${this.server} is larger than the ${max}-byte limit`);
-
-    return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      let answered = false;
-      let timer: NodeJS.Timeout | undefined;
-      let req: http.ClientRequest;
-      const finish = (err: Error | undefined, value?: T) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        if (err) reject(err);
-        else resolve(value as T);
-      };
-      const cut = (err: Error) => {
-        finish(err);
-        req.destroy();
-      };
-      const lost = (cause: Error) => {
+    const { status, headers, text, json } = await boundedRequest(url, opts, payload, { deadline, maxBodyBytes: max }, {
+      timedOut,
+      tooLarge: () => new KubeError(0, 'ResponseTooLarge', `${what}: the answer from ${this.server} is larger than the ${max}-byte limit`),
+      lost: (cause, stale) => {
         const err = new KubeError(0, 'ConnectionError', `${what} to ${this.server}: ${cause.message}`, cause);
-        if (!answered && req.reusedSocket && (cause as NodeJS.ErrnoException).code === 'ECONNRESET') STALE.add(err);
+        if (stale) STALE.add(err);
         return err;
-      };
-
-      const onAnswer = (res: http.IncomingMessage) => {
-        answered = true;
-        if (Number(res.headers['content-length']) > max) return cut(tooLarge());
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > max) return cut(tooLarge());
-          chunks.push(c);
-        });
-        res.on('error', (err) => finish(lost(err)));
-        res.on('close', () => {
-          if (!res.complete) finish(lost(new Error('the connection closed before the answer was complete')));
-        });
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: any;
-          try {
-            json = text ? JSON.parse(text) : undefined;
-          } catch {
-            json = undefined;
-          }
-          const code = res.statusCode ?? 0;
-          if (code >= 200 && code < 300) return finish(undefined, json as T);
-          const message = typeof json?.message === 'string' ? json.message : text || `HTTP ${code}`;
-          const reason = typeof json?.reason === 'string' ? clip(json.reason, 64) : 'Unknown';
-          finish(new KubeError(code, reason, `${what}: ${clip(message, 500)}`, undefined, { retryAfterMs: retryAfter(res.headers['retry-after']) }));
-        });
-      };
-      try {
-        req = transport.request(url, opts, onAnswer);
-      } catch (cause) {
-        // Node refuses some options before sending (a header with a forbidden character): nothing to retry.
-        return reject(new KubeError(0, 'InvalidRequest', `${what}: the request cannot be sent: ${(cause as Error).message}`, cause));
-      }
-      timer = setTimeout(() => cut(timedOut()), Math.max(0, deadline - Date.now()));
-      req.on('error', (err) => finish(lost(err)));
-      req.end(payload);
+      },
+      // Node refuses some options before sending (a header with a forbidden character): nothing to retry.
+      invalid: (cause) => new KubeError(0, 'InvalidRequest', `${what}: the request cannot be sent: ${(cause as Error).message}`, cause),
     });
+    if (status >= 200 && status < 300) return json as T;
+    const message = typeof json?.message === 'string' ? json.message : text || `HTTP ${status}`;
+    const reason = typeof json?.reason === 'string' ? clip(json.reason, 64) : 'Unknown';
+    throw new KubeError(status, reason, `${what}: ${clip(message, 500)}`, undefined, { retryAfterMs: retryAfterMs(headers['retry-after']) });
   }
 
   /** authorize adds the credentials and TLS material of the current user and cluster to a request's options. */
@@ -378,14 +325,6 @@ async function withDeadline<T>(p: Promise<T>, deadline: number, err: () => Error
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** retryAfter reads a Retry-After header (seconds or an HTTP date) as milliseconds. */
-function retryAfter(value: string | undefined): number | undefined {
-  if (!value) return undefined;
-  if (/^\s*\d+\s*$/.test(value)) return Number(value) * 1000;
-  const at = Date.parse(value);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }
 
 /** clip makes text from the server fit a message: one line, printable, bounded. */

@@ -1,4 +1,5 @@
-import { retryAfterMs, type Answer, type ApiClient } from './http.ts';
+import { retryAfterMs } from '../http/bounded.ts';
+import type { Answer, ApiClient } from './http.ts';
 import { ProviderError, type ProviderErrorKind } from './types.ts';
 
 /** Subject is what a provider's messages talk about: who answers, for which repository, with which token. */

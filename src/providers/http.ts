@@ -1,14 +1,10 @@
 import http from 'node:http';
 import https from 'node:https';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { backoffMs, boundedRequest, retryAfterMs, waitWithin, type Reply } from '../http/bounded.ts';
 import { ProviderError } from './types.ts';
 
 /** Answer is one HTTP answer of a provider's API: status, headers, the body as text and as JSON (undefined if not JSON). */
-export interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  text: string;
-  json: any;
+export interface Answer extends Reply {
   url: URL;
 }
 
@@ -97,10 +93,8 @@ export class ApiClient {
       try {
         answer = await this.#send(verb, target, verb === method ? payload : undefined, opts.deadline);
       } catch (err) {
-        const wait = this.#retryDelay(err, verb, attempt);
-        if (wait === undefined || Date.now() + wait >= opts.deadline) throw err;
-        await sleep(wait);
-        continue;
+        if (await waitWithin(this.#retryDelay(err, verb, attempt), opts.deadline)) continue;
+        throw err;
       }
       const location = redirectTo(answer);
       if (location) {
@@ -116,11 +110,8 @@ export class ApiClient {
         continue;
       }
       if (answer.status >= 500 && RETRYABLE.has(verb) && attempt < this.#opts.maxAttempts) {
-        const wait = retryAfterMs(answer.headers['retry-after']) ?? this.#backoff(attempt);
-        if (Date.now() + wait < opts.deadline) {
-          await sleep(wait);
-          continue;
-        }
+        const wait = retryAfterMs(answer.headers['retry-after']) ?? backoffMs(this.#opts.retryBaseMs, attempt);
+        if (await waitWithin(wait, opts.deadline)) continue;
       }
       return answer;
     }
@@ -131,83 +122,27 @@ export class ApiClient {
     if (!(err instanceof ProviderError) || err.kind !== 'unreachable' || attempt >= this.#opts.maxAttempts) return undefined;
     if (err.cause === STALE_CONNECTION) return 0;
     if (!RETRYABLE.has(method)) return undefined;
-    return this.#backoff(attempt);
-  }
-
-  #backoff(attempt: number): number {
-    const backoff = this.#opts.retryBaseMs * 2 ** (attempt - 1);
-    return backoff / 2 + Math.random() * (backoff / 2);
+    return backoffMs(this.#opts.retryBaseMs, attempt);
   }
 
   /** send makes one try, ending it at the deadline or when the answer outgrows the cap. */
-  #send(method: string, url: URL, payload: string | undefined, deadline: number): Promise<Answer> {
+  async #send(method: string, url: URL, payload: string | undefined, deadline: number): Promise<Answer> {
     const what = `${method} ${url.pathname}`;
     const max = this.#opts.maxBodyBytes;
     const headers: Record<string, string | number> = { 'User-Agent': 'flux-bootstrap-operator', ...this.#opts.headers };
     if (payload !== undefined) Object.assign(headers, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) });
-    const transport = url.protocol === 'https:' ? https : http;
-
-    return new Promise<Answer>((resolve, reject) => {
-      let settled = false;
-      let answered = false;
-      let timer: NodeJS.Timeout | undefined;
-      let req: http.ClientRequest;
-      const finish = (err: Error | undefined, value?: Answer) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        if (err) reject(err);
-        else resolve(value!);
-      };
-      const cut = (err: Error) => {
-        finish(err);
-        req.destroy();
-      };
-      const lost = (cause: Error) => {
-        const stale = !answered && req.reusedSocket && (cause as NodeJS.ErrnoException).code === 'ECONNRESET';
+    const reply = await boundedRequest(url, { method, headers, agent: this.#agent }, payload, { deadline, maxBodyBytes: max }, {
+      timedOut: () => new ProviderError('unreachable', `${what}: no complete answer from ${this.origin} within ${this.#opts.timeoutMs} ms`),
+      tooLarge: (status) => new ProviderError('other', `${what}: the answer from ${this.origin} is larger than the ${max}-byte limit`, { status }),
+      lost: (cause, stale) => {
         const code = (cause as NodeJS.ErrnoException).code ?? '';
         const hint = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code) ? ' (a private CA? give its certificate as caData)' : '';
         return new ProviderError('unreachable', `${what}: cannot reach ${this.origin}: ${this.scrub(cause.message)}${hint}`, { cause: stale ? STALE_CONNECTION : cause });
-      };
-      const onAnswer = (res: http.IncomingMessage) => {
-        answered = true;
-        const tooLarge = () => new ProviderError('other', `${what}: the answer from ${this.origin} is larger than the ${max}-byte limit`, { status: res.statusCode });
-        if (Number(res.headers['content-length']) > max) return cut(tooLarge());
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > max) return cut(tooLarge());
-          chunks.push(c);
-        });
-        res.on('error', (err) => finish(lost(err)));
-        res.on('close', () => {
-          if (!res.complete) finish(lost(new Error('the connection closed before the answer was complete')));
-        });
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: any;
-          try {
-            json = text ? JSON.parse(text) : undefined;
-          } catch {
-            json = undefined;
-          }
-          finish(undefined, { status: res.statusCode ?? 0, headers: res.headers, text, json, url });
-        });
-      };
-      try {
-        req = transport.request(url, { method, headers, agent: this.#agent }, onAnswer);
-      } catch (cause) {
-        // Node refuses some headers before sending (a token with a line break): nothing to retry.
-        return reject(new ProviderError('invalid', `${what}: the request cannot be sent (is there a line break or another control character in the token?): ${this.scrub((cause as Error).message)}`));
-      }
-      timer = setTimeout(
-        () => cut(new ProviderError('unreachable', `${what}: no complete answer from ${this.origin} within ${this.#opts.timeoutMs} ms`)),
-        Math.max(0, deadline - Date.now()),
-      );
-      req.on('error', (err) => finish(lost(err)));
-      req.end(payload);
+      },
+      // Node refuses some headers before sending (a token with a line break): nothing to retry.
+      invalid: (cause) => new ProviderError('invalid', `${what}: the request cannot be sent (is there a line break or another control character in the token?): ${this.scrub((cause as Error).message)}`),
     });
+    return { ...reply, url };
   }
 }
 
@@ -224,15 +159,6 @@ function redirectTo(answer: Answer): URL | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** retryAfterMs reads a Retry-After header (seconds or an HTTP date) as milliseconds. */
-export function retryAfterMs(value: string | string[] | undefined, now = Date.now()): number | undefined {
-  const v = Array.isArray(value) ? value[0] : value;
-  if (!v) return undefined;
-  if (/^\s*\d+\s*$/.test(v)) return Number(v) * 1000;
-  const at = Date.parse(v);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
 
 /** nextLink is the `rel="next"` target of a Link header (RFC 8288), resolved against the request's URL. */

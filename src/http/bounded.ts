@@ -1,0 +1,112 @@
+import http from 'node:http';
+import https from 'node:https';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** Reply is one HTTP answer read in full: status, headers, the body as text and as JSON (undefined if not JSON). */
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  text: string;
+  json: any;
+}
+
+/** BoundedErrors make the caller's own errors for the ways a bounded request can fail without a reply. */
+export interface BoundedErrors {
+  /** timedOut is for no complete answer by the deadline. */
+  timedOut(): Error;
+  /** tooLarge is for a body over the cap. */
+  tooLarge(status: number | undefined): Error;
+  /** lost is for a connection error; `stale` when a kept-alive connection the server had closed was reused, so nothing reached it. */
+  lost(cause: Error, stale: boolean): Error;
+  /** invalid is for a request Node refuses to send (a header with a forbidden character): nothing to retry. */
+  invalid(cause: unknown): Error;
+}
+
+/**
+ * boundedRequest makes one try of an HTTP call and reads the whole answer, whatever its status. It ends by
+ * `deadline` however slowly the server drips bytes, and cuts off a body larger than `maxBodyBytes`; failures
+ * reject with the errors `errors` makes.
+ */
+export function boundedRequest(
+  url: URL,
+  opts: http.RequestOptions,
+  payload: string | undefined,
+  limits: { deadline: number; maxBodyBytes: number },
+  errors: BoundedErrors,
+): Promise<Reply> {
+  const transport = url.protocol === 'https:' ? https : http;
+  const max = limits.maxBodyBytes;
+  return new Promise<Reply>((resolve, reject) => {
+    let settled = false;
+    let answered = false;
+    let timer: NodeJS.Timeout | undefined;
+    let req: http.ClientRequest;
+    const finish = (err: Error | undefined, value?: Reply) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve(value!);
+    };
+    const cut = (err: Error) => {
+      finish(err);
+      req.destroy();
+    };
+    const lost = (cause: Error) => errors.lost(cause, !answered && req.reusedSocket && (cause as NodeJS.ErrnoException).code === 'ECONNRESET');
+    const onAnswer = (res: http.IncomingMessage) => {
+      answered = true;
+      if (Number(res.headers['content-length']) > max) return cut(errors.tooLarge(res.statusCode));
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > max) return cut(errors.tooLarge(res.statusCode));
+        chunks.push(c);
+      });
+      res.on('error', (err) => finish(lost(err)));
+      res.on('close', () => {
+        if (!res.complete) finish(lost(new Error('the connection closed before the answer was complete')));
+      });
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: any;
+        try {
+          json = text ? JSON.parse(text) : undefined;
+        } catch {
+          json = undefined;
+        }
+        finish(undefined, { status: res.statusCode ?? 0, headers: res.headers, text, json });
+      });
+    };
+    try {
+      req = transport.request(url, opts, onAnswer);
+    } catch (cause) {
+      return reject(errors.invalid(cause));
+    }
+    timer = setTimeout(() => cut(errors.timedOut()), Math.max(0, limits.deadline - Date.now()));
+    req.on('error', (err) => finish(lost(err)));
+    req.end(payload);
+  });
+}
+
+/** backoffMs is the wait before try `attempt + 1`: `baseMs` doubled per try, half of it random (jitter). */
+export function backoffMs(baseMs: number, attempt: number): number {
+  const backoff = baseMs * 2 ** (attempt - 1);
+  return backoff / 2 + Math.random() * (backoff / 2);
+}
+
+/** waitWithin sleeps `ms` and returns true when that ends before `deadline`; with no wait, or one that would not, it returns false at once. */
+export async function waitWithin(ms: number | undefined, deadline: number): Promise<boolean> {
+  if (ms === undefined || Date.now() + ms >= deadline) return false;
+  await sleep(ms);
+  return true;
+}
+
+/** retryAfterMs reads a Retry-After header (seconds or an HTTP date) as milliseconds. */
+export function retryAfterMs(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (!v) return undefined;
+  if (/^\s*\d+\s*$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
