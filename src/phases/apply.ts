@@ -17,11 +17,19 @@ const ESTABLISH_TIMEOUT_MS = 60_000;
 export async function applyToTarget(ctx: Context, target: KubeClient, secretData: FluxSecret, refetchAt?: string): Promise<Step> {
   const { opts } = ctx;
   try {
+    const secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: opts.sync.secretName, namespace: opts.sync.namespace }, type: 'Opaque', stringData: secretData };
+    // After a key rotation, Flux is asked to fetch again at once with its new key.
+    const sync = syncObjects(opts.sync).map((o) =>
+      refetchAt && o.kind === 'GitRepository' ? { ...o, metadata: { ...o.metadata, annotations: { [RECONCILE_REQUESTED_AT]: refetchAt } } } : o,
+    ) as KubeObject[];
+    const namespace: KubeObject = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: opts.flux.namespace } };
+    // Once applied, what is missing or changed is drift: looked at before anything is applied again.
+    const drifted = wasApplied(ctx) ? await drift(target, [namespace, secret, ...sync]) : [];
     const { selfManaged, missing } = await fluxManagesItself(ctx, target);
     const objects = componentObjects(opts.flux);
     if (selfManaged) await handOver(target, objects);
     else {
-      if (missing) await ctx.record('Warning', 'DriftRepaired', `${missing} was missing: applying Flux's components again`);
+      if (missing) drifted.push(`${missing} (missing: Flux's components applied again)`);
       const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition');
       // What can go together goes together: all CRDs, then the namespace, then the rest.
       await Promise.all(crds.map((crd) => target.apply(crd)));
@@ -31,14 +39,8 @@ export async function applyToTarget(ctx: Context, target: KubeClient, secretData
       for (const o of rest.filter((o) => o.kind === 'Namespace')) await target.apply(o);
       await Promise.all(rest.filter((o) => o.kind !== 'Namespace').map((o) => target.apply(o)));
     }
-    const secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: opts.sync.secretName, namespace: opts.sync.namespace }, type: 'Opaque', stringData: secretData };
-    // After a key rotation, Flux is asked to fetch again at once with its new key.
-    const sync = syncObjects(opts.sync).map((o) =>
-      refetchAt && o.kind === 'GitRepository' ? { ...o, metadata: { ...o.metadata, annotations: { [RECONCILE_REQUESTED_AT]: refetchAt } } } : o,
-    );
-    const drifted = wasApplied(ctx) ? await drift(target, [secret, ...sync] as KubeObject[]) : [];
     await target.apply(secret);
-    await Promise.all(sync.map((o) => target.apply(o as KubeObject)));
+    await Promise.all(sync.map((o) => target.apply(o)));
     if (drifted.length > 0) await ctx.record('Warning', 'DriftRepaired', `repaired in the target cluster: ${drifted.join(', ')}`);
     return {
       result: undefined,
@@ -64,8 +66,8 @@ async function drift(target: KubeClient, wanted: KubeObject[]): Promise<string[]
   const found: string[] = [];
   for (const want of wanted) {
     const live = await target.get(want.apiVersion, want.kind, want.metadata.namespace, want.metadata.name);
-    const name = `${want.kind} ${want.metadata.namespace}/${want.metadata.name}`;
-    if (!live) found.push(`${name} (missing)`);
+    const name = want.metadata.namespace ? `${want.kind} ${want.metadata.namespace}/${want.metadata.name}` : `${want.kind} ${want.metadata.name}`;
+    if (!live || live.metadata?.deletionTimestamp) found.push(`${name} (missing)`);
     else if (want.stringData && Object.entries(want.stringData).some(([k, v]) => Buffer.from(live.data?.[k] ?? '', 'base64').toString('utf8') !== v)) found.push(`${name} (changed)`);
     else if (want.spec && Object.entries(want.spec).some(([k, v]) => JSON.stringify(live.spec?.[k]) !== JSON.stringify(v))) found.push(`${name} (changed)`);
   }

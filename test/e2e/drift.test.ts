@@ -60,6 +60,16 @@ test('a GitRepository changed and a Kustomization deleted in the target are put 
   assert.ok(await target().get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', 'flux-drift', 'flux-drift'));
 });
 
+test("Flux's namespace deleted from the target comes back with what the operator keeps in it, and said", async () => {
+  await target().delete('v1', 'Namespace', undefined, 'flux-drift');
+  await waitFor('the namespace to be gone', async () => !(await target().get('v1', 'Namespace', undefined, 'flux-drift')), 90_000);
+  await reconcileNow();
+  const message = await driftEvent(/Namespace flux-drift \(missing\)/);
+  assert.match(message, /Secret flux-drift\/flux-drift \(missing\)/);
+  assert.ok(await target().get('v1', 'Secret', 'flux-drift', 'flux-drift'));
+  assert.ok(await target().get('apps/v1', 'Deployment', 'flux-drift', 'source-controller'));
+});
+
 test("the flux-system files edited or deleted in git are restored, and said; the user's patch in kustomization.yaml is kept", async () => {
   const dir = clone(url);
   const fs = join(dir, 'clusters', name, 'flux-system');

@@ -369,3 +369,20 @@ test('the tenant example is a RoleBinding of the Secrets ClusterRole to the oper
   assert.deepEqual(b.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'flux-bootstrap-operator-secrets' });
   assert.deepEqual(b.subjects, [{ kind: 'ServiceAccount', name: SERVICE_ACCOUNT, namespace: NAMESPACE }]);
 });
+
+test('the kube-state-metrics config reads ClusterBootstraps by paths their CRD has', () => {
+  const ksm = yaml.load(readFileSync(join(DEPLOY, 'monitoring', 'kube-state-metrics-clusterbootstraps.yaml'), 'utf8')) as any;
+  const crd = yaml.load(readFileSync(join(ROOT, 'crds', 'fluxbootstrap.dev_clusterbootstraps.yaml'), 'utf8')) as any;
+  const schema = crd.spec.versions[0].schema.openAPIV3Schema;
+  const resource = ksm.spec.resources[0];
+  assert.deepEqual(resource.groupVersionKind, { group: 'fluxbootstrap.dev', version: 'v1alpha1', kind: 'ClusterBootstrap' });
+  for (const path of Object.values(resource.metrics[0].labelsFromPath) as string[][]) {
+    let node = schema;
+    for (const step of path) {
+      if (step.startsWith('[')) node = node.items;
+      else if (step !== 'metadata') node = node.properties?.[step];
+      else node = { properties: { name: {}, namespace: {} } };
+      assert.ok(node, `${path.join('.')} is in the CRD`);
+    }
+  }
+});
