@@ -413,6 +413,34 @@ export async function giteaStaticRoot(): Promise<string> {
   return dir;
 }
 
+/** GoModule is what `go mod download -json` says of a module version. */
+export interface GoModule {
+  Path: string;
+  Version: string;
+  /** The module's files (read-only) in the Go module cache. */
+  Dir: string;
+  Zip?: string;
+  Sum?: string;
+}
+
+/**
+ * goModDownload fetches `module@version` into the Go module cache with the Go toolchain (`go mod download -json`,
+ * through GOPROXY and checked against the checksum database, as any module download) and returns where it is.
+ * No go.mod needed: it runs outside every module.
+ */
+export async function goModDownload(module: string, version: string): Promise<GoModule> {
+  const go = await findGo();
+  const res = await run(go, ['mod', 'download', '-json', `${module}@${version}`], { cwd: GO_DIR, env: goEnv() });
+  let info: GoModule & { Error?: string };
+  try {
+    info = JSON.parse(res.output.slice(res.output.indexOf('{')));
+  } catch {
+    throw new Error(`go mod download ${module}@${version} failed: ${tail(res.output)}`);
+  }
+  if (res.code !== 0 || info.Error || !info.Dir) throw new Error(`go mod download ${module}@${version} failed: ${info.Error ?? tail(res.output)}`);
+  return info;
+}
+
 if (import.meta.main) {
   try {
     const binaries = await ensureLabBinaries();

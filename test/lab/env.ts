@@ -70,6 +70,14 @@ export interface LabEnv {
   LAB_GITEA_HTTPS_URL?: string;
   /** known_hosts file with Gitea's SSH host keys (`[127.0.0.1]:PORT type key`, from ssh-keyscan). */
   LAB_GITEA_KNOWN_HOSTS?: string;
+  // the fleet (only in labs started with `targets: N`; fleet.ts)
+  /** Admin kubeconfigs (credentials inline) of the extra targets 1…N, space-separated, in order. */
+  LAB_TARGET_KUBECONFIGS?: string;
+  /** https://127.0.0.1:PORT of the extra targets 1…N, space-separated, in the same order. */
+  LAB_TARGET_SERVERS?: string;
+  // Cluster API (only in labs started with `capi: true`; capi.ts)
+  /** Folder with Cluster API's CRDs (from its Go module); the Cluster CRD is installed in the management cluster. */
+  LAB_CAPI_CRDS?: string;
 }
 
 const ENV_KEYS: (keyof LabEnv)[] = [
@@ -100,6 +108,9 @@ const ENV_KEYS: (keyof LabEnv)[] = [
   'LAB_GITEA_REPO_URL',
   'LAB_GITEA_HTTPS_URL',
   'LAB_GITEA_KNOWN_HOSTS',
+  'LAB_TARGET_KUBECONFIGS',
+  'LAB_TARGET_SERVERS',
+  'LAB_CAPI_CRDS',
 ];
 
 /** labDir is the absolute lab dir of `opts.dir` (default `<project root>/.lab`); throws on spaces or quotes. */

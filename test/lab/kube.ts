@@ -24,7 +24,11 @@ export interface HttpResult {
 
 /** Admin credentials for a lab API server (`server` = https://127.0.0.1:PORT) from the lab's pki folder. */
 export function labCreds(labDir: string, server: string): KubeCreds {
-  const pki = path.join(labDir, 'pki');
+  return pkiCreds(path.join(labDir, 'pki'), server);
+}
+
+/** Admin credentials for the API server at `server` from a pki folder made by makePki (ca.crt, admin.{crt,key}). */
+export function pkiCreds(pki: string, server: string): KubeCreds {
   return {
     server,
     ca: fs.readFileSync(path.join(pki, 'ca.crt')),

@@ -6,11 +6,13 @@
  * subresource: replicas, ready/available/updated = spec.replicas, observedGeneration = generation,
  * Available=True and Progressing=True/NewReplicaSetAvailable), whenever they exist and their status is stale.
  *
- * Started detached by flux.ts: `node test/lab/kubelet.ts --dir <lab dir>`; stopped by PID (`.lab/pids/kubelet`).
+ * Started detached by flux.ts: `node test/lab/kubelet.ts --dir <lab dir> [--target <i>]` (i: 0 the lab's target,
+ * default; 1…N an extra target of fleet.ts); stopped by PID (`.lab/pids/kubelet`, `.lab/pids/target-<i>-kubelet`).
  */
 import path from 'node:path';
-import { kubeRequest, labCreds, sleep } from './kube.ts';
+import { kubeRequest, sleep } from './kube.ts';
 import { readLabEnv } from './env.ts';
+import { targetCreds } from './fleet.ts';
 
 const NAMESPACE = 'flux-system';
 const DEPLOYMENTS = ['source-controller', 'kustomize-controller'];
@@ -66,10 +68,12 @@ function stale(dep: any): boolean {
 
 async function main(): Promise<void> {
   const i = process.argv.indexOf('--dir');
-  if (i < 0 || !process.argv[i + 1]) throw new Error('usage: kubelet.ts --dir <lab dir>');
+  if (i < 0 || !process.argv[i + 1]) throw new Error('usage: kubelet.ts --dir <lab dir> [--target <i>]');
   const dir = path.resolve(process.argv[i + 1]);
+  const t = process.argv.indexOf('--target');
+  const target = t < 0 ? 0 : Number(process.argv[t + 1]);
   const env = readLabEnv(dir);
-  const creds = labCreds(dir, env.LAB_TARGET_SERVER);
+  const creds = targetCreds(env, target);
   let stop = false;
   process.on('SIGTERM', () => (stop = true));
   process.on('SIGINT', () => (stop = true));

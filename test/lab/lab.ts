@@ -10,7 +10,12 @@
  *   system user `fluxlab` — git.ts;
  * - on demand (`fluxStart`), Flux's source-controller and kustomize-controller out-of-cluster against the target,
  *   and a small stand-in kubelet (kubelet.ts) that reports their Deployments available — flux.ts;
- * - on demand (`labUp({ gitea: true })`), Gitea with its built-in SSH server, HTTP API and HTTPS — gitea.ts.
+ * - on demand (`labUp({ gitea: true })`), Gitea with its built-in SSH server, HTTP API and HTTPS — gitea.ts;
+ * - on demand (`labUp({ targets: N })`), N extra target kube-apiservers on the same etcd, each with its own pki and
+ *   inline admin kubeconfig (LAB_TARGET_KUBECONFIGS, LAB_TARGET_SERVERS) — fleet.ts; `fluxStart({ targets })` runs
+ *   Flux for any of them;
+ * - on demand (`labUp({ capi: true })`), Cluster API's Cluster CRD from its Go module in the management cluster —
+ *   capi.ts.
  *
  * Everything runs detached (it outlives the node process that started it); PIDs are in `.lab/pids/`, logs in
  * `.lab/logs/` (process.ts), the environment in `.lab/env` (env.ts, shell-sourceable). Ports come from
@@ -23,9 +28,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ensureBinaries } from './bin.ts';
+import { ensureClusterApiCRDs, installClusterApiCRDs } from './capi.ts';
 import { startApiserver, startControllerManager, startEtcd } from './cluster.ts';
 import { labDir, logger, readLabEnvOrNull, writeLabEnv, type LabEnv, type LabOptions } from './env.ts';
-import { FLUX_PROCESSES } from './flux.ts';
+import { hasControllerManager, labTargets, makeTargetPki, startTargets, targetCluster, targetCreds, targetEnv, targetProcesses, targetsRunning, type LabTarget } from './fleet.ts';
+import { FLUX_PROCESSES, fluxProcesses, isFluxProcess } from './flux.ts';
 import { GITEA_PROCESSES, giteaRunning, startGitea, type GiteaEnv } from './gitea.ts';
 import { ensureGitUser, gitSshCommand, GIT_SHELL, GIT_USER, SSHD, startGitServer, type GitServer } from './git.ts';
 import { kubeRequest, labCreds, sleep } from './kube.ts';
@@ -34,11 +41,13 @@ import { alive, run, running, stopProcesses, strays } from './process.ts';
 
 export { BINARIES, ensureBinaries, ensureHelm, type BinaryName } from './bin.ts';
 export { DEFAULT_LAB_DIR, PROJECT_ROOT, readLabEnv, type LabEnv, type LabOptions } from './env.ts';
-export { fluxRunning, fluxStart, fluxStop, type FluxInfo } from './flux.ts';
+export { fluxRunning, fluxStart, fluxStop, type FluxInfo, type FluxStartOptions } from './flux.ts';
+export { labTarget, labTargets, targetCreds, type LabTarget } from './fleet.ts';
+export { CLUSTER_API_VERSION, CLUSTER_CRD_FILE, ensureClusterApiCRDs, installClusterApiCRDs } from './capi.ts';
 export { authorizeKey, createRepo, gitSshCommand, GIT_USER } from './git.ts';
 export { createGiteaRepo, giteaRequest, GITEA_OWNER, GITEA_PROCESSES } from './gitea.ts';
 export { freePorts } from './ports.ts';
-export { labPids } from './process.ts';
+export { labPids, rssKiB } from './process.ts';
 
 const CORE = ['etcd', 'mgmt-apiserver', 'target-apiserver', 'mgmt-controller-manager', 'target-controller-manager', 'sshd'];
 
@@ -52,8 +61,11 @@ async function healthyLab(dir: string): Promise<LabEnv | null> {
   if (!env) return null;
   if (CORE.some((n) => running(dir, n) === undefined)) return null;
   try {
-    for (const server of [env.LAB_MGMT_SERVER, env.LAB_TARGET_SERVER]) {
-      const r = await kubeRequest(labCreds(dir, server), 'GET', '/readyz');
+    const targets = labTargets(env);
+    if (!targetsRunning(dir, targets.length)) return null;
+    const creds = [labCreds(dir, env.LAB_MGMT_SERVER), labCreds(dir, env.LAB_TARGET_SERVER), ...targets.map((t) => targetCreds(env, t.index))];
+    for (const c of creds) {
+      const r = await kubeRequest(c, 'GET', '/readyz');
       if (r.status !== 200) return null;
     }
   } catch {
@@ -66,6 +78,15 @@ async function healthyLab(dir: string): Promise<LabEnv | null> {
 export interface LabUpOptions extends LabOptions {
   /** Also start Gitea (gitea.ts; built on first use, which takes minutes); on a lab already up, add it. */
   gitea?: boolean;
+  /**
+   * Extra target clusters 1…N (fleet.ts) beside the lab's target; on a lab already up with fewer, the missing ones
+   * are added (never removed).
+   */
+  targets?: number;
+  /** A kube-controller-manager for each extra target too (namespace deletion, garbage collection); default none. */
+  targetControllers?: boolean;
+  /** Install Cluster API's Cluster CRD (capi.ts, from its Go module) in the management cluster; on a lab already up too. */
+  capi?: boolean;
 }
 
 async function ensureGiteaBinary(log: (line: string) => void): Promise<string> {
@@ -79,28 +100,19 @@ async function ensureGiteaBinary(log: (line: string) => void): Promise<string> {
  * (etcd /health, API server /readyz, controller manager /healthz, `git ls-remote` over ssh), then writes
  * `<dir>/env`. Returns the env. On a lab that is already up this is a no-op returning its env; a broken or
  * half-started lab in that dir is stopped and started afresh. With `gitea: true` it also starts Gitea (gitea.ts; on a
- * lab that is up without it, only Gitea) and adds the LAB_GITEA_* entries to the env.
+ * lab that is up without it, only Gitea) and adds the LAB_GITEA_* entries to the env. With `targets: N` it starts N
+ * extra target API servers (fleet.ts) in parallel with the main two (on a lab that is up with fewer, the missing
+ * ones) and adds LAB_TARGET_KUBECONFIGS / LAB_TARGET_SERVERS; with `capi: true` it applies Cluster API's Cluster
+ * CRD to the management cluster (capi.ts) and adds LAB_CAPI_CRDS. A lab counts as up only when every recorded
+ * process of its extra targets runs too.
  */
 export async function labUp(opts: LabUpOptions = {}): Promise<LabEnv> {
   const dir = labDir(opts);
   const log = logger(opts);
+  const want = opts.targets ?? 0;
+  if (!Number.isInteger(want) || want < 0) throw new Error(`targets must be a whole number ≥ 0: ${opts.targets}`);
   const existing = await healthyLab(dir);
-  if (existing && (!opts.gitea || giteaRunning(dir, existing))) {
-    log(`lab already up in ${dir}`);
-    return existing;
-  }
-  if (existing) {
-    log(`lab already up in ${dir}; starting Gitea`);
-    try {
-      const gitea = await startGitea(dir, await ensureGiteaBinary(log), existing.LAB_GIT_WRITER_KEY, log);
-      const env = { ...existing, ...gitea };
-      writeLabEnv(dir, env);
-      return env;
-    } catch (err) {
-      await stopProcesses(dir, GITEA_PROCESSES).catch(() => {});
-      throw err;
-    }
-  }
+  if (existing) return completeLab(dir, existing, opts, log);
   if (looksLikeLab(dir)) {
     log(`cleaning a stale lab in ${dir}`);
     await labDown({ dir, log });
@@ -127,10 +139,13 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabEnv> {
     log('binaries: ensuring (a cold build takes long)');
     const sshDir = path.join(dir, 'ssh');
     const writer = path.join(dir, 'keys', 'writer');
-    const [bin, giteaBin] = await Promise.all([
+    const extra = Array.from({ length: want }, (_, k) => k + 1);
+    const [bin, giteaBin, capiCrds] = await Promise.all([
       ensureBinaries({ dir, log }),
       opts.gitea ? ensureGiteaBinary(log) : undefined,
+      opts.capi ? ensureClusterApiCRDs({ log }) : undefined,
       makePki(path.join(dir, 'pki')),
+      ...extra.map((i) => makeTargetPki(dir, i)),
       ensureGitUser(log),
       run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'lab-host', '-f', path.join(sshDir, 'ssh_host_ed25519_key')]),
       run('ssh-keygen', ['-q', '-t', 'ecdsa', '-b', '256', '-N', '', '-C', 'lab-host', '-f', path.join(sshDir, 'ssh_host_ecdsa_key')]),
@@ -147,10 +162,15 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabEnv> {
     }
     const etcdUrl = await startEtcd(dir, bin, log);
     log(`etcd up at ${etcdUrl}`);
-    const [mgmtServer, targetServer] = await Promise.all(['mgmt', 'target'].map((c) => startApiserver(dir, bin, c, etcdUrl, log)));
+    // the extra targets start with the main clusters, all at once
+    const fleet = startTargets(dir, bin, etcdUrl, extra, { controllers: opts.targetControllers, log });
+    fleet.catch(() => {}); // awaited below
+    const [mgmtServer, targetServer] = await Promise.all((['mgmt', 'target'] as const).map((c) => startApiserver(dir, bin, c, etcdUrl, log)));
     log(`API servers ready: mgmt ${mgmtServer}, target ${targetServer}`);
-    await Promise.all(['mgmt', 'target'].map((c) => startControllerManager(dir, bin, c, log)));
+    await Promise.all((['mgmt', 'target'] as const).map((c) => startControllerManager(dir, bin, c, log)));
     log('controller managers healthy');
+    if (capiCrds) await installClusterApiCRDs(labCreds(dir, mgmtServer), { log });
+    const targets = await fleet;
     const git = await gitServer;
     log(`git server up: ${git.url}`);
     const gitea = await giteaServer;
@@ -176,6 +196,8 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabEnv> {
       LAB_GIT_KNOWN_HOSTS: git.knownHosts,
       LAB_GIT_SSH_COMMAND: gitSshCommand(writer, git.knownHosts),
       ...gitea,
+      ...targetEnv(targets),
+      ...(capiCrds ? { LAB_CAPI_CRDS: capiCrds } : {}),
     };
     writeLabEnv(dir, env);
     log(`lab up in ${((Date.now() - t0) / 1000).toFixed(1)} s; env in ${path.join(dir, 'env')}`);
@@ -184,7 +206,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabEnv> {
     log(`lab up failed, stopping what started (logs stay in ${path.join(dir, 'logs')})`);
     await gitServer?.catch(() => {}); // settled, so that it starts nothing after the stop
     await giteaServer?.catch(() => {});
-    await stopProcesses(dir, [...FLUX_PROCESSES, ...GITEA_PROCESSES, ...CORE]).catch(() => {});
+    await stopAll(dir).catch(() => {});
     throw err;
   }
 }
@@ -209,12 +231,7 @@ export async function labDown(opts: LabOptions = {}): Promise<void> {
   } catch {
     /* none */
   }
-  const known = [...FLUX_PROCESSES, ...GITEA_PROCESSES, ...CORE];
-  const extra = recorded.filter((n) => !known.includes(n));
-  // clients first, etcd last
-  await stopProcesses(dir, [...FLUX_PROCESSES, ...GITEA_PROCESSES, ...extra]);
-  await stopProcesses(dir, CORE.filter((n) => n !== 'etcd'));
-  await stopProcesses(dir, ['etcd']);
+  await stopAll(dir, recorded);
   const left = strays(dir);
   if (left.length) {
     log(`stopping stray processes of this lab: ${left.join(' ')}`);
@@ -230,4 +247,79 @@ export async function labDown(opts: LabOptions = {}): Promise<void> {
   }
   fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
   log(`lab down in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+/**
+ * Stops every process of the lab (those named in `recorded` too): Flux's of every target and Gitea first, then
+ * controller managers, then API servers and sshd, etcd last.
+ */
+async function stopAll(dir: string, recorded: string[] = []): Promise<void> {
+  let names = recorded;
+  if (!names.length) {
+    try {
+      names = fs.readdirSync(path.join(dir, 'pids'));
+    } catch {
+      /* none */
+    }
+  }
+  const all = [...new Set([...FLUX_PROCESSES, ...GITEA_PROCESSES, ...CORE, ...names])];
+  const clients = all.filter((n) => isFluxProcess(n) || GITEA_PROCESSES.includes(n));
+  const managers = all.filter((n) => !clients.includes(n) && n.endsWith('-controller-manager'));
+  const rest = all.filter((n) => !clients.includes(n) && !managers.includes(n) && n !== 'etcd');
+  await stopProcesses(dir, clients);
+  await stopProcesses(dir, managers);
+  await stopProcesses(dir, rest);
+  await stopProcesses(dir, ['etcd']);
+}
+
+/**
+ * completeLab brings a lab that is up to what `opts` asks for: Gitea, extra targets up to `opts.targets` (and their
+ * controller managers with `targetControllers`), Cluster API's CRD; returns its env, written anew when it changed.
+ * What it starts is stopped again when it fails.
+ */
+async function completeLab(dir: string, existing: LabEnv, opts: LabUpOptions, log: (line: string) => void): Promise<LabEnv> {
+  let env = existing;
+  const have = labTargets(env);
+  const want = opts.targets ?? 0;
+  const missingControllers = opts.targetControllers ? have.filter((t) => !hasControllerManager(dir, t.index)) : [];
+  const needGitea = opts.gitea && !giteaRunning(dir, env);
+  const needCapi = opts.capi && !env.LAB_CAPI_CRDS;
+  if (!needGitea && want <= have.length && !missingControllers.length && !needCapi) {
+    log(`lab already up in ${dir}`);
+    return env;
+  }
+  if (needGitea) {
+    log(`lab already up in ${dir}; starting Gitea`);
+    try {
+      const gitea = await startGitea(dir, await ensureGiteaBinary(log), env.LAB_GIT_WRITER_KEY, log);
+      env = { ...env, ...gitea };
+      writeLabEnv(dir, env);
+    } catch (err) {
+      await stopProcesses(dir, GITEA_PROCESSES).catch(() => {});
+      throw err;
+    }
+  }
+  if (want > have.length || missingControllers.length) {
+    const added = Array.from({ length: Math.max(0, want - have.length) }, (_, k) => have.length + k + 1);
+    log(`lab already up in ${dir}; adding ${added.length ? `targets ${added.join(', ')}` : ''}${missingControllers.length ? ` controller managers of targets ${missingControllers.map((t) => t.index).join(', ')}` : ''}`);
+    try {
+      await Promise.all(added.map((i) => makeTargetPki(dir, i)));
+      const [started] = await Promise.all([
+        startTargets(dir, env.LAB_BIN, env.LAB_ETCD_URL, added, { controllers: opts.targetControllers, log }),
+        ...missingControllers.map((t) => startControllerManager(dir, env.LAB_BIN, targetCluster(dir, t.index), log)),
+      ]);
+      env = { ...env, ...targetEnv([...have, ...(started as LabTarget[])]) };
+      writeLabEnv(dir, env);
+    } catch (err) {
+      await stopProcesses(dir, [...added.flatMap((i) => [...fluxProcesses(i), ...targetProcesses(i)]),
+        ...missingControllers.map((t) => targetProcesses(t.index)[0])]).catch(() => {});
+      throw err;
+    }
+  }
+  if (needCapi) {
+    await installClusterApiCRDs(labCreds(dir, env.LAB_MGMT_SERVER), { log });
+    env = { ...env, LAB_CAPI_CRDS: await ensureClusterApiCRDs() };
+    writeLabEnv(dir, env);
+  }
+  return env;
 }

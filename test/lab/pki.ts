@@ -7,14 +7,15 @@ import path from 'node:path';
 import { run } from './process.ts';
 
 /**
- * makePki writes into `pki`: ca.{crt,key}, serving.{crt,key} (127.0.0.1 and localhost), admin.{crt,key} and
- * {mgmt,target}-sa.{key,pub}.
+ * makePki writes into `pki`: ca.{crt,key}, serving.{crt,key} (127.0.0.1 and localhost), admin.{crt,key} and a
+ * service-account key pair `<sa>-sa.{key,pub}` for each of `opts.sa` (default mgmt and target). `opts.ca` is the
+ * CA's common name (default flux-lab-ca): the extra targets (fleet.ts) each get a pki of their own.
  */
-export async function makePki(pki: string): Promise<void> {
+export async function makePki(pki: string, opts: { ca?: string; sa?: string[] } = {}): Promise<void> {
   fs.mkdirSync(pki, { recursive: true, mode: 0o700 });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   const o = { cwd: pki };
-  await run('openssl', ['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '3650', '-subj', '/CN=flux-lab-ca',
+  await run('openssl', ['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '3650', '-subj', `/CN=${opts.ca ?? 'flux-lab-ca'}`,
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign,digitalSignature'], o);
   const leaves: [string, string, string][] = [
     ['serving', '/CN=flux-lab-apiserver',
@@ -29,7 +30,7 @@ export async function makePki(pki: string): Promise<void> {
       '0x' + Math.floor(Math.random() * 2 ** 48).toString(16), '-days', '3650', '-extfile', `${name}.ext`, '-out', `${name}.crt`], o);
   }));
   // one service-account key pair per cluster, so tokens of one cluster are worthless in the other
-  await Promise.all(['mgmt', 'target'].map(async (c) => {
+  await Promise.all((opts.sa ?? ['mgmt', 'target']).map(async (c) => {
     await run('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', `${c}-sa.key`], o);
     await run('openssl', ['pkey', '-in', `${c}-sa.key`, '-pubout', '-out', `${c}-sa.pub`], o);
   }));

@@ -203,6 +203,16 @@ export function labPids(dir?: string): Record<string, number> {
   return out;
 }
 
+/** rssKiB is the resident set size of process `pid` in KiB (VmRSS in /proc), or undefined when it is gone. */
+export function rssKiB(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** ServerSpec describes a lab process that must be told its ports up front. */
 export interface ServerSpec {
   /** How many ports it needs. */
