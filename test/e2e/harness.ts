@@ -236,5 +236,24 @@ export function kubectl(args: string[], kubeconfig = lab().LAB_MGMT_KUBECONFIG):
   return execFileSync(join(lab().LAB_BIN, 'kubectl'), ['--kubeconfig', kubeconfig, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+/**
+ * serviceAccountKubeconfig writes a kubeconfig for the management cluster that carries nothing but a fresh token
+ * of a ServiceAccount (`kubectl create token`), as a pod of it would run with, and returns its path.
+ */
+export function serviceAccountKubeconfig(sa: string, namespace: string, dir = mkdtempSync(join(tmpdir(), 'e2e-sa-kubeconfig-'))): string {
+  const token = kubectl(['create', 'token', sa, '-n', namespace, '--duration=1h']).trim();
+  const path = join(dir, 'kubeconfig');
+  const config = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'mgmt', cluster: { server: lab().LAB_MGMT_SERVER, 'certificate-authority': lab().LAB_CA_FILE } }],
+    users: [{ name: sa, user: { token } }],
+    contexts: [{ name: sa, context: { cluster: 'mgmt', user: sa } }],
+    'current-context': sa,
+  };
+  writeFileSync(path, yaml.dump(config), { mode: 0o600 });
+  return path;
+}
+
 /** writeFile is a small helper for tests that write into clones. */
 export { writeFileSync as writeFile };

@@ -9,7 +9,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import yaml from 'js-yaml';
@@ -22,12 +22,12 @@ import {
   condition,
   E2E_LAB_DIR,
   installCRD,
-  kubectl,
   lab,
   mgmt,
   namespace,
   pushSecret,
   repo,
+  serviceAccountKubeconfig,
   startOperator,
   targetKubeconfigSecret,
   waitCondition,
@@ -124,20 +124,7 @@ test('helm install makes the release in flux-bootstrap-system, with the tenant R
 });
 
 test("with only the token of the release's ServiceAccount, the operator wins the Lease and bootstraps a target through Committed and Applied", async () => {
-  const token = kubectl(['create', 'token', SA, '-n', SYSTEM, '--duration=1h']).trim();
-  const kubeconfig = join(tmp, 'kubeconfig');
-  writeFileSync(
-    kubeconfig,
-    yaml.dump({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [{ name: 'mgmt', cluster: { server: lab().LAB_MGMT_SERVER, 'certificate-authority': lab().LAB_CA_FILE } }],
-      users: [{ name: SA, user: { token } }],
-      contexts: [{ name: SA, context: { cluster: 'mgmt', user: SA } }],
-      'current-context': SA,
-    }),
-    { mode: 0o600 },
-  );
+  const kubeconfig = serviceAccountKubeconfig(SA, SYSTEM, tmp);
   const asOperator = KubeClient.fromTrustedKubeconfig(readFileSync(kubeconfig, 'utf8'));
   const status = (p: Promise<unknown>) => p.then(() => 200, (err) => (err instanceof KubeError ? err.code : err));
   assert.equal(await status(asOperator.request('GET', '/api/v1/secrets')), 403, 'the token is not an admin: no Secrets cluster-wide');

@@ -25,6 +25,7 @@ import {
   namespace,
   pushSecret,
   repo,
+  serviceAccountKubeconfig,
   secret,
   startOperator,
   targetKubeconfigSecret,
@@ -78,20 +79,7 @@ before(async () => {
   });
 
   // The service account's own token, in a kubeconfig that carries nothing else.
-  const token = kubectl(['create', 'token', SA, '-n', SYSTEM, '--duration=1h']).trim();
-  kubeconfig = join(mkdtempSync(join(tmpdir(), 'e2e-rbac-kubeconfig-')), 'config');
-  writeFileSync(
-    kubeconfig,
-    yaml.dump({
-      apiVersion: 'v1',
-      kind: 'Config',
-      clusters: [{ name: 'mgmt', cluster: { server: lab().LAB_MGMT_SERVER, 'certificate-authority': lab().LAB_CA_FILE } }],
-      users: [{ name: SA, user: { token } }],
-      contexts: [{ name: SA, context: { cluster: 'mgmt', user: SA } }],
-      'current-context': SA,
-    }),
-    { mode: 0o600 },
-  );
+  kubeconfig = serviceAccountKubeconfig(SA, SYSTEM);
   asOperator = KubeClient.fromTrustedKubeconfig(readFileSync(kubeconfig, 'utf8'));
 
   // A tenant namespace with the RoleBinding of deploy/examples, and one without it.
