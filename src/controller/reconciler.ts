@@ -105,9 +105,12 @@ export class Reconciler {
   }
 
   #context(cb: ClusterBootstrap, opts: BootstrapOptions, log: Logger): Context {
-    const record = (type: 'Normal' | 'Warning', reason: string, message: string) =>
-      this.#o.events.record(cb, type, reason, message).catch((err) => log.warn({ err }, 'cannot record an Event'));
-    return { cb, opts, mgmt: this.#o.mgmt, repos: this.#o.repos, log, targetClient: this.#o.targetClient, record };
+    return { cb, opts, mgmt: this.#o.mgmt, repos: this.#o.repos, log, targetClient: this.#o.targetClient, record: this.#recorder(cb, log) };
+  }
+
+  /** #recorder writes Events on one ClusterBootstrap; a failure to write one is logged, never thrown. */
+  #recorder(cb: ClusterBootstrap, log: Logger): Context['record'] {
+    return (type, reason, message) => this.#o.events.record(cb, type, reason, message).catch((err) => log.warn({ err }, 'cannot record an Event'));
   }
 
   async #addFinalizer(cb: ClusterBootstrap): Promise<void> {
@@ -193,8 +196,7 @@ export class Reconciler {
     await this.#o.mgmt.mergePatch(API_VERSION, KIND, cb.metadata.namespace, cb.metadata.name, { status: mergePatchOf(cb.status ?? {}, status) }, 'status');
     const before = findCondition(cb.status?.conditions, ConditionTypes.Ready);
     const after = findCondition(status.conditions, ConditionTypes.Ready);
-    const record = (type: 'Normal' | 'Warning', reason: string, message: string) =>
-      this.#o.events.record(cb, type, reason, message).catch((err) => log.warn({ err }, 'cannot record an Event'));
+    const record = this.#recorder(cb, log);
     if (after && (before?.status !== after.status || before?.reason !== after.reason)) await record(after.status === 'True' ? 'Normal' : 'Warning', after.reason, after.message);
     if (status.lastPushedCommit && status.lastPushedCommit !== cb.status?.lastPushedCommit) await record('Normal', 'Pushed', `pushed ${status.lastPushedRevision}`);
   }

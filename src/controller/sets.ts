@@ -67,10 +67,11 @@ export class SetReconciler {
     try {
       validate(this.#desired(set, 'cluster').cb, this.#o.policy);
       const selected = await this.#select(set);
-      const owned = this.#o.clusterBootstraps().filter((cb) => cb.metadata.namespace === namespace && ownedBy(cb, set));
+      const here = new Map(this.#o.clusterBootstraps().filter((cb) => cb.metadata.namespace === namespace).map((cb) => [cb.metadata.name, cb]));
+      const owned = [...here.values()].filter((cb) => ownedBy(cb, set));
       const conflicts: string[] = [];
       for (const cluster of selected.filter((c) => c.ready)) {
-        const existing = this.#o.clusterBootstraps().find((cb) => cb.metadata.namespace === namespace && cb.metadata.name === cluster.name);
+        const existing = here.get(cluster.name);
         if (existing && !ownedBy(existing, set)) {
           conflicts.push(cluster.name);
           continue;

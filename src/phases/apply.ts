@@ -63,15 +63,16 @@ function wasApplied(ctx: Context): boolean {
  * from what it would set (a Secret's data, the sync objects' spec); other fields are left to their owners.
  */
 async function drift(target: KubeClient, wanted: KubeObject[]): Promise<string[]> {
-  const found: string[] = [];
-  for (const want of wanted) {
-    const live = await target.get(want.apiVersion, want.kind, want.metadata.namespace, want.metadata.name);
+  const lives = await Promise.all(wanted.map((w) => target.get(w.apiVersion, w.kind, w.metadata.namespace, w.metadata.name)));
+  return wanted.flatMap((want, i) => {
+    const live = lives[i];
     const name = want.metadata.namespace ? `${want.kind} ${want.metadata.namespace}/${want.metadata.name}` : `${want.kind} ${want.metadata.name}`;
-    if (!live || live.metadata?.deletionTimestamp) found.push(`${name} (missing)`);
-    else if (want.stringData && Object.entries(want.stringData).some(([k, v]) => Buffer.from(live.data?.[k] ?? '', 'base64').toString('utf8') !== v)) found.push(`${name} (changed)`);
-    else if (want.spec && Object.entries(want.spec).some(([k, v]) => JSON.stringify(live.spec?.[k]) !== JSON.stringify(v))) found.push(`${name} (changed)`);
-  }
-  return found;
+    if (!live || live.metadata?.deletionTimestamp) return [`${name} (missing)`];
+    const changed =
+      (want.stringData && Object.entries(want.stringData).some(([k, v]) => Buffer.from(live.data?.[k] ?? '', 'base64').toString('utf8') !== v)) ||
+      (want.spec && Object.entries(want.spec).some(([k, v]) => JSON.stringify(live.spec?.[k]) !== JSON.stringify(v)));
+    return changed ? [`${name} (changed)`] : [];
+  });
 }
 
 /**

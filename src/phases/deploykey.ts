@@ -60,6 +60,14 @@ async function explainRefusal(ctx: Context, pushAuth: GitAuth): Promise<void> {
   }
 }
 
+/**
+ * ENSURED_TTL_MS is how long a key found or registered on the git host is taken to be there without asking its
+ * API again: a fleet reconciling every few seconds would otherwise spend the host's rate limit on lists. A key
+ * removed by hand meanwhile shows as DeployKeyNotAuthorized and is registered again once this has passed.
+ */
+const ENSURED_TTL_MS = 10 * 60_000;
+const recentlyEnsured = new Map<string, number>();
+
 /** deployKeyTitle names Flux's deploy key on the git host after the cluster. */
 export const deployKeyTitle = (ctx: Context) => `flux-${ctx.cb.metadata.namespace}-${ctx.cb.metadata.name}`;
 
@@ -89,8 +97,13 @@ export async function connectProvider(ctx: Context): Promise<Step<DeployKeyProvi
 export async function registerDeployKeys(ctx: Context, identity: Identity, provider: DeployKeyProvider | undefined): Promise<Step> {
   if (!provider) return { result: undefined };
   const title = deployKeyTitle(ctx);
+  const { type, url } = ctx.opts.git.provider;
+  const seenKey = (key: string) => `${type}|${url ?? ''}|${ctx.opts.git.url}|${key}`;
   try {
     for (const key of [identity.publicKey, identity.next?.publicKey].filter((k): k is string => !!k)) {
+      // Every reconcile (and every retry while Flux catches up) comes here: the API is asked again only after a while.
+      const seen = recentlyEnsured.get(seenKey(key));
+      if (seen && Date.now() - seen < ENSURED_TTL_MS) continue;
       // Some hosts (Gitea) refuse two keys with one title: during a rotation the next key gets its own.
       const { created } = await ensureDeployKey(provider, title, key).catch((err) =>
         err instanceof ProviderError && err.kind === 'conflict' ? ensureDeployKey(provider, `${title}-${fingerprint(key).slice(7, 15)}`, key) : Promise.reject(err),
@@ -99,6 +112,8 @@ export async function registerDeployKeys(ctx: Context, identity: Identity, provi
         ctx.log.info({ title, fingerprint: fingerprint(key) }, 'registered a read-only deploy key through the git host API');
         await ctx.record('Normal', 'DeployKeyRegistered', `registered ${fingerprint(key)} as read-only deploy key ${title}`);
       }
+      if (recentlyEnsured.size >= 4096) recentlyEnsured.delete(recentlyEnsured.keys().next().value!);
+      recentlyEnsured.set(seenKey(key), Date.now());
     }
   } catch (err) {
     throw providerPhaseError(err);
