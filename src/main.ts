@@ -28,6 +28,7 @@ const metrics = createMetrics(VERSION);
 const onResponse = (method: string, host: string, code: string) => metrics.restRequests.inc({ method, host, code });
 const mgmt = new KubeClient(kubeConfig, { onResponse });
 const targets = new TargetClients({ allowExec: config.allowKubeconfigExec, allowInsecureTLS: config.allowInsecureKubeconfigTLS, client: { onResponse } });
+const policy = { targetlessNamespaces: config.allowTargetlessNamespaces };
 const repos = new Repositories(join(config.workDir, 'repos'));
 const reconciler: Reconciler = new Reconciler({
   mgmt,
@@ -37,16 +38,21 @@ const reconciler: Reconciler = new Reconciler({
   metrics,
   resyncMs: config.resyncMs,
   targetClient: targets.get,
-  policy: { targetlessNamespaces: config.allowTargetlessNamespaces },
+  policy,
   siblings: () => operator.list(),
 });
-const sets = new SetReconciler({ mgmt, log, policy: { targetlessNamespaces: config.allowTargetlessNamespaces }, clusterBootstraps: () => operator.list() });
+const sets = new SetReconciler({ mgmt, log, policy, clusterBootstraps: () => operator.list() });
+/** resourceOf reads a work-queue key: a ClusterBootstrap's `namespace/name`, or a set's with its prefix. */
+const resourceOf = (key: string) => {
+  const isSet = key.startsWith(SET_KEY_PREFIX);
+  const [namespace, name] = key.slice(isSet ? SET_KEY_PREFIX.length : 0).split('/');
+  return { isSet, namespace, name };
+};
 const queue: WorkQueue = new WorkQueue({
   concurrency: config.concurrency,
   deadlineMs: config.reconcileTimeoutMs,
   worker: async (key) => {
-    const isSet = key.startsWith(SET_KEY_PREFIX);
-    const [namespace, name] = key.slice(isSet ? SET_KEY_PREFIX.length : 0).split('/');
+    const { isSet, namespace, name } = resourceOf(key);
     return isSet ? sets.reconcile(namespace, name) : reconciler.reconcile(namespace, name);
   },
   observer: {
@@ -55,7 +61,7 @@ const queue: WorkQueue = new WorkQueue({
       metrics.queueObserver.finished!(key, result, workMs, outcome);
       // The reconciler logs the phase errors it reports in status; anything else is logged here.
       if (outcome.error && !(outcome.error instanceof PhaseError)) {
-        const [namespace, name] = key.split('/');
+        const { namespace, name } = resourceOf(key);
         log.warn({ namespace, name, err: outcome.error }, 'reconcile failed; retrying with backoff');
       }
     },
@@ -76,7 +82,7 @@ setInterval(() => {
   const urls = new Set<string>();
   for (const cb of operator.list()) {
     try {
-      urls.add(validate(cb, { targetlessNamespaces: config.allowTargetlessNamespaces }).git.url);
+      urls.add(validate(cb, policy).git.url);
     } catch {
       // An invalid spec uses no clone.
     }
