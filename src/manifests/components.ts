@@ -4,7 +4,9 @@ import yaml from 'js-yaml';
 /** DEFAULT_COMPONENTS are the controllers `flux bootstrap` installs unless told otherwise. */
 export const DEFAULT_COMPONENTS = ['source-controller', 'kustomize-controller', 'helm-controller', 'notification-controller'];
 /** EXTRA_COMPONENTS are installed only on request (`--components-extra`). */
-export const EXTRA_COMPONENTS = ['image-reflector-controller', 'image-automation-controller'];
+export const EXTRA_COMPONENTS = ['image-reflector-controller', 'image-automation-controller', 'source-watcher'];
+/** With source-watcher, flux install turns on kustomize-controller's and helm-controller's ExternalArtifact feature gate. */
+const EXTERNAL_ARTIFACT_GATE = '--feature-gates=ExternalArtifact=true';
 
 /** ComponentsOptions are the `flux bootstrap` install flags this operator supports. */
 export interface ComponentsOptions {
@@ -23,6 +25,7 @@ export interface ComponentsOptions {
 const SHIPPED = new URL('./flux/', import.meta.url);
 const DEFAULT_REGISTRY = 'ghcr.io/fluxcd';
 const cache = new Map<string, string>();
+const installCache = new Map<string, string>();
 
 /** shippedVersions lists the Flux versions whose install manifests ship inside this package, oldest first. */
 export function shippedVersions(): string[] {
@@ -50,6 +53,46 @@ export function shippedManifests(version: string): string {
     cache.set(version, text);
   }
   return text;
+}
+
+/**
+ * installManifests returns everything a shipped version can install: Flux's own gotk-components.yaml, then
+ * the other `*.yaml` files of the version's folder in name order, each one component's objects that Flux's
+ * release builds into its install.yaml but that gotk-components.yaml lacks (source-watcher.yaml: its CRD,
+ * ServiceAccount, Service and Deployment, rendered from its module as a header in the file says).
+ */
+export function installManifests(version: string): string {
+  let text = installCache.get(version);
+  if (text === undefined) {
+    const dir = new URL(`${version}/`, SHIPPED);
+    const extra = readdirSync(dir)
+      .filter((f) => f.endsWith('.yaml') && f !== 'gotk-components.yaml')
+      .sort()
+      .map((f) => readFileSync(new URL(f, dir), 'utf8'));
+    text = [shippedManifests(version), ...extra].map((t) => (t.endsWith('\n') ? t : `${t}\n`)).join('');
+    installCache.set(version, text);
+  }
+  return text;
+}
+
+/** componentsIn lists the components whose Deployment is in install manifests, in their order there. */
+export function componentsIn(source: string): string[] {
+  const found = new Set<string>();
+  for (const doc of yaml.loadAll(source) as Manifest[])
+    if (doc?.kind === 'Deployment' && doc.metadata.labels?.['app.kubernetes.io/component']) found.add(doc.metadata.labels['app.kubernetes.io/component']);
+  return [...found];
+}
+
+const versionComponents = new Map<string, string[]>();
+
+/** shippedComponents lists the components a shipped version can install. */
+export function shippedComponents(version: string): string[] {
+  let list = versionComponents.get(version);
+  if (list === undefined) {
+    list = componentsIn(installManifests(version));
+    versionComponents.set(version, list);
+  }
+  return list;
 }
 
 /**
@@ -85,7 +128,7 @@ export function componentsFor(opts: ComponentsOptions): string {
   const key = JSON.stringify(opts);
   let text = rendered.get(key);
   if (text === undefined) {
-    text = renderComponents(shippedManifests(opts.version), opts);
+    text = renderComponents(installManifests(opts.version), opts);
     if (rendered.size >= 8) rendered.delete(rendered.keys().next().value!);
     rendered.set(key, text);
   }
@@ -124,6 +167,10 @@ function customize(doc: Manifest, opts: ComponentsOptions): Manifest {
         .replace(/\.svc\.cluster\.local\./, `.svc.${opts.clusterDomain}.`),
     );
   }
+  const component = doc.metadata.labels?.['app.kubernetes.io/component'];
+  if ((component === 'kustomize-controller' || component === 'helm-controller') && opts.components.includes('source-watcher'))
+    for (const c of (pod.containers ?? []).filter((c: any) => c.name === 'manager'))
+      if (!c.args.includes(EXTERNAL_ARTIFACT_GATE)) c.args.push(EXTERNAL_ARTIFACT_GATE);
   if (opts.imagePullSecret) pod.imagePullSecrets = [{ name: opts.imagePullSecret }];
   if (opts.tolerationKeys.length > 0)
     pod.tolerations = [...(pod.tolerations ?? []), ...opts.tolerationKeys.map((key) => ({ key, operator: 'Exists' }))];

@@ -2,7 +2,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import yaml from 'js-yaml';
-import { renderComponents, shippedManifests, shippedVersions, DEFAULT_COMPONENTS } from '../../src/manifests/components.ts';
+import {
+  componentsIn,
+  installManifests,
+  renderComponents,
+  shippedComponents,
+  shippedManifests,
+  shippedVersions,
+  DEFAULT_COMPONENTS,
+  EXTRA_COMPONENTS,
+} from '../../src/manifests/components.ts';
+import { componentObjects } from '../../src/manifests/files.ts';
 import { renderKustomization, renderSync } from '../../src/manifests/sync.ts';
 
 const defaults = {
@@ -66,6 +76,110 @@ test('install options reach the Deployments as flux install applies them', () =>
   assert.ok(all.some((d) => d.metadata.name === 'image-reflector-controller'));
   assert.ok(!all.some((d) => d.metadata.name === 'image-automation-controller'));
   assert.ok(!text.includes('flux-system'));
+});
+
+const withWatcher = [...DEFAULT_COMPONENTS, 'source-watcher'];
+const find = (all: any[], kind: string, name: string) => all.find((d) => d.kind === kind && d.metadata.name === name);
+const gate = '--feature-gates=ExternalArtifact=true';
+
+test('every shipped version can install all 7 components: source-watcher from its own file beside Flux\'s gotk-components.yaml', () => {
+  for (const v of shippedVersions()) {
+    assert.deepEqual(componentsIn(shippedManifests(v)), [...DEFAULT_COMPONENTS, 'image-reflector-controller', 'image-automation-controller']);
+    assert.deepEqual(shippedComponents(v), [...DEFAULT_COMPONENTS, ...EXTRA_COMPONENTS]);
+    assert.ok(installManifests(v).startsWith(shippedManifests(v)), 'Flux\'s own file comes first, verbatim');
+    assert.match(readFileSync(new URL(`../../src/manifests/flux/${v}/source-watcher.yaml`, import.meta.url), 'utf8'), /^---\n# source-watcher for Flux v2\.9\.\d.*\n# CRD from github\.com\/fluxcd\/source-watcher\/v2@v2\.2\.\d /);
+  }
+});
+
+test('componentsExtra source-watcher renders its CRD, ServiceAccount, Service and Deployment at the version Flux pins', () => {
+  for (const [version, image] of [['v2.9.3', 'v2.2.2'], ['v2.9.4', 'v2.2.3']]) {
+    const all = docs(renderComponents(installManifests(version), { ...defaults, version, components: withWatcher }));
+    const crd = find(all, 'CustomResourceDefinition', 'artifactgenerators.source.extensions.fluxcd.io');
+    assert.equal(crd.spec.group, 'source.extensions.fluxcd.io');
+    assert.equal(crd.spec.names.kind, 'ArtifactGenerator');
+    assert.equal(crd.metadata.labels['app.kubernetes.io/component'], 'source-watcher');
+    assert.ok(find(all, 'ServiceAccount', 'source-watcher'));
+    assert.equal(find(all, 'Service', 'source-watcher').spec.selector.app, 'source-watcher');
+    const deploy = find(all, 'Deployment', 'source-watcher');
+    assert.deepEqual(deploy.metadata.labels, {
+      'app.kubernetes.io/component': 'source-watcher',
+      'app.kubernetes.io/instance': 'flux-system',
+      'app.kubernetes.io/part-of': 'flux',
+      'app.kubernetes.io/version': version,
+      'control-plane': 'controller',
+    });
+    const pod = deploy.spec.template.spec;
+    assert.equal(pod.serviceAccountName, 'source-watcher');
+    assert.equal(pod.containers[0].image, `ghcr.io/fluxcd/source-watcher:${image}`);
+    assert.deepEqual(pod.containers[0].args, [
+      '--events-addr=http://notification-controller.$(RUNTIME_NAMESPACE).svc.cluster.local./',
+      '--watch-all-namespaces=true',
+      '--log-level=info',
+      '--log-encoding=json',
+      '--enable-leader-election',
+      '--storage-path=/data',
+      '--storage-adv-addr=source-watcher.$(RUNTIME_NAMESPACE).svc.cluster.local.',
+    ]);
+    // as flux install does with source-watcher: the consumers of its artifacts get the ExternalArtifact gate
+    for (const name of ['kustomize-controller', 'helm-controller']) assert.equal(find(all, 'Deployment', name).spec.template.spec.containers[0].args.at(-1), gate);
+    assert.ok(!find(all, 'Deployment', 'source-controller').spec.template.spec.containers[0].args.includes(gate));
+    // Flux's RBAC already binds source-watcher's ServiceAccount to the role for its API group
+    assert.ok(find(all, 'ClusterRoleBinding', 'crd-controller-flux-system').subjects.some((s: any) => s.name === 'source-watcher'));
+    assert.ok(find(all, 'ClusterRole', 'crd-controller-flux-system').rules.some((r: any) => r.apiGroups.includes('source.extensions.fluxcd.io')));
+  }
+});
+
+test('without source-watcher nothing of it is rendered, and kustomize-controller keeps Flux\'s args', () => {
+  const text = renderComponents(installManifests('v2.9.4'), { ...defaults, components: [...DEFAULT_COMPONENTS, 'image-reflector-controller', 'image-automation-controller'] });
+  const all = docs(text);
+  assert.ok(!all.some((d) => d.metadata.labels?.['app.kubernetes.io/component'] === 'source-watcher'));
+  assert.ok(!text.includes('source.extensions.fluxcd.io_') && !text.includes('kind: ArtifactGenerator'));
+  assert.ok(!text.includes(gate));
+});
+
+test('with default options source-watcher\'s documents are rendered as they are in its shipped file', () => {
+  const text = renderComponents(installManifests('v2.9.4'), { ...defaults, components: withWatcher });
+  const file = readFileSync(new URL('../../src/manifests/flux/v2.9.4/source-watcher.yaml', import.meta.url), 'utf8');
+  const chunks = text.split(/^---\n/m).filter((c) => c.includes('app.kubernetes.io/component: source-watcher\n'));
+  assert.equal(chunks.length, 4);
+  for (const chunk of chunks) assert.ok(file.includes(chunk));
+});
+
+test('install options reach source-watcher as they reach the other controllers', () => {
+  const text = renderComponents(installManifests('v2.9.4'), {
+    ...defaults,
+    components: withWatcher,
+    namespace: 'gitops',
+    registry: 'registry.internal/fluxcd',
+    imagePullSecret: 'regcred',
+    networkPolicy: false,
+    watchAllNamespaces: false,
+    clusterDomain: 'corp.local',
+    tolerationKeys: ['CriticalAddonsOnly'],
+    logLevel: 'debug',
+  });
+  const all = docs(text);
+  const deploy = find(all, 'Deployment', 'source-watcher');
+  const pod = deploy.spec.template.spec;
+  assert.equal(deploy.metadata.namespace, 'gitops');
+  assert.equal(deploy.metadata.labels['app.kubernetes.io/instance'], 'gitops');
+  assert.equal(find(all, 'Service', 'source-watcher').metadata.namespace, 'gitops');
+  assert.equal(find(all, 'ServiceAccount', 'source-watcher').metadata.namespace, 'gitops');
+  assert.equal(pod.containers[0].image, 'registry.internal/fluxcd/source-watcher:v2.2.3');
+  assert.ok(pod.containers[0].args.includes('--watch-all-namespaces=false'));
+  assert.ok(pod.containers[0].args.includes('--log-level=debug'));
+  assert.ok(pod.containers[0].args.includes('--storage-adv-addr=source-watcher.$(RUNTIME_NAMESPACE).svc.corp.local.'));
+  assert.ok(pod.containers[0].args.includes('--events-addr=http://notification-controller.$(RUNTIME_NAMESPACE).svc.corp.local./'));
+  assert.deepEqual(pod.imagePullSecrets, [{ name: 'regcred' }]);
+  assert.deepEqual(pod.tolerations, [{ key: 'CriticalAddonsOnly', operator: 'Exists' }]);
+  assert.ok(!text.includes('flux-system'));
+});
+
+test('the objects the operator applies and uninstalls include source-watcher\'s CRD when it is asked for', () => {
+  const objects = componentObjects({ ...defaults, components: withWatcher });
+  const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition').map((o) => o.metadata.name);
+  assert.ok(crds.includes('artifactgenerators.source.extensions.fluxcd.io'));
+  assert.deepEqual(objects.filter((o) => o.kind === 'Deployment').map((o) => o.metadata.name), withWatcher);
 });
 
 test('gotk-sync.yaml has the GitRepository and Kustomization in the layout flux bootstrap writes', () => {
