@@ -2,7 +2,7 @@ import { Reasons } from './conditions.ts';
 import { parseDuration } from './duration.ts';
 import { PhaseError } from './errors.ts';
 import type { ClusterBootstrap } from './types.ts';
-import { DEFAULT_COMPONENTS, EXTRA_COMPONENTS, shippedVersions, type ComponentsOptions } from '../manifests/components.ts';
+import { DEFAULT_COMPONENTS, EXTRA_COMPONENTS, shippedComponents, shippedVersions, type ComponentsOptions } from '../manifests/components.ts';
 import type { SyncOptions } from '../manifests/sync.ts';
 
 /** BootstrapOptions is a validated spec with every default filled in: what the phases work from. */
@@ -124,6 +124,11 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
   const known = [...DEFAULT_COMPONENTS, ...EXTRA_COMPONENTS];
   for (const c of components)
     if (!known.includes(c)) invalid(Reasons.UnknownComponent, `component ${JSON.stringify(c)} is unknown; known components are ${known.join(', ')}`);
+  for (const c of components)
+    if (!shippedComponents(version).includes(c)) {
+      const with_ = versions.filter((v) => shippedComponents(v).includes(c));
+      invalid(Reasons.UnknownComponent, `component ${c} is not part of Flux ${version}${with_.length > 0 ? `; it ships with Flux ${with_.join(', ')}` : ''}`);
+    }
   for (const required of ['source-controller', 'kustomize-controller'])
     if (!components.includes(required)) invalid(Reasons.UnknownComponent, `spec.flux.components must include ${required}: the bootstrap syncs with it`);
   const fluxNamespace = flux.namespace ?? 'flux-system';

@@ -42,6 +42,20 @@ test('the scp form of a git URL is normalised to ssh://, which Flux accepts', ()
   assert.deepEqual(normalizeGitURL('ssh://git@127.0.0.1:2222/gitops.git'), { url: 'ssh://git@127.0.0.1:2222/gitops.git', transport: 'ssh', host: '127.0.0.1', port: 2222 });
 });
 
+test('Flux v2.9\'s source-watcher is accepted in componentsExtra, after the default components, for every shipped version', () => {
+  for (const version of ['v2.9.3', 'v2.9.4']) {
+    const o = validate(cb({ flux: { version, componentsExtra: ['source-watcher'] } }), policy);
+    assert.deepEqual(o.flux.components, ['source-controller', 'kustomize-controller', 'helm-controller', 'notification-controller', 'source-watcher']);
+  }
+});
+
+test('an unknown component is refused with the known ones named, source-watcher among them', () => {
+  assert.throws(
+    () => validate(cb({ flux: { componentsExtra: ['source-watchers'] } }), policy),
+    (err: unknown) => err instanceof PhaseError && err.reason === 'UnknownComponent' && /"source-watchers" is unknown; .*image-automation-controller, source-watcher$/.test(err.message),
+  );
+});
+
 const bad: [string, SpecPatch, string, RegExp][] = [
   ['a malformed git URL', { git: { url: 'not a url' } }, 'InvalidGitURL', /spec\.git\.url/],
   ['a git URL with another scheme', { git: { url: 'ftp://host/repo' } }, 'InvalidGitURL', /scheme ftp:/],
