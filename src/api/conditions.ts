@@ -48,6 +48,7 @@ export const Reasons = {
   GitAuthenticationFailed: 'GitAuthenticationFailed',
   DeployKeyNotAuthorized: 'DeployKeyNotAuthorized',
   PushRejected: 'PushRejected',
+  PushRaceLost: 'PushRaceLost',
   GitOperationFailed: 'GitOperationFailed',
   // the git host's API (spec.git.provider)
   GitProviderAuthFailed: 'GitProviderAuthFailed',

@@ -1,9 +1,12 @@
 /**
  * GitErrorKind classifies a git failure into what a user can act on. `timeout` is a git host that did not
  * finish in time; `unsafeContent` is a repository whose content the operator refuses to touch (a symbolic
- * link, a submodule or an oversized file where it reads or writes).
+ * link, a submodule or an oversized file where it reads or writes). `rejected` is a push that lost a race:
+ * another writer moved the branch between the fetch and the push (retried at once from a fresh fetch);
+ * `raceLost` is such a race lost every time until the retries' budget ran out; `protected` is a push the
+ * host refuses whatever the branch's state (a protected branch, a hook).
  */
-export type GitErrorKind = 'hostKey' | 'auth' | 'notFound' | 'unreachable' | 'timeout' | 'rejected' | 'protected' | 'unsafeContent' | 'other';
+export type GitErrorKind = 'hostKey' | 'auth' | 'notFound' | 'unreachable' | 'timeout' | 'rejected' | 'raceLost' | 'protected' | 'unsafeContent' | 'other';
 
 /** GitError is a failed git operation, classified; its message never holds credentials. */
 export class GitError extends Error {

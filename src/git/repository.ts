@@ -2,14 +2,22 @@ import { createHash } from 'node:crypto';
 import { access, mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { checkRepoPath, checkTree, parseLsTree, prefixes, readInside, writeInside } from './content.ts';
-import { GitError, redact } from './errors.ts';
+import { GitError, classifyGitError, redact } from './errors.ts';
 import { mustRun, runGit, sweepKeyFolders, withAuth, type GitCommand } from './run.ts';
 import type { FileUpdate, GitAuth, RepositoriesOptions, UpdateRequest, UpdateResult } from './types.ts';
 
 export { GitError, redact, type GitErrorKind } from './errors.ts';
 export type { FileUpdate, GitAuth, RepositoriesOptions, UpdateRequest, UpdateResult } from './types.ts';
 
-const MAX_PUSH_ATTEMPTS = 5;
+/**
+ * RACE_ATTEMPTS and RACE_BUDGET_MS bound the pushes of one batch that lose a race to another writer: each is
+ * retried at once from a fresh fetch, until one wins, RACE_ATTEMPTS have lost, or RACE_BUDGET_MS (at most the
+ * transfer deadline) has passed since the first.
+ */
+const RACE_ATTEMPTS = 20;
+const RACE_BUDGET_MS = 60_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const DEFAULTS: Required<RepositoriesOptions> = {
   transferTimeoutMs: 120_000,
@@ -201,62 +209,79 @@ export class Repositories {
     }
   }
 
-  /** #commit makes one commit of a batch of updates to one branch, by one author, pushed with the batch's credentials. */
+  /**
+   * #commit makes one commit of a batch of updates to one branch, by one author, pushed with the batch's
+   * credentials. The fetch, the push and their retries share one SSH connection. Between the fetch and the push
+   * only what must see the fetched branch runs (checkout, one ls-tree, render, add, commit), so another writer
+   * has little time to move the branch in between; when it does, the push is retried at once from a fetch of
+   * the branch alone — up to RACE_ATTEMPTS times within RACE_BUDGET_MS — and a race lost every time is a
+   * GitError of kind raceLost. Nothing another writer pushed is ever overwritten: every push is a fast-forward.
+   */
   async #commit(dir: string, batch: Pending[]): Promise<void> {
     const { url, branch, auth, author } = batch[0].req;
-    await withAuth(auth, this.#opts.protocols, async (authEnv) => {
-      const env = {
-        ...authEnv,
-        GIT_CEILING_DIRECTORIES: this.#ceiling,
-        GIT_AUTHOR_NAME: author.name,
-        GIT_AUTHOR_EMAIL: author.email,
-        GIT_COMMITTER_NAME: author.name,
-        GIT_COMMITTER_EMAIL: author.email,
-      };
-      const local = (args: string[], action = `git ${args[0]}`): GitCommand => ({
-        args,
-        cwd: dir,
-        env,
-        timeoutMs: this.#opts.localTimeoutMs,
-        maxOutputBytes: this.#opts.maxOutputBytes,
-        action,
-        remote: false,
-      });
-      const remote = (args: string[], action: string): GitCommand => ({ ...local(args, action), timeoutMs: this.#opts.transferTimeoutMs, remote: true });
+    await withAuth(
+      auth,
+      this.#opts.protocols,
+      async (authEnv) => {
+        const env = {
+          ...authEnv,
+          GIT_CEILING_DIRECTORIES: this.#ceiling,
+          GIT_AUTHOR_NAME: author.name,
+          GIT_AUTHOR_EMAIL: author.email,
+          GIT_COMMITTER_NAME: author.name,
+          GIT_COMMITTER_EMAIL: author.email,
+        };
+        const local = (args: string[], action = `git ${args[0]}`): GitCommand => ({
+          args,
+          cwd: dir,
+          env,
+          timeoutMs: this.#opts.localTimeoutMs,
+          maxOutputBytes: this.#opts.maxOutputBytes,
+          action,
+          remote: false,
+        });
+        const remote = (args: string[], action: string): GitCommand => ({ ...local(args, action), timeoutMs: this.#opts.transferTimeoutMs, remote: true });
 
-      await this.#open(dir, url, local);
-      for (let attempt = 1; ; attempt++) {
-        const remoteHead = await this.#fetch(url, branch, local, remote);
-        const live: Pending[] = [];
-        for (const p of batch.filter((p) => !p.settled)) {
-          try {
-            await this.#write(dir, p.req.files, remoteHead !== undefined, local);
-            live.push(p);
-          } catch (err) {
-            settle(p, err); // one update that cannot render, or whose paths are unsafe, does not hold up the others
+        await this.#open(dir, url, local);
+        const started = Date.now();
+        const budget = Math.min(RACE_BUDGET_MS, this.#opts.transferTimeoutMs);
+        for (let attempt = 1; ; attempt++) {
+          // What a failed attempt left in the work tree goes before the fetch, not in the window after it.
+          await mustRun(local(['clean', '-q', '-f', '-d', '-x']));
+          const hasHead = await this.#fetch(url, branch, local, remote);
+          const live = await this.#render(dir, batch.filter((p) => !p.settled), hasHead, local);
+          if (live.length === 0) return;
+          await mustRun(local(['add', '--', ...live.flatMap((p) => p.req.files.map((f) => f.path))]));
+          const staged = new Set((await mustRun(local(['diff', '--cached', '--name-only', '-z']))).split('\0').filter(Boolean));
+          if (staged.size === 0) {
+            const head = hasHead ? (await mustRun(local(['rev-parse', 'HEAD']))).trim() : '';
+            for (const p of live) settle(p, undefined, { head, pushed: false, attempts: attempt });
+            return;
           }
-        }
-        if (live.length === 0) return;
-        await mustRun(local(['add', '--', ...live.flatMap((p) => p.req.files.map((f) => f.path))]));
-        const staged = new Set((await mustRun(local(['diff', '--cached', '--name-only', '-z']))).split('\0').filter(Boolean));
-        if (staged.size === 0) {
-          for (const p of live) settle(p, undefined, { head: remoteHead ?? '', pushed: false });
+          const message =
+            live.length === 1 ? live[0].req.message : `Update flux-system of ${live.length} clusters\n\n${live.map((p) => `- ${p.req.message.split('\n')[0]}`).join('\n')}`;
+          await mustRun(local(['commit', '-q', '--no-verify', '-m', message], `commit as ${author.name} <${author.email}>`));
+          try {
+            await mustRun(remote(['push', '--no-verify', 'origin', `HEAD:refs/heads/${branch}`], `push to ${branch} of ${redact(url)}`));
+          } catch (err) {
+            if (!(err instanceof GitError) || err.kind !== 'rejected') throw err;
+            const spent = Date.now() - started;
+            if (attempt >= RACE_ATTEMPTS || spent >= budget)
+              throw new GitError(
+                'raceLost',
+                `push to ${branch} of ${redact(url)}: another writer kept pushing to the branch; each of ${attempt} pushes in ${(spent / 1000).toFixed(1)} s lost the race`,
+                err,
+              );
+            await sleep(10 + Math.random() * 40); // a little apart from a writer that pushes in step with this one
+            continue;
+          }
+          const head = (await mustRun(local(['rev-parse', 'HEAD']))).trim();
+          for (const p of live) settle(p, undefined, { head, pushed: p.req.files.some((f) => staged.has(f.path)), attempts: attempt });
           return;
         }
-        const message =
-          live.length === 1 ? live[0].req.message : `Update flux-system of ${live.length} clusters\n\n${live.map((p) => `- ${p.req.message.split('\n')[0]}`).join('\n')}`;
-        await mustRun(local(['commit', '-q', '--no-verify', '-m', message], `commit as ${author.name} <${author.email}>`));
-        const head = (await mustRun(local(['rev-parse', 'HEAD']))).trim();
-        try {
-          await mustRun(remote(['push', '--no-verify', 'origin', `HEAD:refs/heads/${branch}`], `push to ${branch} of ${redact(url)}`));
-        } catch (err) {
-          if (!(err instanceof GitError) || err.kind !== 'rejected' || attempt >= MAX_PUSH_ATTEMPTS) throw err;
-          continue;
-        }
-        for (const p of live) settle(p, undefined, { head, pushed: p.req.files.some((f) => staged.has(f.path)) });
-        return;
-      }
-    });
+      },
+      { multiplex: true },
+    );
   }
 
   /**
@@ -280,21 +305,50 @@ export class Repositories {
     }
   }
 
-  /** #fetch brings the branch to the remote's state, or to an empty orphan when the remote has no such branch. */
-  async #fetch(url: string, branch: string, local: (args: string[]) => GitCommand, remote: (args: string[], action: string) => GitCommand): Promise<string | undefined> {
-    await mustRun(remote(['fetch', '--prune', '--no-tags', '--no-recurse-submodules', 'origin'], `fetch from ${redact(url)}`));
-    const found = await runGit(local(['rev-parse', '--verify', '-q', `refs/remotes/origin/${branch}^{commit}`]));
-    const head = found.code === 0 ? found.stdout.trim() : undefined;
-    if (head) {
-      await mustRun(local(['checkout', '-q', '-f', '-B', branch, head]));
-    } else {
-      // An unborn branch: drop any local commit a failed push left behind, so it is made again, not skipped.
-      await mustRun(local(['symbolic-ref', 'HEAD', `refs/heads/${branch}`]));
-      await runGit(local(['update-ref', '-d', `refs/heads/${branch}`]));
-      await mustRun(local(['read-tree', '--empty']));
+  /**
+   * #fetch fetches the branch alone and checks it out, or an empty orphan when the remote has no such
+   * branch; it returns whether the branch exists. The work tree must be clean (see #commit).
+   */
+  async #fetch(url: string, branch: string, local: (args: string[]) => GitCommand, remote: (args: string[], action: string) => GitCommand): Promise<boolean> {
+    const tracking = `refs/remotes/origin/${branch}`;
+    const fetch = remote(['fetch', '--no-tags', '--no-recurse-submodules', 'origin', `+refs/heads/${branch}:${tracking}`], `fetch ${branch} from ${redact(url)}`);
+    const out = await runGit(fetch);
+    if (out.code === 0) {
+      await mustRun(local(['checkout', '-q', '-f', '-B', branch, tracking]));
+      return true;
     }
+    const text = `${out.stderr}\n${out.stdout}`;
+    if (!/couldn't find remote ref/i.test(text)) throw classifyGitError(fetch.action, text, new Error(`git fetch exited with code ${out.code}: ${redact(text.trim())}`));
+    // An unborn branch: drop any local commit a failed push left behind, so it is made again, not skipped.
+    await runGit(local(['update-ref', '-d', tracking]));
+    await mustRun(local(['symbolic-ref', 'HEAD', `refs/heads/${branch}`]));
+    await runGit(local(['update-ref', '-d', `refs/heads/${branch}`]));
+    await mustRun(local(['read-tree', '--empty']));
     await mustRun(local(['clean', '-q', '-f', '-d', '-x']));
-    return head;
+    return false;
+  }
+
+  /**
+   * #render writes the files of a batch's updates into the work tree, and returns the updates it wrote; one
+   * that cannot render, or whose paths are unsafe, is settled with its error and does not hold up the others.
+   * One ls-tree checks the paths of the whole batch.
+   */
+  async #render(dir: string, batch: Pending[], hasHead: boolean, local: (args: string[]) => GitCommand): Promise<Pending[]> {
+    let entries: ReturnType<typeof parseLsTree> | undefined;
+    if (hasHead && batch.length > 0) {
+      const paths = [...new Set(batch.flatMap((p) => p.req.files.flatMap((f) => prefixes(f.path))))];
+      entries = parseLsTree(await mustRun(local(['ls-tree', '-t', '-l', '-z', 'HEAD', '--', ...paths])));
+    }
+    const live: Pending[] = [];
+    for (const p of batch) {
+      try {
+        await this.#write(dir, p.req.files, entries);
+        live.push(p);
+      } catch (err) {
+        settle(p, err);
+      }
+    }
+    return live;
   }
 
   /**
@@ -303,12 +357,8 @@ export class Repositories {
    * maxFileBytes, is refused with a GitError of kind unsafeContent; a render that throws rejects the update
    * with its own error, unchanged.
    */
-  async #write(dir: string, files: FileUpdate[], hasHead: boolean, local: (args: string[]) => GitCommand): Promise<void> {
-    if (hasHead) {
-      const paths = [...new Set(files.flatMap((f) => prefixes(f.path)))];
-      const entries = parseLsTree(await mustRun(local(['ls-tree', '-t', '-l', '-z', 'HEAD', '--', ...paths])));
-      for (const f of files) checkTree(f.path, entries, this.#opts.maxFileBytes);
-    }
+  async #write(dir: string, files: FileUpdate[], entries: ReturnType<typeof parseLsTree> | undefined): Promise<void> {
+    if (entries) for (const f of files) checkTree(f.path, entries, this.#opts.maxFileBytes);
     const rendered: [string, string][] = [];
     for (const f of files) {
       const existing = await readInside(dir, f.path, this.#opts.maxFileBytes);

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { simpleGit } from 'simple-git';
-import { lstat, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { lstat, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GitError, classifyGitError, formatBytes, redact } from './errors.ts';
@@ -170,13 +171,29 @@ const KEY_FOLDER_PREFIX = 'fbo-git-';
 
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
+/** CONTROL_PERSIST is how long an idle shared SSH connection lives on: the bound on one a killed operator left behind. */
+const CONTROL_PERSIST = '30s';
+
+/** CONTROL_SOCKET is the name of the shared connection's socket in the private key folder. */
+const CONTROL_SOCKET = 'cm';
+
 /**
  * withAuth gives git an environment that carries the credentials without putting them on a command line:
  * the SSH key and known_hosts (or an https CA) in a private temporary folder, removed afterwards; HTTPS basic auth as an
  * extra header through GIT_CONFIG_* variables.
+ *
+ * With `multiplex`, the git commands run inside fn share one SSH connection (OpenSSH ControlMaster, its
+ * socket in the private folder): the first one connects, the rest open a session on it, with no handshake.
+ * The master backgrounds itself into a session of its own, out of reach of the process group a git
+ * command's deadline kills, so it is ended here when fn ends (see endMaster); a process killed before that
+ * leaves it idle for at most CONTROL_PERSIST (and ServerAlive ends it sooner on a dead host). A mux client
+ * stays in the git command's group and dies with it at the deadline, as a plain ssh would.
  */
-export async function withAuth<T>(auth: GitAuth, protocols: readonly string[], fn: (env: Record<string, string>) => Promise<T>): Promise<T> {
+export async function withAuth<T>(auth: GitAuth, protocols: readonly string[], fn: (env: Record<string, string>) => Promise<T>, opts: { multiplex?: boolean } = {}): Promise<T> {
   const tmp = await mkdtemp(join(tmpdir(), `${KEY_FOLDER_PREFIX}${process.pid}-`));
+  const control = join(tmp, CONTROL_SOCKET);
+  // A unix socket's path has room for about 100 bytes: a deep TMPDIR goes without sharing rather than fail.
+  const multiplex = opts.multiplex === true && auth.transport === 'ssh' && Buffer.byteLength(control) < 100;
   try {
     if (auth.transport === 'https') {
       const basic = Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
@@ -203,10 +220,45 @@ export async function withAuth<T>(auth: GitAuth, protocols: readonly string[], f
       '-o ConnectTimeout=15',
       '-o ServerAliveInterval=15',
       '-o ServerAliveCountMax=2',
+      ...(multiplex ? ['-o ControlMaster=auto', `-o ControlPath=${shellQuote(control)}`, `-o ControlPersist=${CONTROL_PERSIST}`] : []),
     ].join(' ');
     return await fn(env);
   } finally {
+    if (multiplex) await endMaster(control).catch(() => undefined);
     await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** sshControl runs an ssh control command (-O check, -O exit) against a control socket, with a deadline of its own. */
+function sshControl(control: string, op: 'check' | 'exit'): Promise<{ ok: boolean; text: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      'ssh',
+      ['-F', '/dev/null', '-o', `ControlPath=${control}`, '-O', op, 'fbo-control'],
+      { timeout: 5_000, killSignal: 'SIGKILL', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', LC_ALL: 'C' } },
+      (err, stdout, stderr) => resolve({ ok: !err, text: `${stdout}\n${stderr}` }),
+    );
+  });
+}
+
+/**
+ * endMaster ends the shared SSH connection of a control socket, if one is running: it asks the master to
+ * exit, and kills it when it is still there a second later (it is checked to be that socket's master, by its
+ * process title, before any signal is sent).
+ */
+export async function endMaster(control: string): Promise<void> {
+  if (!(await lstat(control).then((st) => st.isSocket(), () => false))) return;
+  const pid = Number(/pid=(\d+)/.exec((await sshControl(control, 'check')).text)?.[1] ?? NaN);
+  await sshControl(control, 'exit');
+  if (!Number.isInteger(pid) || pid <= 1) return;
+  const ours = async () => (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes(control);
+  for (let waited = 0; waited < 1000 && (await ours()); waited += 50) await new Promise((r) => setTimeout(r, 50));
+  if (await ours()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone meanwhile */
+    }
   }
 }
 
@@ -241,6 +293,7 @@ export async function sweepKeyFolders(): Promise<number> {
     const before = st.mtimeMs < started;
     const stale = Date.now() - st.mtimeMs > STALE_AFTER_MS || (before && (Number.isNaN(pid) || pid === process.pid || !alive(pid)));
     if (!stale) continue;
+    await endMaster(join(path, CONTROL_SOCKET)).catch(() => undefined);
     await rm(path, { recursive: true, force: true });
     removed++;
   }

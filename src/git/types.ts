@@ -23,6 +23,8 @@ export interface UpdateRequest {
 export interface UpdateResult {
   head: string;
   pushed: boolean;
+  /** attempts is how many fetches it took: more than 1 when pushes lost races to other writers first. */
+  attempts: number;
 }
 
 /** RepositoriesOptions are the limits of Repositories; every field has a default. */

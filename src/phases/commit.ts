@@ -17,8 +17,9 @@ export async function commitManifests(ctx: Context, creds: PushCredentials, know
   const auth: GitAuth = creds.transport === 'ssh' ? { transport: 'ssh', privateKey: creds.privateKey, knownHosts } : creds;
   let head: string;
   let pushed: boolean;
+  let attempts: number;
   try {
-    ({ head, pushed } = await ctx.repos.update({
+    ({ head, pushed, attempts } = await ctx.repos.update({
       url: opts.git.url,
       branch: opts.git.branch,
       auth,
@@ -35,7 +36,7 @@ export async function commitManifests(ctx: Context, creds: PushCredentials, know
     const hint = err instanceof GitError && err.kind === 'auth' ? `; the credentials in Secret ${opts.git.secretName} need write access` : '';
     throw gitPhaseError(err, hint);
   }
-  if (pushed) ctx.log.info({ commit: head, branch: opts.git.branch }, 'pushed the flux-system manifests');
+  if (pushed) ctx.log.info({ commit: head, branch: opts.git.branch, attempts }, 'pushed the flux-system manifests');
   // A push with the spec unchanged since the last one means someone changed the files in git: said, not silent.
   if (pushed && cb.status?.lastPushedCommit && cb.status.observedGeneration === cb.metadata.generation)
     await ctx.record('Warning', 'DriftRepaired', `restored ${opts.git.path}/flux-system in the repository: it was changed outside the operator (commit ${head})`);
