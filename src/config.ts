@@ -31,7 +31,7 @@ export interface Config {
 /** OPTIONS documents each setting: flag name, environment variable, default. The README's table mirrors it. */
 export const OPTIONS = {
   'watch-namespaces': { env: 'WATCH_NAMESPACES', default: '', help: 'comma-separated namespaces to watch; empty watches all' },
-  concurrency: { env: 'CONCURRENCY', default: '4', help: 'ClusterBootstraps reconciled in parallel' },
+  concurrency: { env: 'CONCURRENCY', default: '16', help: 'ClusterBootstraps reconciled in parallel' },
   'resync-period': { env: 'RESYNC_PERIOD', default: '10m', help: 'how often a Ready ClusterBootstrap is checked again' },
   'log-level': { env: 'LOG_LEVEL', default: 'info', help: 'debug, info, warn or error' },
   'leader-elect': { env: 'LEADER_ELECT', default: 'true', help: 'hold a Lease so that one replica reconciles at a time' },
