@@ -38,7 +38,28 @@ export interface ComponentObject {
   [k: string]: any;
 }
 
-/** componentObjects parses the rendered gotk-components.yaml into objects, as Flux's install applies them. */
+const parsed = new Map<string, ComponentObject[]>();
+
+/**
+ * componentObjects parses the rendered gotk-components.yaml into objects, as Flux's install applies them. The
+ * objects of the last few option sets are kept, frozen, and shared by every caller: a fleet on one set of options
+ * parses them once, not once per cluster and pass.
+ */
 export function componentObjects(opts: ComponentsOptions): ComponentObject[] {
-  return (yaml.loadAll(componentsFor(opts)) as ComponentObject[]).filter((o) => o && o.kind);
+  const key = JSON.stringify(opts);
+  let objects = parsed.get(key);
+  if (!objects) {
+    objects = deepFreeze((yaml.loadAll(componentsFor(opts)) as ComponentObject[]).filter((o) => o && o.kind));
+    if (parsed.size >= 8) parsed.delete(parsed.keys().next().value!);
+    parsed.set(key, objects);
+  }
+  return objects;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
 }
