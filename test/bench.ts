@@ -51,14 +51,14 @@ function optionsFor(url: string, path: string) {
 }
 
 /** fleet starts N fresh targets numbered from `first`; `stop` ends them so that the next round has the machine to itself. */
-async function fleet(env: LabEnv, first: number): Promise<{ targets: LabTarget[]; stop: () => Promise<void> }> {
+async function fleet(env: LabEnv, first: number): Promise<{ targets: LabTarget[]; cpu: () => number; stop: () => Promise<void> }> {
   const indexes = Array.from({ length: N }, (_, k) => first + k);
   const t0 = performance.now();
   await Promise.all(indexes.map((i) => makeTargetPki(env.LAB_DIR, i)));
   const targets = await startTargets(env.LAB_DIR, env.LAB_BIN, env.LAB_ETCD_URL, indexes, { log: () => {} });
   say(`${N} targets up in ${seconds(performance.now() - t0)} s`);
-  await settle(env, indexes);
-  return { targets, stop: () => stopProcesses(env.LAB_DIR, indexes.flatMap(targetProcesses)) };
+  const pids = await settle(env, indexes);
+  return { targets, cpu: () => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0), stop: () => stopProcesses(env.LAB_DIR, indexes.flatMap(targetProcesses)) };
 }
 
 /**
@@ -66,7 +66,7 @@ async function fleet(env: LabEnv, first: number): Promise<{ targets: LabTarget[]
  * after /readyz answers — so that no round pays for the start of its targets: until they use less than a tenth of
  * a core together over a second (at most a minute).
  */
-async function settle(env: LabEnv, indexes: number[]): Promise<void> {
+async function settle(env: LabEnv, indexes: number[]): Promise<number[]> {
   const pids = indexes.map((i) => running(env.LAB_DIR, `${targetName(i)}-apiserver`)).filter((p): p is number => p !== undefined);
   const t0 = performance.now();
   let last = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
@@ -78,6 +78,7 @@ async function settle(env: LabEnv, indexes: number[]): Promise<void> {
     if (busy < 0.1) break;
   }
   say(`targets settled in ${seconds(performance.now() - t0)} s`);
+  return pids;
 }
 
 /** A clone of the bench repository with the lab's writer key, and what has been pushed to it by the bench itself. */
@@ -262,23 +263,29 @@ try {
   say('seed procedure');
   let round = await fleet(env, 1);
   const seedStart = performance.now();
+  let cpu0 = round.cpu();
   outsider.push(...(await seed(env, url, round.targets)));
   const seedMs = performance.now() - seedStart;
+  const seedTargetCpu = round.cpu() - cpu0;
   const seedApplied = await allApplied(round.targets);
   await round.stop();
 
   say('floor');
   round = await fleet(env, N + 1);
   const floorStart = performance.now();
+  cpu0 = round.cpu();
   outsider.push(await floor(url, round.targets));
   const floorMs = performance.now() - floorStart;
+  const floorTargetCpu = round.cpu() - cpu0;
   const floorApplied = await allApplied(round.targets);
   await round.stop();
 
   say('operator');
   round = await fleet(env, 2 * N + 1);
   const before = Number(git(['rev-list', '--count', 'main'], workClone(url)));
+  cpu0 = round.cpu();
   const op = await operatorRound(env, url, round.targets);
+  const operatorTargetCpu = round.cpu() - cpu0;
   const operatorApplied = await allApplied(round.targets);
   await round.stop();
 
@@ -316,6 +323,7 @@ try {
   row('seed procedure, one cluster after another', `${result.seed_s} s`);
   row('floor: parallel server-side apply + one push', `${result.floor_s} s`);
   row('operator: ClusterBootstrapSet to all Applied', `${result.operator_s} s (p50 ${result.p50_s} s, p95 ${result.p95_s} s)`);
+  row(`CPU of the ${N} target API servers: seed, floor, operator`, `${seedTargetCpu.toFixed(1)} s, ${floorTargetCpu.toFixed(1)} s, ${operatorTargetCpu.toFixed(1)} s`);
   row('seed / operator', result.ratio);
   row('operator / floor', result.floor_ratio);
   row('operator commits for the set', pushes);

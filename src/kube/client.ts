@@ -71,6 +71,22 @@ interface Resource {
   namespaced: boolean;
 }
 
+/** METADATA_ONLY asks the API server to answer with a PartialObjectMetadata instead of the whole object. */
+const METADATA_ONLY = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json';
+
+const serialized = new WeakMap<object, string>();
+
+/**
+ * serialize writes a request body as JSON; a frozen object (Flux's component objects, shared by every cluster)
+ * is written once and its JSON shared by every request that sends it.
+ */
+function serialize(body: unknown): string {
+  if (typeof body !== 'object' || body === null || !Object.isFrozen(body)) return JSON.stringify(body);
+  let json = serialized.get(body);
+  if (json === undefined) serialized.set(body, (json = JSON.stringify(body)));
+  return json;
+}
+
 /**
  * KubeClient is a small REST client on top of client-node's KubeConfig (which handles every auth method).
  * It sends objects as JSON exactly as given — client-node's typed serialiser drops fields its models do
@@ -151,12 +167,12 @@ export class KubeClient {
    * ends by the deadline whatever the server does; GET and DELETE are tried again (at most maxAttempts times,
    * never past the deadline) after a 429, a 5xx or a lost connection, waiting as Retry-After asks.
    */
-  async request<T = any>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
-    const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+  async request<T = any>(method: string, path: string, body?: unknown, contentType = 'application/json', accept = 'application/json'): Promise<T> {
+    const payload = body === undefined ? undefined : typeof body === 'string' ? body : serialize(body);
     const deadline = Date.now() + this.#timeoutMs;
     for (let attempt = 1; ; attempt++) {
       try {
-        const value = await this.#send<T>(method, path, payload, contentType, deadline);
+        const value = await this.#send<T>(method, path, payload, contentType, accept, deadline);
         this.#onResponse?.(method, new URL(this.server).host, '200');
         return value;
       } catch (err) {
@@ -177,11 +193,11 @@ export class KubeClient {
   }
 
   /** send makes one try of a call, ending it at the deadline or when the answer outgrows the cap. */
-  async #send<T>(method: string, path: string, payload: string | undefined, contentType: string, deadline: number): Promise<T> {
+  async #send<T>(method: string, path: string, payload: string | undefined, contentType: string, accept: string, deadline: number): Promise<T> {
     const what = `${method} ${path}`;
     const timedOut = () => new KubeError(0, 'Timeout', `${what}: no complete answer from ${this.server} within ${this.#timeoutMs} ms`);
     const url = new URL(this.server + path);
-    const opts: https.RequestOptions = { method, headers: { Accept: 'application/json' } };
+    const opts: https.RequestOptions = { method, headers: { Accept: accept } };
     try {
       await withDeadline(this.#authorize(opts), deadline, timedOut);
     } catch (cause) {
@@ -271,10 +287,11 @@ export class KubeClient {
   }
 
   /** apply server-side applies an object under the client's field manager (or `opts.fieldManager`), forcing conflicts. */
-  async apply<T extends KubeObject>(obj: T, opts: { fieldManager?: string; force?: boolean } = {}): Promise<T> {
+  async apply<T extends KubeObject>(obj: T, opts: { fieldManager?: string; force?: boolean; metadataOnly?: boolean } = {}): Promise<T> {
     const path = await this.resourcePath(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
     const query = `?fieldManager=${encodeURIComponent(opts.fieldManager ?? this.fieldManager)}&force=${opts.force ?? true}`;
-    return this.request<T>('PATCH', path + query, obj, 'application/apply-patch+yaml');
+    // metadataOnly asks the server to answer with the object's metadata alone (a CRD's answer is hundreds of KB).
+    return this.request<T>('PATCH', path + query, obj, 'application/apply-patch+yaml', opts.metadataOnly ? METADATA_ONLY : undefined);
   }
 
   /** get reads an object, or returns undefined when it does not exist. */

@@ -32,12 +32,14 @@ export async function applyToTarget(ctx: Context, target: KubeClient, secretData
       if (missing) drifted.push(`${missing} (missing: Flux's components applied again)`);
       const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition');
       // What can go together goes together: all CRDs, then the namespace, then the rest.
-      await Promise.all(crds.map((crd) => target.apply(crd)));
-      await waitEstablished(target, crds.map((c) => c.metadata.name));
+      // Only the metadata comes back: a CRD's whole answer is hundreds of KB, times every target at once.
+      const apply = (o: KubeObject) => target.apply(o, { metadataOnly: true });
+      await Promise.all(crds.map(apply));
+      await waitEstablished(target, crds);
       target.forget();
       const rest = objects.filter((o) => o.kind !== 'CustomResourceDefinition');
-      for (const o of rest.filter((o) => o.kind === 'Namespace')) await target.apply(o);
-      await Promise.all(rest.filter((o) => o.kind !== 'Namespace').map((o) => target.apply(o)));
+      for (const o of rest.filter((o) => o.kind === 'Namespace')) await apply(o);
+      await Promise.all(rest.filter((o) => o.kind !== 'Namespace').map(apply));
     }
     await target.apply(secret);
     await Promise.all(sync.map((o) => target.apply(o)));
@@ -116,14 +118,27 @@ async function handOver(target: KubeClient, objects: KubeObject[]): Promise<void
   );
 }
 
-async function waitEstablished(target: KubeClient, names: string[]): Promise<void> {
+/**
+ * waitEstablished waits until the API server serves every CRD's kinds: the discovery document of each group
+ * version lists a CRD's resource only once the CRD is Established, and is a few KB where the CRD is hundreds.
+ */
+async function waitEstablished(target: KubeClient, crds: KubeObject[]): Promise<void> {
   const deadline = Date.now() + ESTABLISH_TIMEOUT_MS;
-  for (const name of names) {
-    for (;;) {
-      const crd = await target.get('apiextensions.k8s.io/v1', 'CustomResourceDefinition', undefined, name);
-      if (crd?.status?.conditions?.some((c: any) => c.type === 'Established' && c.status === 'True')) break;
-      if (Date.now() > deadline) throw new PhaseError(Reasons.ApplyFailed, `CRD ${name} is not Established after ${ESTABLISH_TIMEOUT_MS / 1000} s`);
-      await new Promise((r) => setTimeout(r, 250));
+  const wanted = new Map<string, { plural: string; crd: string }[]>();
+  for (const crd of crds)
+    for (const v of (crd.spec?.versions ?? []).filter((v: any) => v.served)) {
+      const path = `/apis/${crd.spec.group}/${v.name}`;
+      wanted.set(path, [...(wanted.get(path) ?? []), { plural: crd.spec.names.plural, crd: crd.metadata.name }]);
     }
-  }
+  await Promise.all(
+    [...wanted].map(async ([path, resources]) => {
+      for (;;) {
+        const doc = await target.request('GET', path).catch((err) => (err instanceof KubeError && err.code === 404 ? undefined : Promise.reject(err)));
+        const missing = resources.filter((r) => !doc?.resources?.some((s: any) => s.name === r.plural));
+        if (missing.length === 0) return;
+        if (Date.now() > deadline) throw new PhaseError(Reasons.ApplyFailed, `CRD ${missing[0].crd} is not Established after ${ESTABLISH_TIMEOUT_MS / 1000} s`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }),
+  );
 }
