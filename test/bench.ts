@@ -202,7 +202,11 @@ async function operatorRound(env: LabEnv, url: string, targets: LabTarget[]) {
     await secret(ns, `fleet-${t.index}-kubeconfig`, { value: readFileSync(t.kubeconfig, 'utf8') }).then(() =>
       mgmt().request('PATCH', `/api/v1/namespaces/${ns}/secrets/fleet-${t.index}-kubeconfig`, { metadata: { labels: { fleet: 'bench' } } }, 'application/merge-patch+json'),
     );
-  const operator = await startOperator({ namespaces: [ns], args: [`--log-level=${process.env.BENCH_LOG_LEVEL ?? 'info'}`] });
+  const operator = await startOperator({
+    namespaces: [ns],
+    args: [`--log-level=${process.env.BENCH_LOG_LEVEL ?? 'info'}`],
+    nodeArgs: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+  });
   const client = mgmt();
   const authorized = new Set<string>();
   const appliedAt = new Map<string, number>();

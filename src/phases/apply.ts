@@ -9,30 +9,32 @@ import type { FluxSecret, Step } from './types.ts';
 
 const ESTABLISH_TIMEOUT_MS = 60_000;
 
+/** Components is what applyComponents found: whether Flux manages its own components, and what had drifted. */
+export interface Components {
+  target: KubeClient;
+  selfManaged: boolean;
+  drifted: string[];
+}
+
 /**
- * applyToTarget server-side applies, in order: the CRDs (waiting until Established), the namespace and the
- * rest of the components — only until Flux manages itself — then Flux's git Secret and the sync objects
- * (the GitRepository asked to fetch again at `refetchAt`, when a rotation switched Flux's key).
+ * applyComponents server-side applies Flux's components — the CRDs (waiting until they are served), the
+ * namespace, then the rest — only until Flux manages itself; from then on it hands their fields over to Flux.
+ * It needs nothing from git, so the pipeline runs it while the repository side is made ready.
  */
-export async function applyToTarget(ctx: Context, target: KubeClient, secretData: FluxSecret, refetchAt?: string): Promise<Step> {
+export async function applyComponents(ctx: Context, target: KubeClient): Promise<Step<Components>> {
   const { opts } = ctx;
   try {
-    const secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: opts.sync.secretName, namespace: opts.sync.namespace }, type: 'Opaque', stringData: secretData };
-    // After a key rotation, Flux is asked to fetch again at once with its new key.
-    const sync = syncObjects(opts.sync).map((o) =>
-      refetchAt && o.kind === 'GitRepository' ? { ...o, metadata: { ...o.metadata, annotations: { [RECONCILE_REQUESTED_AT]: refetchAt } } } : o,
-    ) as KubeObject[];
     const namespace: KubeObject = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: opts.flux.namespace } };
     // Once applied, what is missing or changed is drift: looked at before anything is applied again.
-    const drifted = wasApplied(ctx) ? await drift(target, [namespace, secret, ...sync]) : [];
+    const drifted = wasApplied(ctx) ? await drift(target, [namespace]) : [];
     const { selfManaged, missing } = await fluxManagesItself(ctx, target);
     const objects = componentObjects(opts.flux);
     if (selfManaged) await handOver(target, objects);
     else {
       if (missing) drifted.push(`${missing} (missing: Flux's components applied again)`);
       const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition');
-      // What can go together goes together: all CRDs, then the namespace, then the rest.
-      // Only the metadata comes back: a CRD's whole answer is hundreds of KB, times every target at once.
+      // What can go together goes together: all CRDs, then the namespace, then the rest. Only the metadata
+      // comes back: a CRD's whole answer is hundreds of KB, times every target at once.
       const apply = (o: KubeObject) => target.apply(o, { metadataOnly: true });
       await Promise.all(crds.map(apply));
       await waitEstablished(target, crds);
@@ -41,6 +43,26 @@ export async function applyToTarget(ctx: Context, target: KubeClient, secretData
       for (const o of rest.filter((o) => o.kind === 'Namespace')) await apply(o);
       await Promise.all(rest.filter((o) => o.kind !== 'Namespace').map(apply));
     }
+    return { result: { target, selfManaged, drifted } };
+  } catch (err) {
+    throw applyError(err);
+  }
+}
+
+/**
+ * applySync applies Flux's git Secret and the sync objects (the GitRepository asked to fetch again at
+ * `refetchAt`, when a rotation switched Flux's key), once the components are there and the commit is pushed.
+ */
+export async function applySync(ctx: Context, components: Components, secretData: FluxSecret, refetchAt?: string): Promise<Step> {
+  const { opts } = ctx;
+  const { target, selfManaged } = components;
+  try {
+    const secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: opts.sync.secretName, namespace: opts.sync.namespace }, type: 'Opaque', stringData: secretData };
+    // After a key rotation, Flux is asked to fetch again at once with its new key.
+    const sync = syncObjects(opts.sync).map((o) =>
+      refetchAt && o.kind === 'GitRepository' ? { ...o, metadata: { ...o.metadata, annotations: { [RECONCILE_REQUESTED_AT]: refetchAt } } } : o,
+    ) as KubeObject[];
+    const drifted = [...components.drifted, ...(wasApplied(ctx) ? await drift(target, [secret, ...sync]) : [])];
     await target.apply(secret);
     await Promise.all(sync.map((o) => target.apply(o)));
     if (drifted.length > 0) await ctx.record('Warning', 'DriftRepaired', `repaired in the target cluster: ${drifted.join(', ')}`);
@@ -49,10 +71,14 @@ export async function applyToTarget(ctx: Context, target: KubeClient, secretData
       message: selfManaged ? 'identity and sync applied; Flux manages its components from git' : `Flux ${opts.flux.version} components, identity and sync applied`,
     };
   } catch (err) {
-    if (err instanceof PhaseError) throw err;
-    const reason = err instanceof KubeError && err.code === 0 ? Reasons.TargetUnreachable : Reasons.ApplyFailed;
-    throw new PhaseError(reason, 'applying Flux to the target cluster failed', { cause: err });
+    throw applyError(err);
   }
+}
+
+function applyError(err: unknown): PhaseError {
+  if (err instanceof PhaseError) return err;
+  const reason = err instanceof KubeError && err.code === 0 ? Reasons.TargetUnreachable : Reasons.ApplyFailed;
+  return new PhaseError(reason, 'applying Flux to the target cluster failed', { cause: err });
 }
 
 /** wasApplied is true when the last reconcile found Flux's objects applied: from then on a difference is drift. */

@@ -164,9 +164,12 @@ export async function startOperator(opts: {
   leaseNamespace?: string;
   workDir?: string;
   args?: string[];
+  /** nodeArgs go to node before the script (V8 flags, say). */
+  nodeArgs?: string[];
 }): Promise<RunningOperator> {
   const [metricsPort, healthPort] = await freePorts(2);
   const args = [
+    ...(opts.nodeArgs ?? []),
     join(PROJECT_ROOT, 'src', 'main.ts'),
     `--watch-namespaces=${opts.namespaces.join(',')}`,
     `--metrics-addr=127.0.0.1:${metricsPort}`,
