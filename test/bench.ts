@@ -26,6 +26,8 @@ import { labDown, labUp, type LabEnv } from './lab/lab.ts';
 import { makeTargetPki, startTargets, targetName, targetProcesses, type LabTarget } from './lab/fleet.ts';
 import { run, running, stopProcesses } from './lab/process.ts';
 
+/** ROUNDS are the ways measured (BENCH_ROUNDS, comma-separated; all three by default): `operator` alone is quick to iterate on. */
+const ROUNDS = (process.env.BENCH_ROUNDS ?? 'seed,floor,operator').split(',');
 const { values } = parseArgs({ options: { clusters: { type: 'string', default: process.env.BENCH_CLUSTERS ?? '20' } } });
 const N = Number(values.clusters);
 if (!Number.isInteger(N) || N < 1) throw new Error(`--clusters must be a positive whole number, not ${values.clusters}`);
@@ -40,7 +42,7 @@ const VERSION = 'v2.9.4';
 /** OPERATOR_LOG keeps the operator's log lines of the last run, to read where its time went. */
 const OPERATOR_LOG = join(tmpdir(), 'fbo-bench-operator.log');
 const say = (line: string) => process.stderr.write(`[bench] ${line}\n`);
-const row = (what: string, value: string | number) => console.log(`${what.padEnd(58)} ${value}`);
+const row = (what: string, value: string | number | null) => console.log(`${what.padEnd(58)} ${value ?? '-'}`);
 const seconds = (ms: number) => Math.round(ms / 10) / 100;
 const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(q * xs.length) - 1)];
 
@@ -264,34 +266,26 @@ try {
   const url = await createRepoUrl('bench');
   const outsider: string[] = [];
 
-  say('seed procedure');
-  let round = await fleet(env, 1);
-  const seedStart = performance.now();
-  let cpu0 = round.cpu();
-  outsider.push(...(await seed(env, url, round.targets)));
-  const seedMs = performance.now() - seedStart;
-  const seedTargetCpu = round.cpu() - cpu0;
-  const seedApplied = await allApplied(round.targets);
-  await round.stop();
-
-  say('floor');
-  round = await fleet(env, N + 1);
-  const floorStart = performance.now();
-  cpu0 = round.cpu();
-  outsider.push(await floor(url, round.targets));
-  const floorMs = performance.now() - floorStart;
-  const floorTargetCpu = round.cpu() - cpu0;
-  const floorApplied = await allApplied(round.targets);
-  await round.stop();
-
-  say('operator');
-  round = await fleet(env, 2 * N + 1);
+  /** round runs one way of bootstrapping on N fresh targets numbered from `first`, timed, and checks the targets after. */
+  const round = async <T>(name: string, first: number, fn: (targets: LabTarget[]) => Promise<T>) => {
+    if (!ROUNDS.includes(name)) return undefined;
+    say(name);
+    const f = await fleet(env, first);
+    const cpu0 = f.cpu();
+    const t0 = performance.now();
+    const value = await fn(f.targets);
+    const ms = performance.now() - t0;
+    const targetCpu = f.cpu() - cpu0;
+    const applied = await allApplied(f.targets);
+    await f.stop();
+    return { value, ms, targetCpu, applied };
+  };
+  const seeded = await round('seed', 1, (targets) => seed(env, url, targets));
+  const floored = await round('floor', N + 1, (targets) => floor(url, targets));
+  outsider.push(...(seeded?.value ?? []), ...(floored ? [floored.value] : []));
   const before = Number(git(['rev-list', '--count', 'main'], workClone(url)));
-  cpu0 = round.cpu();
-  const op = await operatorRound(env, url, round.targets);
-  const operatorTargetCpu = round.cpu() - cpu0;
-  const operatorApplied = await allApplied(round.targets);
-  await round.stop();
+  const operated = (await round('operator', 2 * N + 1, (targets) => operatorRound(env, url, targets)))!;
+  const op = { ...operated.value, elapsed: operated.ms };
 
   const check = workClone(url);
   const lost = outsider.filter((sha) => {
@@ -303,7 +297,7 @@ try {
     }
   }).length;
   const range = (first: number, prefix: string) => Array.from({ length: N }, (_, k) => `clusters/${prefix}-${first + k}`);
-  const paths = [...range(1, 'seed'), ...range(N + 1, 'floor'), ...range(2 * N + 1, 'fleet')];
+  const paths = [...(seeded ? range(1, 'seed') : []), ...(floored ? range(N + 1, 'floor') : []), ...range(2 * N + 1, 'fleet')];
   const tree = new Set(git(['ls-tree', '-r', '--name-only', 'main'], check).split('\n'));
   const missingFiles = paths.filter((p) => !['gotk-components.yaml', 'gotk-sync.yaml', 'kustomization.yaml'].every((f) => tree.has(`${p}/flux-system/${f}`)));
   const pushes = Number(git(['rev-list', '--count', 'main'], check)) - before;
@@ -311,23 +305,23 @@ try {
   const result = {
     clusters: N,
     operator_s: seconds(op.elapsed),
-    seed_s: seconds(seedMs),
-    ratio: Math.round((seedMs / op.elapsed) * 10) / 10,
-    floor_s: seconds(floorMs),
-    floor_ratio: Math.round((op.elapsed / floorMs) * 100) / 100,
+    seed_s: seeded ? seconds(seeded.ms) : null,
+    ratio: seeded ? Math.round((seeded.ms / op.elapsed) * 10) / 10 : null,
+    floor_s: floored ? seconds(floored.ms) : null,
+    floor_ratio: floored ? Math.round((op.elapsed / floored.ms) * 100) / 100 : null,
     p50_s: seconds(quantile(op.each, 0.5)),
     p95_s: seconds(quantile(op.each, 0.95)),
     pushes,
     peak_rss_mib: Math.round(op.stats.peakRssMiB),
     cpu_s: Math.round(op.stats.cpuS * 10) / 10,
     lost_commits: lost,
-    all_applied: seedApplied && floorApplied && operatorApplied && missingFiles.length === 0,
+    all_applied: (seeded?.applied ?? true) && (floored?.applied ?? true) && operated.applied && missingFiles.length === 0,
   };
   console.log(`\n# ${N} clusters from one repository, each way on ${N} fresh lab targets`);
   row('seed procedure, one cluster after another', `${result.seed_s} s`);
   row('floor: parallel server-side apply + one push', `${result.floor_s} s`);
   row('operator: ClusterBootstrapSet to all Applied', `${result.operator_s} s (p50 ${result.p50_s} s, p95 ${result.p95_s} s)`);
-  row(`CPU of the ${N} target API servers: seed, floor, operator`, `${seedTargetCpu.toFixed(1)} s, ${floorTargetCpu.toFixed(1)} s, ${operatorTargetCpu.toFixed(1)} s`);
+  row(`CPU of the ${N} target API servers: seed, floor, operator`, [seeded, floored, operated].map((r) => (r ? `${r.targetCpu.toFixed(1)} s` : '-')).join(', '));
   row('seed / operator', result.ratio);
   row('operator / floor', result.floor_ratio);
   row('operator commits for the set', pushes);
