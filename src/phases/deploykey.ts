@@ -1,4 +1,4 @@
-import { Reasons } from '../api/conditions.ts';
+import { ConditionTypes as C, Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
 import { GitError, redact, type GitAuth } from '../git/repository.ts';
 import type { Context } from './context.ts';
@@ -41,10 +41,20 @@ export async function authorizeFlux(ctx: Context, identity: Identity, push: Push
     await explainRefusal(ctx, pushAuth);
     throw new PhaseError(Reasons.DeployKeyNotAuthorized, `register this public key as a read-only deploy key of ${redact(url)}: ${identity.publicKey}`, {
       cause: err,
-      retryAfterMs: 15_000,
+      retryAfterMs: untilNextLook(ctx),
     });
   }
   return { result: { identity: identity.privateKey, 'identity.pub': identity.publicKey, known_hosts: knownHosts }, message: `Flux's key can read ${redact(url)}` };
+}
+
+/**
+ * untilNextLook is how long to wait before trying Flux's key again: soon after it was published (a git host's API
+ * or a person registers it within seconds), then less and less often — half the time waited so far, 2 to 30 s.
+ */
+function untilNextLook(ctx: Context): number {
+  const waiting = ctx.cb.status?.conditions?.find((c) => c.type === C.DeployKeyAuthorized && c.status === 'False' && c.reason === Reasons.DeployKeyNotAuthorized);
+  const waitedMs = waiting ? Date.now() - Date.parse(waiting.lastTransitionTime ?? '') : 0;
+  return Math.min(30_000, Math.max(2_000, Number.isFinite(waitedMs) ? waitedMs / 2 : 0));
 }
 
 /** explainRefusal tells a missing repository and unusable push credentials apart from a key not yet registered: git hosts answer "not found" to all three. */
