@@ -33,12 +33,16 @@ export class SecretWatch {
   readonly #seen = new Map<string, string>();
   readonly #o: SecretWatchOptions;
   #running = false;
+  /** #looked is set once a first look has recorded the versions of the Secrets then in use. */
+  #looked = false;
 
   constructor(opts: SecretWatchOptions) {
     this.#o = opts;
   }
 
+  /** start looks at once — what it sees then is the baseline, which the first reconciles read too — then every period. */
   start(): void {
+    void this.tick();
     setInterval(() => void this.tick(), this.#o.periodMs).unref();
   }
 
@@ -63,11 +67,14 @@ export class SecretWatch {
         if (version === undefined) continue;
         const before = this.#seen.get(key);
         this.#seen.set(key, version);
-        if (before !== undefined && before !== version) {
+        // A Secret first seen after the first look belongs to a new ClusterBootstrap, whose first reconcile may
+        // have read an older version: it is looked at once more.
+        if (before === undefined ? this.#looked : before !== version) {
           this.#o.log.debug({ secret: key, clusterBootstraps: cbs }, 'a referenced Secret changed');
           for (const cb of cbs) this.#o.enqueue(cb);
         }
       }
+      this.#looked = true;
     } finally {
       this.#running = false;
     }
