@@ -9,6 +9,15 @@ import type { FluxSecret, Step } from './types.ts';
 
 const ESTABLISH_TIMEOUT_MS = 60_000;
 
+/**
+ * appliedBeforeSync remembers, per ClusterBootstrap, the components applied by a pass that has not reached the
+ * sync objects yet — one waiting for its deploy key retries every few seconds, and applying Flux's CRDs again
+ * each time costs the target's API server as much as the first time. A pass that applies the sync objects
+ * forgets it, so from then on every pass applies (and so repairs) the components as before.
+ */
+const appliedBeforeSync = new Map<string, { key: string; at: number }>();
+const PENDING_TTL_MS = 10 * 60_000;
+
 /** Components is what applyComponents found: whether Flux manages its own components, and what had drifted. */
 export interface Components {
   target: KubeClient;
@@ -23,6 +32,10 @@ export interface Components {
  */
 export async function applyComponents(ctx: Context, target: KubeClient): Promise<Step<Components>> {
   const { opts } = ctx;
+  // Applied by a pass that then waited on the repository side (a deploy key not yet registered): not again.
+  const key = `${target.server}|${JSON.stringify(opts.flux)}`;
+  const pending = appliedBeforeSync.get(ctx.cb.metadata.uid);
+  if (pending?.key === key && Date.now() - pending.at < PENDING_TTL_MS) return { result: { target, selfManaged: false, drifted: [] } };
   try {
     const namespace: KubeObject = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: opts.flux.namespace } };
     // Once applied, what is missing or changed is drift: looked at before anything is applied again.
@@ -42,6 +55,8 @@ export async function applyComponents(ctx: Context, target: KubeClient): Promise
       const rest = objects.filter((o) => o.kind !== 'CustomResourceDefinition');
       for (const o of rest.filter((o) => o.kind === 'Namespace')) await apply(o);
       await Promise.all(rest.filter((o) => o.kind !== 'Namespace').map(apply));
+      if (appliedBeforeSync.size >= 4096) appliedBeforeSync.delete(appliedBeforeSync.keys().next().value!);
+      appliedBeforeSync.set(ctx.cb.metadata.uid, { key, at: Date.now() });
     }
     return { result: { target, selfManaged, drifted } };
   } catch (err) {
@@ -65,6 +80,7 @@ export async function applySync(ctx: Context, components: Components, secretData
     const drifted = [...components.drifted, ...(wasApplied(ctx) ? await drift(target, [secret, ...sync]) : [])];
     await target.apply(secret);
     await Promise.all(sync.map((o) => target.apply(o)));
+    appliedBeforeSync.delete(ctx.cb.metadata.uid);
     if (drifted.length > 0) await ctx.record('Warning', 'DriftRepaired', `repaired in the target cluster: ${drifted.join(', ')}`);
     return {
       result: undefined,
