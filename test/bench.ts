@@ -283,7 +283,8 @@ try {
   const seeded = await round('seed', 1, (targets) => seed(env, url, targets));
   const floored = await round('floor', N + 1, (targets) => floor(url, targets));
   outsider.push(...(seeded?.value ?? []), ...(floored ? [floored.value] : []));
-  const before = Number(git(['rev-list', '--count', 'main'], workClone(url)));
+  const commits = (clone: string) => Number(git(['rev-list', '--count', '--all'], clone) || 0);
+  const before = commits(workClone(url));
   const operated = (await round('operator', 2 * N + 1, (targets) => operatorRound(env, url, targets)))!;
   const op = { ...operated.value, elapsed: operated.ms };
 
@@ -300,7 +301,7 @@ try {
   const paths = [...(seeded ? range(1, 'seed') : []), ...(floored ? range(N + 1, 'floor') : []), ...range(2 * N + 1, 'fleet')];
   const tree = new Set(git(['ls-tree', '-r', '--name-only', 'main'], check).split('\n'));
   const missingFiles = paths.filter((p) => !['gotk-components.yaml', 'gotk-sync.yaml', 'kustomization.yaml'].every((f) => tree.has(`${p}/flux-system/${f}`)));
-  const pushes = Number(git(['rev-list', '--count', 'main'], check)) - before;
+  const pushes = commits(check) - before;
 
   const result = {
     clusters: N,
