@@ -9,6 +9,7 @@ import type { Context } from '../phases/context.ts';
 import { bootstrap, type RunPhase } from '../phases/pipeline.ts';
 import { connectTarget } from '../phases/target.ts';
 import { uninstallFlux } from '../phases/uninstall.ts';
+import { componentsSettled } from '../phases/apply.ts';
 import { mergePatchOf } from '../kube/objects.ts';
 import { unregisterDeployKeys } from '../phases/deploykey.ts';
 import { identitySecretName } from '../phases/identity.ts';
@@ -185,6 +186,7 @@ export class Reconciler {
       await ctx.record('Warning', 'UninstallSkipped', `${errorMessage(err)}: Flux was not uninstalled`);
       return;
     }
+    await componentsSettled(ctx.cb.metadata.uid);
     await uninstallFlux(ctx, target);
   }
 

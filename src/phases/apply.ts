@@ -18,6 +18,13 @@ const ESTABLISH_TIMEOUT_MS = 60_000;
 const appliedBeforeSync = new Map<string, { key: string; at: number }>();
 const PENDING_TTL_MS = 10 * 60_000;
 
+/**
+ * inFlight holds the component applies running per ClusterBootstrap. A pass that fails on the repository side
+ * ends at once — its status (the public key to register) should not wait for a target that takes its time —
+ * and leaves its apply running; the next pass joins it rather than starting another.
+ */
+const inFlight = new Map<string, { key: string; done: Promise<Step<Components>> }>();
+
 /** Components is what applyComponents found: whether Flux manages its own components, and what had drifted. */
 export interface Components {
   target: KubeClient;
@@ -31,11 +38,27 @@ export interface Components {
  * It needs nothing from git, so the pipeline runs it while the repository side is made ready.
  */
 export async function applyComponents(ctx: Context, target: KubeClient): Promise<Step<Components>> {
-  const { opts } = ctx;
+  const uid = ctx.cb.metadata.uid;
+  const key = `${target.server}|${JSON.stringify(ctx.opts.flux)}`;
   // Applied by a pass that then waited on the repository side (a deploy key not yet registered): not again.
-  const key = `${target.server}|${JSON.stringify(opts.flux)}`;
-  const pending = appliedBeforeSync.get(ctx.cb.metadata.uid);
+  const pending = appliedBeforeSync.get(uid);
   if (pending?.key === key && Date.now() - pending.at < PENDING_TTL_MS) return { result: { target, selfManaged: false, drifted: [] } };
+  // Still being applied for a pass that ended on the repository side: this pass joins it.
+  const running = inFlight.get(uid);
+  if (running?.key === key) return running.done;
+  await running?.done.catch(() => undefined);
+  const done = applyAll(ctx, target, key).finally(() => inFlight.delete(uid));
+  inFlight.set(uid, { key, done });
+  return done;
+}
+
+/** componentsSettled waits until no component apply of a ClusterBootstrap is running (before an uninstall, say). */
+export async function componentsSettled(uid: string): Promise<void> {
+  await inFlight.get(uid)?.done.catch(() => undefined);
+}
+
+async function applyAll(ctx: Context, target: KubeClient, key: string): Promise<Step<Components>> {
+  const { opts } = ctx;
   try {
     const namespace: KubeObject = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: opts.flux.namespace } };
     // Once applied, what is missing or changed is drift: looked at before anything is applied again.

@@ -16,9 +16,10 @@ export type RunPhase = <T>(condition: ConditionType, step: () => Promise<Step<T>
 /**
  * bootstrap is the whole bootstrap of one cluster. Flux's components need nothing from git, so they go to the
  * target while the repository side (identity, host keys, deploy key, commit) is made ready; Flux's Secret and
- * sync objects follow once both are done. The first step that throws ends it, under the condition it ran in
- * (the other side is waited for first, so nothing runs on after the pass); the conditions after it keep what
- * they last said. It returns the message of Ready.
+ * sync objects follow once both are done. The first step that throws ends it, under the condition it ran in;
+ * a failure on the repository side (a deploy key not yet registered) does not wait for the components, whose
+ * apply runs on and is joined by the next pass. The conditions after it keep what they last said. It returns
+ * the message of Ready.
  */
 export async function bootstrap(ctx: Context, phase: RunPhase): Promise<string> {
   const components = (async () => {
@@ -37,8 +38,8 @@ export async function bootstrap(ctx: Context, phase: RunPhase): Promise<string> 
     const head = await phase(C.Committed, () => commitManifests(ctx, push, knownHosts));
     return { identity, provider, fluxSecret, head };
   };
-  const { identity, provider, fluxSecret, head } = await repository().catch(async (err) => {
-    await components.catch(() => undefined);
+  const { identity, provider, fluxSecret, head } = await repository().catch((err) => {
+    components.catch(() => undefined); // runs on; the next pass joins it (applyComponents)
     throw err;
   });
   const applied = await components;
