@@ -9,7 +9,6 @@ import type { Context } from '../phases/context.ts';
 import { bootstrap, type RunPhase } from '../phases/pipeline.ts';
 import { connectTarget } from '../phases/target.ts';
 import { uninstallFlux } from '../phases/uninstall.ts';
-import { componentsSettled } from '../phases/apply.ts';
 import { mergePatchOf } from '../kube/objects.ts';
 import { unregisterDeployKeys } from '../phases/deploykey.ts';
 import { identitySecretName } from '../phases/identity.ts';
@@ -74,8 +73,6 @@ export class Reconciler {
   /** #pass validates, checks for conflicts and suspension, then runs the bootstrap, timing and marking each phase. */
   async #pass(cb: ClusterBootstrap, status: ClusterBootstrapStatus, log: Logger): Promise<PassResult> {
     let current: string = ConditionTypes.Ready;
-    // Phases may run side by side: an error is judged under the condition of the phase that threw it.
-    const thrownIn = new WeakMap<object, string>();
     const phase: RunPhase = async (condition, step) => {
       current = condition;
       const started = performance.now();
@@ -84,9 +81,6 @@ export class Reconciler {
         Object.assign(status, found);
         if (message) markCondition(status, cb.metadata.generation, condition, 'True', Reasons.Succeeded, message);
         return result;
-      } catch (err) {
-        if (typeof err === 'object' && err !== null && !thrownIn.has(err)) thrownIn.set(err, condition);
-        throw err;
       } finally {
         this.#o.metrics?.phaseDuration.observe({ phase: condition }, (performance.now() - started) / 1000);
       }
@@ -100,7 +94,6 @@ export class Reconciler {
       markCondition(status, cb.metadata.generation, ConditionTypes.Reconciling, 'True', Reasons.Progressing, 'reconciling');
       return { kind: 'ready', message: await bootstrap(ctx, phase) };
     } catch (err) {
-      if (typeof err === 'object' && err !== null) current = thrownIn.get(err) ?? current;
       const error = asPhaseError(err, current, cb.metadata.namespace);
       // A changed host key is the host's trust, wherever git first saw it; the next look scans afresh.
       if (error.reason === Reasons.HostKeyChanged) {
@@ -186,7 +179,6 @@ export class Reconciler {
       await ctx.record('Warning', 'UninstallSkipped', `${errorMessage(err)}: Flux was not uninstalled`);
       return;
     }
-    await componentsSettled(ctx.cb.metadata.uid);
     await uninstallFlux(ctx, target);
   }
 

@@ -9,22 +9,6 @@ import type { FluxSecret, Step } from './types.ts';
 
 const ESTABLISH_TIMEOUT_MS = 60_000;
 
-/**
- * appliedBeforeSync remembers, per ClusterBootstrap, the components applied by a pass that has not reached the
- * sync objects yet — one waiting for its deploy key retries every few seconds, and applying Flux's CRDs again
- * each time costs the target's API server as much as the first time. A pass that applies the sync objects
- * forgets it, so from then on every pass applies (and so repairs) the components as before.
- */
-const appliedBeforeSync = new Map<string, { key: string; at: number }>();
-const PENDING_TTL_MS = 10 * 60_000;
-
-/**
- * inFlight holds the component applies running per ClusterBootstrap. A pass that fails on the repository side
- * ends at once — its status (the public key to register) should not wait for a target that takes its time —
- * and leaves its apply running; the next pass joins it rather than starting another.
- */
-const inFlight = new Map<string, { key: string; done: Promise<Step<Components>> }>();
-
 /** Components is what applyComponents found: whether Flux manages its own components, and what had drifted. */
 export interface Components {
   target: KubeClient;
@@ -35,29 +19,8 @@ export interface Components {
 /**
  * applyComponents server-side applies Flux's components — the CRDs (waiting until they are served), the
  * namespace, then the rest — only until Flux manages itself; from then on it hands their fields over to Flux.
- * It needs nothing from git, so the pipeline runs it while the repository side is made ready.
  */
 export async function applyComponents(ctx: Context, target: KubeClient): Promise<Step<Components>> {
-  const uid = ctx.cb.metadata.uid;
-  const key = `${target.server}|${JSON.stringify(ctx.opts.flux)}`;
-  // Applied by a pass that then waited on the repository side (a deploy key not yet registered): not again.
-  const pending = appliedBeforeSync.get(uid);
-  if (pending?.key === key && Date.now() - pending.at < PENDING_TTL_MS) return { result: { target, selfManaged: false, drifted: [] } };
-  // Still being applied for a pass that ended on the repository side: this pass joins it.
-  const running = inFlight.get(uid);
-  if (running?.key === key) return running.done;
-  await running?.done.catch(() => undefined);
-  const done = applyAll(ctx, target, key).finally(() => inFlight.delete(uid));
-  inFlight.set(uid, { key, done });
-  return done;
-}
-
-/** componentsSettled waits until no component apply of a ClusterBootstrap is running (before an uninstall, say). */
-export async function componentsSettled(uid: string): Promise<void> {
-  await inFlight.get(uid)?.done.catch(() => undefined);
-}
-
-async function applyAll(ctx: Context, target: KubeClient, key: string): Promise<Step<Components>> {
   const { opts } = ctx;
   try {
     const namespace: KubeObject = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: opts.flux.namespace } };
@@ -78,8 +41,6 @@ async function applyAll(ctx: Context, target: KubeClient, key: string): Promise<
       const rest = objects.filter((o) => o.kind !== 'CustomResourceDefinition');
       for (const o of rest.filter((o) => o.kind === 'Namespace')) await apply(o);
       await Promise.all(rest.filter((o) => o.kind !== 'Namespace').map(apply));
-      if (appliedBeforeSync.size >= 4096) appliedBeforeSync.delete(appliedBeforeSync.keys().next().value!);
-      appliedBeforeSync.set(ctx.cb.metadata.uid, { key, at: Date.now() });
     }
     return { result: { target, selfManaged, drifted } };
   } catch (err) {
@@ -89,7 +50,7 @@ async function applyAll(ctx: Context, target: KubeClient, key: string): Promise<
 
 /**
  * applySync applies Flux's git Secret and the sync objects (the GitRepository asked to fetch again at
- * `refetchAt`, when a rotation switched Flux's key), once the components are there and the commit is pushed.
+ * `refetchAt`, when a rotation switched Flux's key).
  */
 export async function applySync(ctx: Context, components: Components, secretData: FluxSecret, refetchAt?: string): Promise<Step> {
   const { opts } = ctx;
@@ -103,7 +64,6 @@ export async function applySync(ctx: Context, components: Components, secretData
     const drifted = [...components.drifted, ...(wasApplied(ctx) ? await drift(target, [secret, ...sync]) : [])];
     await target.apply(secret);
     await Promise.all(sync.map((o) => target.apply(o)));
-    appliedBeforeSync.delete(ctx.cb.metadata.uid);
     if (drifted.length > 0) await ctx.record('Warning', 'DriftRepaired', `repaired in the target cluster: ${drifted.join(', ')}`);
     return {
       result: undefined,
