@@ -26,10 +26,13 @@ WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# MALLOC_ARENA_MAX and the V8 flags below keep the operator small (measured by npm run bench): few malloc
+# arenas, a young generation of 1 MiB semi-spaces, and V8 favouring memory over speed; it waits on I/O.
 ENV NODE_ENV=production \
     HOME=/tmp \
-    WORK_DIR=/work
+    WORK_DIR=/work \
+    MALLOC_ARENA_MAX=2
 USER 65532:65532
 EXPOSE 8080 8081
 # tini reaps what git leaves behind when a git command is killed at its deadline.
-ENTRYPOINT ["tini", "--", "node", "dist/main.js"]
+ENTRYPOINT ["tini", "--", "node", "--max-semi-space-size=1", "--optimize-for-size", "dist/main.js"]

@@ -27,7 +27,8 @@ kubeConfig.loadFromDefault();
 const metrics = createMetrics(VERSION);
 const onResponse = (method: string, host: string, code: string) => metrics.restRequests.inc({ method, host, code });
 const mgmt = new KubeClient(kubeConfig, { onResponse });
-const targets = new TargetClients({ allowExec: config.allowKubeconfigExec, allowInsecureTLS: config.allowInsecureKubeconfigTLS, client: { onResponse } });
+// Two connections per target: a fleet's TLS connections are much of the operator's memory (npm run bench).
+const targets = new TargetClients({ allowExec: config.allowKubeconfigExec, allowInsecureTLS: config.allowInsecureKubeconfigTLS, client: { onResponse, maxSockets: 2 } });
 const policy = { targetlessNamespaces: config.allowTargetlessNamespaces };
 const repos = new Repositories(join(config.workDir, 'repos'));
 const reconciler: Reconciler = new Reconciler({

@@ -14,6 +14,7 @@ import { freePorts } from '../lab/lab.ts';
 import { API_VERSION, KIND, type ClusterBootstrap, type ClusterBootstrapSpec } from '../../src/api/types.ts';
 import yaml from 'js-yaml';
 import { after, before } from 'node:test';
+import { NODE_ENV, NODE_FLAGS } from '../node-runtime.ts';
 
 /** E2E_LAB_DIR is the lab of the e2e suite, one per checkout. */
 export const E2E_LAB_DIR = process.env.E2E_LAB_DIR ?? join(tmpdir(), `fbo-e2e-${createHash('sha256').update(PROJECT_ROOT).digest('hex').slice(0, 8)}`);
@@ -169,6 +170,7 @@ export async function startOperator(opts: {
 }): Promise<RunningOperator> {
   const [metricsPort, healthPort] = await freePorts(2);
   const args = [
+    ...NODE_FLAGS,
     ...(opts.nodeArgs ?? []),
     join(PROJECT_ROOT, 'src', 'main.ts'),
     `--watch-namespaces=${opts.namespaces.join(',')}`,
@@ -183,7 +185,7 @@ export async function startOperator(opts: {
     `--allow-targetless-namespaces=${(opts.targetless ?? opts.namespaces).join(',')}`,
     ...(opts.args ?? []),
   ];
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, KUBECONFIG: opts.kubeconfig ?? lab().LAB_MGMT_KUBECONFIG };
+  const env: NodeJS.ProcessEnv = { ...NODE_ENV, PATH: process.env.PATH, HOME: process.env.HOME, KUBECONFIG: opts.kubeconfig ?? lab().LAB_MGMT_KUBECONFIG };
   const proc = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   const collect = (chunk: Buffer) => {

@@ -13,6 +13,7 @@ import { builtinModules } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import yaml from 'js-yaml';
 import { loadConfig, OPTIONS } from '../../src/config.ts';
+import { NODE_ENV, NODE_FLAGS } from '../node-runtime.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DEPLOY = join(ROOT, 'deploy');
@@ -107,7 +108,8 @@ test('the runtime stage installs git, ssh and CA certificates, runs as user 6553
   assert.equal(users.at(-1)?.split(':')[0], '65532');
   const copies = runtime.filter((i) => i.cmd === 'COPY').map((i) => i.args);
   for (const p of ['/app/dist', '/app/node_modules', '/app/package.json']) assert.ok(copies.some((c) => c.startsWith(`--from=build ${p} `)), `the runtime copies ${p} from the build stage`);
-  assert.deepEqual(JSON.parse(runtime.find((i) => i.cmd === 'ENTRYPOINT')!.args), ['tini', '--', 'node', 'dist/main.js']);
+  assert.deepEqual(JSON.parse(runtime.find((i) => i.cmd === 'ENTRYPOINT')!.args), ['tini', '--', 'node', ...NODE_FLAGS, 'dist/main.js']);
+  for (const [k, v] of Object.entries(NODE_ENV)) assert.match(runtime.find((i) => i.cmd === 'ENV')!.args, new RegExp(`\\b${k}=${v}\\b`), `the image runs node as the tests do: ${k}=${v}`);
 });
 
 // --- the build ----------------------------------------------------------------------------------------
