@@ -70,8 +70,11 @@ export class SecretWatch {
         // A Secret first seen after the first look belongs to a new ClusterBootstrap, whose first reconcile may
         // have read an older version: it is looked at once more.
         if (before === undefined ? this.#looked : before !== version) {
-          this.#o.log.debug({ secret: key, clusterBootstraps: cbs }, 'a referenced Secret changed');
-          for (const cb of cbs) this.#o.enqueue(cb);
+          for (const cb of cbs) {
+            const [, cbName] = cb.split('/');
+            this.#o.log.debug({ namespace, name: cbName, secretName: name }, before === undefined ? 'a referenced Secret first seen' : 'a referenced Secret changed');
+            this.#o.enqueue(cb);
+          }
         }
       }
       this.#looked = true;

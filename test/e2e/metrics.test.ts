@@ -8,6 +8,7 @@ import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { freePorts } from '../lab/lab.ts';
 import { API_VERSION, KIND, RECONCILE_REQUESTED_AT } from '../../src/api/types.ts';
+import { OPTIONS } from '../../src/config.ts';
 import { applyCB, getCB, mgmt, operatorSuite, repo, waitCondition, waitFor } from './harness.ts';
 
 const suite = operatorSuite('e2e-metrics');
@@ -54,7 +55,7 @@ test('a success, a terminal error, a retry and a wait each count under their con
   assert.ok(value(m, `controller_runtime_reconcile_total{${c},result="error"}`) >= 2, 'the invalid and the unreachable ones are errors');
   assert.ok(value(m, `controller_runtime_terminal_reconcile_errors_total{${c}}`) >= 1, 'the invalid one is a terminal error');
   assert.ok(value(m, `controller_runtime_reconcile_errors_total{${c}}`) >= 2);
-  assert.equal(value(m, `controller_runtime_max_concurrent_reconciles{${c}}`), 4);
+  assert.equal(value(m, `controller_runtime_max_concurrent_reconciles{${c}}`), Number(OPTIONS.concurrency.default));
   assert.equal(value(m, 'leader_election_master_status{name="clusterbootstrap"}'), 1);
   for (const series of [
     `controller_runtime_reconcile_time_seconds_count{${c}}`,

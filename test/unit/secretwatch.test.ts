@@ -7,11 +7,11 @@ import type { ClusterBootstrap } from '../../src/api/types.ts';
 
 const cb = (name: string, secret: string) => ({ metadata: { namespace: 'team', name }, spec: { git: { secretRef: { name: secret } } } }) as unknown as ClusterBootstrap;
 
-function watch(cbs: ClusterBootstrap[]) {
+function watch(cbs: ClusterBootstrap[], lines: string[] = []) {
   const versions = new Map<string, string>();
   const enqueued: string[] = [];
   const mgmt = { get: async (_v: string, _k: string, ns: string, name: string) => ({ metadata: { resourceVersion: versions.get(`${ns}/${name}`) ?? '1' } }) } as unknown as KubeClient;
-  const w = new SecretWatch({ mgmt, list: () => cbs, enqueue: (k) => enqueued.push(k), log: pino({ level: 'silent' }), periodMs: 60_000 });
+  const w = new SecretWatch({ mgmt, list: () => cbs, enqueue: (k) => enqueued.push(k), log: pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) }), periodMs: 60_000 });
   return { w, versions, enqueued };
 }
 
@@ -38,4 +38,14 @@ test('a Secret first seen after the first look (a new ClusterBootstrap) is recon
   await w.tick();
   await w.tick();
   assert.deepEqual(enqueued, ['team/new']);
+});
+
+test('every line it logs names the ClusterBootstrap it reconciles, namespace and name', async () => {
+  const lines: string[] = [];
+  const { w, versions } = watch([cb('a', 'push')], lines);
+  await w.tick();
+  versions.set('team/push', '2');
+  await w.tick();
+  assert.equal(lines.length, 1);
+  assert.deepEqual((({ namespace, name, secretName }) => ({ namespace, name, secretName }))(JSON.parse(lines[0])), { namespace: 'team', name: 'a', secretName: 'push' });
 });
