@@ -49,18 +49,23 @@ test('default components leave out the image automation controllers and keep eve
   for (const chunk of text.split(/^---\n/m).slice(2)) assert.ok(source.includes(chunk), 'a default document was rewritten');
 });
 
+/** everyOption sets every install option away from its default. */
+const everyOption = {
+  namespace: 'gitops',
+  registry: 'registry.internal/fluxcd',
+  imagePullSecret: 'regcred',
+  networkPolicy: false,
+  watchAllNamespaces: false,
+  clusterDomain: 'corp.local',
+  tolerationKeys: ['CriticalAddonsOnly'],
+  logLevel: 'debug',
+};
+
 test('install options reach the Deployments as flux install applies them', () => {
   const text = renderComponents(shippedManifests('v2.9.4'), {
     ...defaults,
     components: [...DEFAULT_COMPONENTS, 'image-reflector-controller'],
-    namespace: 'gitops',
-    registry: 'registry.internal/fluxcd',
-    imagePullSecret: 'regcred',
-    networkPolicy: false,
-    watchAllNamespaces: false,
-    clusterDomain: 'corp.local',
-    tolerationKeys: ['CriticalAddonsOnly'],
-    logLevel: 'debug',
+    ...everyOption,
   });
   const all = docs(text);
   const source = all.find((d) => d.kind === 'Deployment' && d.metadata.name === 'source-controller');
@@ -149,14 +154,7 @@ test('install options reach source-watcher as they reach the other controllers',
   const text = renderComponents(installManifests('v2.9.4'), {
     ...defaults,
     components: withWatcher,
-    namespace: 'gitops',
-    registry: 'registry.internal/fluxcd',
-    imagePullSecret: 'regcred',
-    networkPolicy: false,
-    watchAllNamespaces: false,
-    clusterDomain: 'corp.local',
-    tolerationKeys: ['CriticalAddonsOnly'],
-    logLevel: 'debug',
+    ...everyOption,
   });
   const all = docs(text);
   const deploy = find(all, 'Deployment', 'source-watcher');
