@@ -153,7 +153,8 @@ export interface RunningOperator {
 }
 
 /**
- * startOperator runs `node src/main.ts` against the management cluster, watching the given namespaces.
+ * startOperator runs `node src/main.ts` (or the given script: the bench runs the build that ships, `dist/main.js`)
+ * against the management cluster, watching the given namespaces.
  * Its pino lines are kept in `logs` (and echoed when E2E_VERBOSE is set).
  */
 export async function startOperator(opts: {
@@ -167,12 +168,13 @@ export async function startOperator(opts: {
   args?: string[];
   /** nodeArgs go to node before the script (V8 flags, say). */
   nodeArgs?: string[];
+  script?: string;
 }): Promise<RunningOperator> {
   const [metricsPort, healthPort] = await freePorts(2);
   const args = [
     ...NODE_FLAGS,
     ...(opts.nodeArgs ?? []),
-    join(PROJECT_ROOT, 'src', 'main.ts'),
+    opts.script ?? join(PROJECT_ROOT, 'src', 'main.ts'),
     `--watch-namespaces=${opts.namespaces.join(',')}`,
     `--metrics-addr=127.0.0.1:${metricsPort}`,
     `--health-addr=127.0.0.1:${healthPort}`,
