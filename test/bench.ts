@@ -211,7 +211,7 @@ async function operatorRound(env: LabEnv, url: string, targets: LabTarget[]) {
   const operator = await startOperator({
     script: join(PROJECT_ROOT, 'dist', 'main.js'),
     namespaces: [ns],
-    args: [`--log-level=${process.env.BENCH_LOG_LEVEL ?? 'info'}`],
+    args: [`--log-level=${process.env.BENCH_LOG_LEVEL ?? 'info'}`, ...(process.env.BENCH_OPERATOR_ARGS ?? '').split(' ').filter(Boolean)],
     nodeArgs: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
   });
   const client = mgmt();

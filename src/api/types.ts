@@ -94,6 +94,8 @@ export interface ClusterBootstrapStatus {
   lastPushedRevision?: string;
   lastAppliedRevision?: string;
   fluxVersion?: string;
+  /** appliedComponents are Flux's components the operator last applied to the target, and when. */
+  appliedComponents?: { version: string; digest: string; appliedAt: string };
   /** lastHandledReconcileAt is the last `reconcile.fluxcd.io/requestedAt` annotation value acted on. */
   lastHandledReconcileAt?: string;
   /** lastHandledRotateAt and lastHandledRepinAt echo the annotations once their rotation or re-pin is done. */

@@ -105,7 +105,7 @@ export class Reconciler {
   }
 
   #context(cb: ClusterBootstrap, opts: BootstrapOptions, log: Logger): Context {
-    return { cb, opts, mgmt: this.#o.mgmt, repos: this.#o.repos, log, targetClient: this.#o.targetClient, record: this.#recorder(cb, log) };
+    return { cb, opts, mgmt: this.#o.mgmt, repos: this.#o.repos, log, targetClient: this.#o.targetClient, resyncMs: this.#o.resyncMs, record: this.#recorder(cb, log) };
   }
 
   /** #recorder writes Events on one ClusterBootstrap; a failure to write one is logged, never thrown. */

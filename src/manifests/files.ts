@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import yaml from 'js-yaml';
 import { componentsFor, type ComponentsOptions } from './components.ts';
 import { renderKustomization, renderSync, type SyncOptions } from './sync.ts';
@@ -54,6 +55,11 @@ export function componentObjects(opts: ComponentsOptions): ComponentObject[] {
     parsed.set(key, objects);
   }
   return objects;
+}
+
+/** componentsDigest names the rendered components: the same digest, the same objects. */
+export function componentsDigest(opts: ComponentsOptions): string {
+  return `sha256:${createHash('sha256').update(componentsFor(opts)).digest('hex')}`;
 }
 
 function deepFreeze<T>(value: T): T {

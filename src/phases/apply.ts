@@ -1,7 +1,7 @@
 import { Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
 import { KubeError, type KubeClient, type KubeObject } from '../kube/client.ts';
-import { componentObjects } from '../manifests/files.ts';
+import { componentObjects, componentsDigest } from '../manifests/files.ts';
 import { syncObjects } from '../manifests/sync.ts';
 import { RECONCILE_REQUESTED_AT } from '../api/types.ts';
 import type { Context } from './context.ts';
@@ -19,6 +19,9 @@ export interface Components {
 /**
  * applyComponents server-side applies Flux's components — the CRDs (waiting until they are served), the
  * namespace, then the rest — only until Flux manages itself; from then on it hands their fields over to Flux.
+ * While Flux starts, a pass finds the same components applied (status.appliedComponents) and only checks
+ * they are all there: the CRDs are a megabyte a target, and applying them again costs its API server a
+ * CPU-second. They are applied again when they change, when one is missing, and once per resync period.
  */
 export async function applyComponents(ctx: Context, target: KubeClient): Promise<Step<Components>> {
   const { opts } = ctx;
@@ -28,10 +31,12 @@ export async function applyComponents(ctx: Context, target: KubeClient): Promise
     const drifted = wasApplied(ctx) ? await drift(target, [namespace]) : [];
     const { selfManaged, missing } = await fluxManagesItself(ctx, target);
     const objects = componentObjects(opts.flux);
+    const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition');
+    if (missing) drifted.push(`${missing} (missing: Flux's components applied again)`);
+    const current = !selfManaged && drifted.length === 0 && isCurrent(ctx);
+    if (current) drifted.push(...(await absent(ctx, target, crds)).map((name) => `${name} (missing)`));
     if (selfManaged) await handOver(target, objects);
-    else {
-      if (missing) drifted.push(`${missing} (missing: Flux's components applied again)`);
-      const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition');
+    else if (!current || drifted.length > 0) {
       // What can go together goes together: all CRDs, then the namespace, then the rest. Only the metadata
       // comes back: a CRD's whole answer is hundreds of KB, times every target at once.
       const apply = (o: KubeObject) => target.apply(o, { metadataOnly: true });
@@ -41,11 +46,26 @@ export async function applyComponents(ctx: Context, target: KubeClient): Promise
       const rest = objects.filter((o) => o.kind !== 'CustomResourceDefinition');
       for (const o of rest.filter((o) => o.kind === 'Namespace')) await apply(o);
       await Promise.all(rest.filter((o) => o.kind !== 'Namespace').map(apply));
+      const appliedComponents = { version: opts.flux.version, digest: componentsDigest(opts.flux), appliedAt: new Date().toISOString() };
+      return { result: { target, selfManaged, drifted }, status: { appliedComponents } };
     }
     return { result: { target, selfManaged, drifted } };
   } catch (err) {
     throw applyError(err);
   }
+}
+
+/** isCurrent is true when the last pass applied these very components within the resync period. */
+function isCurrent(ctx: Context): boolean {
+  const last = ctx.cb.status?.appliedComponents;
+  return last?.digest === componentsDigest(ctx.opts.flux) && Date.now() - Date.parse(last.appliedAt) < ctx.resyncMs;
+}
+
+/** absent names the components' CRDs the target does not serve and their controllers' missing Deployments. */
+async function absent(ctx: Context, target: KubeClient, crds: KubeObject[]): Promise<string[]> {
+  const { namespace, components } = ctx.opts.flux;
+  const deployments = await Promise.all(components.map((c) => target.get('apps/v1', 'Deployment', namespace, c).then((d) => (d ? [] : [`Deployment ${namespace}/${c}`]))));
+  return [...(await unserved(target, crds)).map((crd) => `CustomResourceDefinition ${crd}`), ...deployments.flat()];
 }
 
 /**
@@ -144,26 +164,34 @@ async function handOver(target: KubeClient, objects: KubeObject[]): Promise<void
 }
 
 /**
- * waitEstablished waits until the API server serves every CRD's kinds: the discovery document of each group
- * version lists a CRD's resource only once the CRD is Established, and is a few KB where the CRD is hundreds.
+ * waitEstablished waits until the API server serves every CRD's kinds (see unserved).
  */
 async function waitEstablished(target: KubeClient, crds: KubeObject[]): Promise<void> {
   const deadline = Date.now() + ESTABLISH_TIMEOUT_MS;
+  for (;;) {
+    const missing = await unserved(target, crds);
+    if (missing.length === 0) return;
+    if (Date.now() > deadline) throw new PhaseError(Reasons.ApplyFailed, `CRD ${missing[0]} is not Established after ${ESTABLISH_TIMEOUT_MS / 1000} s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * unserved names the CRDs whose kinds the API server does not serve yet: the discovery document of each group
+ * version lists a CRD's resource only once the CRD is Established, and is a few KB where the CRD is hundreds.
+ */
+async function unserved(target: KubeClient, crds: KubeObject[]): Promise<string[]> {
   const wanted = new Map<string, { plural: string; crd: string }[]>();
   for (const crd of crds)
     for (const v of (crd.spec?.versions ?? []).filter((v: any) => v.served)) {
       const path = `/apis/${crd.spec.group}/${v.name}`;
       wanted.set(path, [...(wanted.get(path) ?? []), { plural: crd.spec.names.plural, crd: crd.metadata.name }]);
     }
-  await Promise.all(
+  const missing = await Promise.all(
     [...wanted].map(async ([path, resources]) => {
-      for (;;) {
-        const doc = await target.request('GET', path).catch((err) => (err instanceof KubeError && err.code === 404 ? undefined : Promise.reject(err)));
-        const missing = resources.filter((r) => !doc?.resources?.some((s: any) => s.name === r.plural));
-        if (missing.length === 0) return;
-        if (Date.now() > deadline) throw new PhaseError(Reasons.ApplyFailed, `CRD ${missing[0].crd} is not Established after ${ESTABLISH_TIMEOUT_MS / 1000} s`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      const doc = await target.request('GET', path).catch((err) => (err instanceof KubeError && err.code === 404 ? undefined : Promise.reject(err)));
+      return resources.filter((r) => !doc?.resources?.some((s: any) => s.name === r.plural)).map((r) => r.crd);
     }),
   );
+  return [...new Set(missing.flat())];
 }

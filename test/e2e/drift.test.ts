@@ -2,7 +2,8 @@
  * Drift: once Flux is bootstrapped, what the operator keeps — the Flux Secret, the namespace and the sync
  * objects in the target, the flux-system files in the repository, the identity Secret in the management
  * cluster — is put back when someone deletes or changes it, with a DriftRepaired Event that names it. A
- * user's own patch in kustomization.yaml is kept. Changed push credentials are picked up without a resync.
+ * user's own patch in kustomization.yaml is kept; Flux's components, once applied, are only looked at until
+ * something is missing. Changed push credentials are picked up without a resync.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -58,6 +59,20 @@ test('a GitRepository changed and a Kustomization deleted in the target are put 
   assert.match(message, /Kustomization flux-drift\/flux-drift \(missing\)/);
   assert.equal((await target().get<any>('source.toolkit.fluxcd.io/v1', 'GitRepository', 'flux-drift', 'flux-drift')).spec.url, url);
   assert.ok(await target().get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', 'flux-drift', 'flux-drift'));
+});
+
+test("until Flux manages itself, a controller deleted is put back, and said; a pass that finds them all there applies none again", async () => {
+  const applied = async () => (await mgmt().get<any>(API_VERSION, KIND, suite.ns, name)).status.appliedComponents;
+  const before = await applied();
+  await target().delete('apps/v1', 'Deployment', 'flux-drift', 'source-controller');
+  await reconcileNow();
+  await driftEvent(/Deployment flux-drift\/source-controller \(missing\)/);
+  assert.ok(await target().get('apps/v1', 'Deployment', 'flux-drift', 'source-controller'));
+  const repaired = await applied();
+  assert.match(repaired.digest, /^sha256:[0-9a-f]{64}$/);
+  assert.ok(Date.parse(repaired.appliedAt) > Date.parse(before.appliedAt), 'the components were applied again');
+  await reconcileNow();
+  assert.deepEqual(await applied(), repaired, 'the next pass found them all there and applied none');
 });
 
 test("Flux's namespace deleted from the target comes back with what the operator keeps in it, and said", async () => {
