@@ -93,6 +93,8 @@ export class Repositories {
   readonly #pending = new Map<string, Pending[]>();
   readonly #busy = new Map<string, Promise<void>>();
   readonly #opened = new Set<string>();
+  /** #reads are the ls-remotes running, keyed by a digest of what they read with. */
+  readonly #reads = new Map<string, Promise<string | undefined>>();
 
   constructor(root: string, options: RepositoriesOptions = {}) {
     this.#root = resolve(root);
@@ -129,8 +131,22 @@ export class Repositories {
     });
   }
 
-  /** readHead checks that a key can read the repository (git ls-remote) and returns the branch's head, if any. */
-  async readHead(url: string, branch: string, auth: GitAuth): Promise<string | undefined> {
+  /**
+   * readHead checks that a key can read the repository (git ls-remote) and returns the branch's head, if any.
+   * The same read asked for while one is running shares it: a fleet's clusters check one set of push
+   * credentials at once, and each ls-remote over SSH costs the git host a connection.
+   */
+  readHead(url: string, branch: string, auth: GitAuth): Promise<string | undefined> {
+    const key = createHash('sha256').update(JSON.stringify([url, branch, auth])).digest('hex');
+    let read = this.#reads.get(key);
+    if (!read) {
+      read = this.#lsRemote(url, branch, auth).finally(() => this.#reads.delete(key));
+      this.#reads.set(key, read);
+    }
+    return read;
+  }
+
+  async #lsRemote(url: string, branch: string, auth: GitAuth): Promise<string | undefined> {
     checkUrl(url);
     checkBranch(branch);
     await mkdir(this.#root, { recursive: true });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Repositories, GitError, type UpdateRequest } from '../../src/git/repository.ts';
@@ -223,4 +223,27 @@ test('no key folder is left behind after updates and reads', async () => {
   await repos().readHead(url, 'main', { transport: 'ssh', privateKey: 'unused', knownHosts: '' });
   await assert.rejects(repos().update(request('/nonexistent/repo.git', 'a.yaml', 'a\n')));
   assert.deepEqual(mine(), []);
+});
+
+test('the same read asked for by many at once runs one git ls-remote; another key runs its own', async () => {
+  const url = bareRepo();
+  const rs = repos();
+  const { head } = await rs.update(request(url, 'a.yaml', 'a\n'));
+  // A git on PATH that notes each ls-remote, then runs the real one.
+  const bin = mkdtempSync(join(tmpdir(), 'bin-'));
+  const calls = join(bin, 'calls');
+  writeFileSync(join(bin, 'git'), `#!/bin/sh\n[ "$1" = ls-remote ] && echo "$1" >> ${calls}\nexec ${execFileSync('sh', ['-c', 'command -v git'], { encoding: 'utf8' }).trim()} "$@"\n`);
+  chmodSync(join(bin, 'git'), 0o755);
+  const path = process.env.PATH;
+  process.env.PATH = `${bin}:${path}`;
+  try {
+    const auth = (privateKey: string) => ({ transport: 'ssh' as const, privateKey, knownHosts: '' });
+    const heads = await Promise.all([...Array(10).fill(auth('push key')), auth('another key')].map((a) => rs.readHead(url, 'main', a)));
+    assert.deepEqual(new Set(heads), new Set([head]));
+    assert.equal(readFileSync(calls, 'utf8').split('\n').filter(Boolean).length, 2);
+    await rs.readHead(url, 'main', auth('push key'));
+    assert.equal(readFileSync(calls, 'utf8').split('\n').filter(Boolean).length, 3, 'a read asked for after the first ended runs again');
+  } finally {
+    process.env.PATH = path;
+  }
 });
