@@ -18,6 +18,7 @@ import {
   getCB,
   git,
   lab,
+  listener,
   mgmt,
   operatorSuite,
   repo,
@@ -150,6 +151,38 @@ current-context: c
   const cb = await waitCondition(suite.ns, 'gone', 'Applied', 'False', 'TargetUnreachable');
   assert.match(condition(cb, 'Applied')!.message, /does not answer/);
   assert.equal(condition(cb, 'Stalled'), undefined);
+});
+
+test('a target API server that accepts connections and never answers holds up only its own ClusterBootstrap: another is Applied meanwhile', async () => {
+  const mute = await listener();
+  try {
+    const url = await repo('faults-mute');
+    const kubeconfig = `apiVersion: v1
+kind: Config
+clusters: [{name: mute, cluster: {server: "http://127.0.0.1:${mute.port}"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: mute, user: u}}]
+current-context: c
+`;
+    await targetKubeconfigSecret(suite.ns, 'mute', kubeconfig);
+    await applyCB(suite.ns, 'mute', { git: gitSpec(url, { path: 'clusters/mute' }), target: { kubeconfigSecretRef: { name: 'mute-kubeconfig' } } });
+    await authorizeWhenPublished(suite.ns, 'mute');
+    await waitFor('the mute target to be called', async () => mute.connections() > 0, 60_000);
+    await targetKubeconfigSecret(suite.ns, 'beside-mute');
+    await applyCB(suite.ns, 'beside-mute', {
+      git: gitSpec(url, { path: 'clusters/beside-mute' }),
+      target: { kubeconfigSecretRef: { name: 'beside-mute-kubeconfig' } },
+      flux: { namespace: 'flux-beside-mute' },
+    });
+    await authorizeWhenPublished(suite.ns, 'beside-mute');
+    await waitCondition(suite.ns, 'beside-mute', 'Applied', 'True', undefined, 60_000);
+    // The mute target's call waits for its 30-second deadline: that pass has not ended (one operator working
+    // through its ClusterBootstraps one at a time would have reported it before getting to the other).
+    assert.notEqual(condition(await getCB(suite.ns, 'mute'), 'Applied')?.reason, 'TargetUnreachable', 'the mute target is still being waited for');
+    await waitCondition(suite.ns, 'mute', 'Applied', 'False', 'TargetUnreachable', 90_000);
+  } finally {
+    mute.server.close();
+  }
 });
 
 test('a second ClusterBootstrap on the same repository path is Stalled with PathConflict; the first is not', async () => {

@@ -14,6 +14,7 @@ import { freePorts } from '../lab/lab.ts';
 import { API_VERSION, KIND, type ClusterBootstrap, type ClusterBootstrapSpec } from '../../src/api/types.ts';
 import yaml from 'js-yaml';
 import { after, before } from 'node:test';
+import { createServer, type Server, type Socket } from 'node:net';
 import { NODE_ENV, NODE_FLAGS } from '../node-runtime.ts';
 
 /** E2E_LAB_DIR is the lab of the e2e suite, one per checkout. */
@@ -80,6 +81,15 @@ export async function targetKubeconfigSecret(ns: string, cluster: string, kubeco
   const name = `${cluster}-kubeconfig`;
   await secret(ns, name, { value: kubeconfig });
   return name;
+}
+
+/** listener counts the connections a hostile endpoint receives; it accepts and never answers. */
+export function listener(): Promise<{ server: Server; port: number; connections: () => number }> {
+  let n = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((s) => (n++, sockets.add(s), s.on('close', () => sockets.delete(s))));
+  server.on('close', () => sockets.forEach((s) => s.destroy()));
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as any).port, connections: () => n })));
 }
 
 /** repo makes a fresh empty repository on the lab's git server. */

@@ -6,26 +6,16 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { API_VERSION, KIND } from '../../src/api/types.ts';
-import { applyCB, authorizeWhenPublished, clone, condition, getCB, git, mgmt, operatorSuite, repo, secret, waitCondition, waitFor } from './harness.ts';
+import { applyCB, authorizeWhenPublished, clone, condition, getCB, git, listener, mgmt, operatorSuite, repo, secret, waitCondition, waitFor } from './harness.ts';
 
 const suite = operatorSuite('e2e-security', undefined, { targetless: [] });
 const gitSpec = (url: string, extra = {}) => ({ url, secretRef: { name: 'git-push' }, ...extra });
 const scratch = mkdtempSync(join(tmpdir(), 'e2e-security-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
-
-/** listener counts the connections a hostile endpoint receives; it accepts and never answers. */
-function listener(): Promise<{ server: Server; port: number; connections: () => number }> {
-  let n = 0;
-  const sockets = new Set<import('node:net').Socket>();
-  const server = createServer((s) => (n++, sockets.add(s), s.on('close', () => sockets.delete(s))));
-  server.on('close', () => sockets.forEach((s) => s.destroy()));
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as any).port, connections: () => n })));
-}
 
 const kubeconfig = (cluster: string, user: string) => `apiVersion: v1
 kind: Config
