@@ -137,15 +137,17 @@ test('a malformed kubeconfig is KubeconfigInvalid', async () => {
   await waitCondition(suite.ns, 'garbled', 'Applied', 'False', 'KubeconfigInvalid');
 });
 
-test('an unreachable target API server is TargetUnreachable, and retried', async () => {
-  const kubeconfig = `apiVersion: v1
+/** localKubeconfig points at a port of this machine, with a token. */
+const localKubeconfig = (port: number) => `apiVersion: v1
 kind: Config
-clusters: [{name: gone, cluster: {server: "http://127.0.0.1:${closedPort}"}}]
+clusters: [{name: local, cluster: {server: "http://127.0.0.1:${port}"}}]
 users: [{name: u, user: {token: t}}]
-contexts: [{name: c, context: {cluster: gone, user: u}}]
+contexts: [{name: c, context: {cluster: local, user: u}}]
 current-context: c
 `;
-  await targetKubeconfigSecret(suite.ns, 'gone', kubeconfig);
+
+test('an unreachable target API server is TargetUnreachable, and retried', async () => {
+  await targetKubeconfigSecret(suite.ns, 'gone', localKubeconfig(closedPort));
   await applyCB(suite.ns, 'gone', { git: gitSpec(await repo('faults')), target: { kubeconfigSecretRef: { name: 'gone-kubeconfig' } } });
   await past('gone');
   const cb = await waitCondition(suite.ns, 'gone', 'Applied', 'False', 'TargetUnreachable');
@@ -157,14 +159,7 @@ test('a target API server that accepts connections and never answers holds up on
   const mute = await listener();
   try {
     const url = await repo('faults-mute');
-    const kubeconfig = `apiVersion: v1
-kind: Config
-clusters: [{name: mute, cluster: {server: "http://127.0.0.1:${mute.port}"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: c, context: {cluster: mute, user: u}}]
-current-context: c
-`;
-    await targetKubeconfigSecret(suite.ns, 'mute', kubeconfig);
+    await targetKubeconfigSecret(suite.ns, 'mute', localKubeconfig(mute.port));
     await applyCB(suite.ns, 'mute', { git: gitSpec(url, { path: 'clusters/mute' }), target: { kubeconfigSecretRef: { name: 'mute-kubeconfig' } } });
     await authorizeWhenPublished(suite.ns, 'mute');
     await waitFor('the mute target to be called', async () => mute.connections() > 0, 60_000);
