@@ -33,7 +33,8 @@ export async function applyComponents(ctx: Context, target: KubeClient): Promise
     const objects = componentObjects(opts.flux);
     const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition');
     if (missing) drifted.push(`${missing} (missing: Flux's components applied again)`);
-    const current = !selfManaged && drifted.length === 0 && isCurrent(ctx);
+    const digest = componentsDigest(opts.flux);
+    const current = !selfManaged && drifted.length === 0 && isCurrent(ctx, digest);
     if (current) drifted.push(...(await absent(ctx, target, crds)).map((name) => `${name} (missing)`));
     if (selfManaged) await handOver(target, objects);
     else if (!current || drifted.length > 0) {
@@ -46,7 +47,7 @@ export async function applyComponents(ctx: Context, target: KubeClient): Promise
       const rest = objects.filter((o) => o.kind !== 'CustomResourceDefinition');
       for (const o of rest.filter((o) => o.kind === 'Namespace')) await apply(o);
       await Promise.all(rest.filter((o) => o.kind !== 'Namespace').map(apply));
-      const appliedComponents = { version: opts.flux.version, digest: componentsDigest(opts.flux), appliedAt: new Date().toISOString() };
+      const appliedComponents = { version: opts.flux.version, digest, appliedAt: new Date().toISOString() };
       return { result: { target, selfManaged, drifted }, status: { appliedComponents } };
     }
     return { result: { target, selfManaged, drifted } };
@@ -55,17 +56,23 @@ export async function applyComponents(ctx: Context, target: KubeClient): Promise
   }
 }
 
-/** isCurrent is true when the last pass applied these very components within the resync period. */
-function isCurrent(ctx: Context): boolean {
+/** isCurrent is true when the last pass applied these very components (by digest) within the resync period. */
+function isCurrent(ctx: Context, digest: string): boolean {
   const last = ctx.cb.status?.appliedComponents;
-  return last?.digest === componentsDigest(ctx.opts.flux) && Date.now() - Date.parse(last.appliedAt) < ctx.resyncMs;
+  return last?.digest === digest && Date.now() - Date.parse(last.appliedAt) < ctx.resyncMs;
 }
 
 /** absent names the components' CRDs the target does not serve and their controllers' missing Deployments. */
 async function absent(ctx: Context, target: KubeClient, crds: KubeObject[]): Promise<string[]> {
+  const [unservedCrds, deployments] = await Promise.all([unserved(target, crds), missingControllers(ctx, target)]);
+  return [...unservedCrds.map((crd) => `CustomResourceDefinition ${crd}`), ...deployments];
+}
+
+/** missingControllers names the Deployments of Flux's controllers that are not in the target. */
+async function missingControllers(ctx: Context, target: KubeClient): Promise<string[]> {
   const { namespace, components } = ctx.opts.flux;
-  const deployments = await Promise.all(components.map((c) => target.get('apps/v1', 'Deployment', namespace, c).then((d) => (d ? [] : [`Deployment ${namespace}/${c}`]))));
-  return [...(await unserved(target, crds)).map((crd) => `CustomResourceDefinition ${crd}`), ...deployments.flat()];
+  const found = await Promise.all(components.map((c) => target.get('apps/v1', 'Deployment', namespace, c)));
+  return components.filter((_, i) => !found[i]).map((c) => `Deployment ${namespace}/${c}`);
 }
 
 /**
@@ -129,12 +136,10 @@ async function drift(target: KubeClient, wanted: KubeObject[]): Promise<string[]
  * so then the operator applies the components again (drift repair).
  */
 async function fluxManagesItself(ctx: Context, target: KubeClient): Promise<{ selfManaged: boolean; missing?: string }> {
-  const { namespace, components } = ctx.opts.flux;
-  const ks = await target.get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', namespace, ctx.opts.sync.name).catch(() => undefined);
+  const ks = await target.get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', ctx.opts.flux.namespace, ctx.opts.sync.name).catch(() => undefined);
   if (!ks?.status?.lastAppliedRevision) return { selfManaged: false };
-  for (const component of components)
-    if (!(await target.get('apps/v1', 'Deployment', namespace, component))) return { selfManaged: false, missing: `Deployment ${namespace}/${component}` };
-  return { selfManaged: true };
+  const [missing] = await missingControllers(ctx, target);
+  return missing ? { selfManaged: false, missing } : { selfManaged: true };
 }
 
 /**

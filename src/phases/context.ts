@@ -14,8 +14,8 @@ export interface Context {
   log: Logger;
   /** targetClient returns a client for a kubeconfig, or for the operator's own cluster when it is undefined. */
   targetClient: (kubeconfig: string | undefined) => KubeClient;
-  /** record writes an Event on the ClusterBootstrap; a failure to write it is logged, never thrown. */
   /** resyncMs is how often a Ready resource is looked at again; Flux's components are applied at least this often. */
   resyncMs: number;
+  /** record writes an Event on the ClusterBootstrap; a failure to write it is logged, never thrown. */
   record: (type: 'Normal' | 'Warning', reason: string, message: string) => Promise<void>;
 }
