@@ -6,7 +6,11 @@ export type { Logger };
  * SECRET_KEYS name the fields that could ever carry key material or credentials, at any depth of a logged
  * object — a Secret's data, a kubeconfig's user, a request's headers, an error's attached config.
  */
-const SECRET_KEYS = /^(privateKey|identity|password|passwd|token|bearerToken|access_token|data|stringData|authorization|cookie|ca\.crt|tls\.key|client-key-data|client-key|key|secret)$/i;
+const SECRET_KEYS = new RegExp(
+  '^(privateKey|identity|password|passwd|token|bearerToken|access_token|data|stringData|authorization|cookie|' +
+    'ca\\.crt|tls\\.key|client-key-data|client-key|key|secret)$',
+  'i',
+);
 const CENSOR = '[redacted]';
 
 /**
@@ -21,7 +25,8 @@ export function redactDeep(value: unknown, depth = 0, seen = new WeakSet<object>
   const obj: object = value instanceof Error ? pino.stdSerializers.err(value) : value;
   if (Array.isArray(obj)) return obj.map((v) => redactDeep(v, depth + 1, seen));
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(obj)) out[k] = SECRET_KEYS.test(k) && v !== undefined && v !== null ? CENSOR : redactDeep(v, depth + 1, seen);
+  for (const [k, v] of Object.entries(obj))
+    out[k] = SECRET_KEYS.test(k) && v !== undefined && v !== null ? CENSOR : redactDeep(v, depth + 1, seen);
   return out;
 }
 

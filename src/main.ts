@@ -28,7 +28,11 @@ const metrics = createMetrics(VERSION);
 const onResponse = (method: string, host: string, code: string) => metrics.restRequests.inc({ method, host, code });
 const mgmt = new KubeClient(kubeConfig, { onResponse });
 // Two connections per target: a fleet's TLS connections are much of the operator's memory (npm run bench).
-const targets = new TargetClients({ allowExec: config.allowKubeconfigExec, allowInsecureTLS: config.allowInsecureKubeconfigTLS, client: { onResponse, maxSockets: 2 } });
+const targets = new TargetClients({
+  allowExec: config.allowKubeconfigExec,
+  allowInsecureTLS: config.allowInsecureKubeconfigTLS,
+  client: { onResponse, maxSockets: 2 },
+});
 const policy = { targetlessNamespaces: config.allowTargetlessNamespaces };
 const repos = new Repositories(join(config.workDir, 'repos'));
 const reconciler: Reconciler = new Reconciler({
@@ -69,14 +73,33 @@ const queue: WorkQueue = new WorkQueue({
   },
 });
 metrics.watchQueue(queue, config.concurrency);
-const operator: ClusterBootstrapOperator = new ClusterBootstrapOperator({ kubeConfig, mgmt, queue, namespaces: config.watchNamespaces, log, resyncMs: config.resyncMs });
+const operator: ClusterBootstrapOperator = new ClusterBootstrapOperator({
+  kubeConfig,
+  mgmt,
+  queue,
+  namespaces: config.watchNamespaces,
+  log,
+  resyncMs: config.resyncMs,
+});
 const elector = config.leaderElect
-  ? new LeaderElector({ client: mgmt, namespace: config.leaderElectionNamespace, name: config.leaderElectionId, identity: config.identity, log })
+  ? new LeaderElector({
+      client: mgmt,
+      namespace: config.leaderElectionNamespace,
+      name: config.leaderElectionId,
+      identity: config.identity,
+      log,
+    })
   : undefined;
 
 // A change of a Secret a ClusterBootstrap names is acted on within SECRET_POLL_MS, not at the next resync.
 const SECRET_POLL_MS = 30_000;
-new SecretWatch({ mgmt, list: () => operator.list(), enqueue: (key) => queue.add(key), log, periodMs: SECRET_POLL_MS }).start();
+new SecretWatch({
+  mgmt,
+  list: () => operator.list(),
+  enqueue: (key) => queue.add(key),
+  log,
+  periodMs: SECRET_POLL_MS,
+}).start();
 
 // The clones of repositories no ClusterBootstrap uses any more are removed at each resync.
 setInterval(() => {
@@ -96,8 +119,10 @@ const WEDGED_INFORMER_MS = 10 * 60_000;
 let shuttingDown = false;
 const servers = await Promise.all([
   startHealthServer(config.healthAddr, {
-    // Wedged: work waits but no reconcile has finished within the reconcile deadline, or the watch has been down for long.
-    healthy: () => queue.stalledForMs() < config.reconcileTimeoutMs + 30_000 && operator.failingForMs < WEDGED_INFORMER_MS,
+    // Wedged: work waits but no reconcile has finished within the reconcile deadline, or the watch has been down for
+    // long.
+    healthy: () =>
+      queue.stalledForMs() < config.reconcileTimeoutMs + 30_000 && operator.failingForMs < WEDGED_INFORMER_MS,
     // Ready: the cache is synced; a standby replica is ready too (it serves as soon as it leads).
     ready: () => !shuttingDown && operator.synced,
   }),
@@ -107,7 +132,10 @@ const servers = await Promise.all([
 async function lead(): Promise<void> {
   metrics.leader.set({ name: CONTROLLER }, 1);
   queue.start();
-  log.info({ namespaces: config.watchNamespaces.length ? config.watchNamespaces : 'all', concurrency: config.concurrency }, 'reconciling ClusterBootstraps');
+  log.info(
+    { namespaces: config.watchNamespaces.length ? config.watchNamespaces : 'all', concurrency: config.concurrency },
+    'reconciling ClusterBootstraps',
+  );
 }
 
 async function shutdown(signal: string): Promise<void> {

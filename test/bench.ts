@@ -26,17 +26,34 @@ import { labDown, labUp, PROJECT_ROOT, type LabEnv } from './lab/lab.ts';
 import { makeTargetPki, startTargets, targetName, targetProcesses, type LabTarget } from './lab/fleet.ts';
 import { run, running, stopProcesses } from './lab/process.ts';
 
-/** ROUNDS are the ways measured (BENCH_ROUNDS, comma-separated; all three by default): `operator` alone is quick to iterate on. */
+/**
+ * ROUNDS are the ways measured (BENCH_ROUNDS, comma-separated; all three by default): `operator` alone is quick to
+ * iterate on.
+ */
 const ROUNDS = (process.env.BENCH_ROUNDS ?? 'seed,floor,operator').split(',');
-const { values } = parseArgs({ options: { clusters: { type: 'string', default: process.env.BENCH_CLUSTERS ?? '20' } } });
+const { values } = parseArgs({
+  options: { clusters: { type: 'string', default: process.env.BENCH_CLUSTERS ?? '20' } },
+});
 const N = Number(values.clusters);
-if (!Number.isInteger(N) || N < 1) throw new Error(`--clusters must be a positive whole number, not ${values.clusters}`);
+if (!Number.isInteger(N) || N < 1)
+  throw new Error(`--clusters must be a positive whole number, not ${values.clusters}`);
 
 // The benchmark runs its own lab, beside any test or demo lab.
 process.env.E2E_LAB_DIR ??= join(tmpdir(), 'fbo-bench-lab');
-const { authorize, createRepoUrl, git, installCRD, mgmt, namespace, pushSecret, secret, sleep, startOperator, waitFor, E2E_LAB_DIR } = await import('./e2e/harness.ts').then(
-  (h) => ({ ...h, createRepoUrl: h.repo }),
-);
+const {
+  authorize,
+  createRepoUrl,
+  git,
+  installCRD,
+  mgmt,
+  namespace,
+  pushSecret,
+  secret,
+  sleep,
+  startOperator,
+  waitFor,
+  E2E_LAB_DIR,
+} = await import('./e2e/harness.ts').then((h) => ({ ...h, createRepoUrl: h.repo }));
 
 const VERSION = 'v2.9.4';
 /** OPERATOR_LOG keeps the operator's log lines of the last run, to read where its time went. */
@@ -44,25 +61,44 @@ const OPERATOR_LOG = join(tmpdir(), 'fbo-bench-operator.log');
 const say = (line: string) => process.stderr.write(`[bench] ${line}\n`);
 const row = (what: string, value: string | number | null) => console.log(`${what.padEnd(58)} ${value ?? '-'}`);
 const seconds = (ms: number) => Math.round(ms / 10) / 100;
-const quantile = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(q * xs.length) - 1)];
+const quantile = (xs: number[], q: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(q * xs.length) - 1)];
 
 /** optionsFor is what the operator would render for a cluster whose files live in `path` of the repository. */
 function optionsFor(url: string, path: string) {
-  const cb = { apiVersion: API_VERSION, kind: KIND, metadata: { name: 'c', namespace: 'bench', uid: 'u' }, spec: { git: { url, secretRef: { name: 's' }, path }, flux: { version: VERSION } } };
+  const cb = {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    metadata: { name: 'c', namespace: 'bench', uid: 'u' },
+    spec: { git: { url, secretRef: { name: 's' }, path }, flux: { version: VERSION } },
+  };
   return validate(cb as ClusterBootstrap, { targetlessNamespaces: ['bench'] });
 }
 
-/** fleet starts N fresh targets numbered from `first`; `stop` ends them so that the next round has the machine to itself. */
-async function fleet(env: LabEnv, first: number): Promise<{ targets: LabTarget[]; cpu: () => number; stop: () => Promise<void> }> {
+/**
+ * fleet starts N fresh targets numbered from `first`; `stop` ends them so that the next round has the machine to
+ * itself.
+ */
+async function fleet(
+  env: LabEnv,
+  first: number,
+): Promise<{ targets: LabTarget[]; cpu: () => number; stop: () => Promise<void> }> {
   const indexes = Array.from({ length: N }, (_, k) => first + k);
   const t0 = performance.now();
   await Promise.all(indexes.map((i) => makeTargetPki(env.LAB_DIR, i)));
   // Ten at a time: fifty API servers starting at once on two cores miss their own deadlines.
   const targets: LabTarget[] = [];
-  for (let k = 0; k < indexes.length; k += 10) targets.push(...(await startTargets(env.LAB_DIR, env.LAB_BIN, env.LAB_ETCD_URL, indexes.slice(k, k + 10), { log: () => {} })));
+  for (let k = 0; k < indexes.length; k += 10)
+    targets.push(
+      ...(await startTargets(env.LAB_DIR, env.LAB_BIN, env.LAB_ETCD_URL, indexes.slice(k, k + 10), { log: () => {} })),
+    );
   say(`${N} targets up in ${seconds(performance.now() - t0)} s`);
   const pids = await settle(env, indexes);
-  return { targets, cpu: () => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0), stop: () => stopProcesses(env.LAB_DIR, indexes.flatMap(targetProcesses)) };
+  return {
+    targets,
+    cpu: () => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0),
+    stop: () => stopProcesses(env.LAB_DIR, indexes.flatMap(targetProcesses)),
+  };
 }
 
 /**
@@ -71,7 +107,9 @@ async function fleet(env: LabEnv, first: number): Promise<{ targets: LabTarget[]
  * a core together over a second (at most a minute).
  */
 async function settle(env: LabEnv, indexes: number[]): Promise<number[]> {
-  const pids = indexes.map((i) => running(env.LAB_DIR, `${targetName(i)}-apiserver`)).filter((p): p is number => p !== undefined);
+  const pids = indexes
+    .map((i) => running(env.LAB_DIR, `${targetName(i)}-apiserver`))
+    .filter((p): p is number => p !== undefined);
   const t0 = performance.now();
   let last = pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
   for (let i = 0; i < 60; i++) {
@@ -94,7 +132,9 @@ function workClone(url: string): string {
   return dir;
 }
 
-/** writeFiles writes a cluster's three flux-system files into a clone, as `flux install --export` and a person would. */
+/**
+ * writeFiles writes a cluster's three flux-system files into a clone, as `flux install --export` and a person would.
+ */
 function writeFiles(clone: string, opts: ReturnType<typeof optionsFor>): void {
   for (const f of fluxFiles(opts)) {
     mkdirSync(dirname(join(clone, f.path)), { recursive: true });
@@ -114,16 +154,43 @@ async function seed(env: LabEnv, url: string, targets: LabTarget[]): Promise<str
     const work = mkdtempSync(join(tmpdir(), 'fbo-bench-seed-'));
     const opts = optionsFor(url, `clusters/seed-${t.index}`);
     const k = (args: string[]) => run(kubectl, ['--kubeconfig', t.kubeconfig, ...args], { timeoutMs: 120_000 });
-    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `flux-seed-${t.index}`, '-f', join(work, 'identity')]);
+    await run('ssh-keygen', [
+      '-q',
+      '-t',
+      'ed25519',
+      '-N',
+      '',
+      '-C',
+      `flux-seed-${t.index}`,
+      '-f',
+      join(work, 'identity'),
+    ]);
     writeFileSync(join(work, 'known_hosts'), await run('ssh-keyscan', ['-p', env.LAB_GIT_PORT, env.LAB_GIT_HOST]));
     const secretYaml = await run(kubectl, [
-      'create', 'secret', 'generic', 'flux-system', '--namespace', 'flux-system', '--dry-run=client', '-o', 'yaml',
-      `--from-file=identity=${join(work, 'identity')}`, `--from-file=identity.pub=${join(work, 'identity.pub')}`, `--from-file=known_hosts=${join(work, 'known_hosts')}`,
+      'create',
+      'secret',
+      'generic',
+      'flux-system',
+      '--namespace',
+      'flux-system',
+      '--dry-run=client',
+      '-o',
+      'yaml',
+      `--from-file=identity=${join(work, 'identity')}`,
+      `--from-file=identity.pub=${join(work, 'identity.pub')}`,
+      `--from-file=known_hosts=${join(work, 'known_hosts')}`,
     ]);
     writeFileSync(join(work, 'secret.yaml'), secretYaml);
     authorize(readFileSync(join(work, 'identity.pub'), 'utf8'));
     const clone = join(work, 'repo');
-    const gitEnv = { ...process.env, GIT_SSH_COMMAND: env.LAB_GIT_SSH_COMMAND, GIT_AUTHOR_NAME: 'seed', GIT_AUTHOR_EMAIL: 'seed@example.com', GIT_COMMITTER_NAME: 'seed', GIT_COMMITTER_EMAIL: 'seed@example.com' };
+    const gitEnv = {
+      ...process.env,
+      GIT_SSH_COMMAND: env.LAB_GIT_SSH_COMMAND,
+      GIT_AUTHOR_NAME: 'seed',
+      GIT_AUTHOR_EMAIL: 'seed@example.com',
+      GIT_COMMITTER_NAME: 'seed',
+      GIT_COMMITTER_EMAIL: 'seed@example.com',
+    };
     await run('git', ['clone', '-q', url, clone], { env: gitEnv });
     writeFiles(clone, opts);
     await run('git', ['add', '-A'], { cwd: clone, env: gitEnv });
@@ -154,19 +221,32 @@ async function floor(url: string, targets: LabTarget[]): Promise<string> {
   })();
   await Promise.all(
     targets.map(async (t) => {
-      const client = KubeClient.fromTrustedKubeconfig(readFileSync(t.kubeconfig, 'utf8'), { fieldManager: 'bench-floor' });
+      const client = KubeClient.fromTrustedKubeconfig(readFileSync(t.kubeconfig, 'utf8'), {
+        fieldManager: 'bench-floor',
+      });
       const opts = optionsFor(url, `clusters/floor-${t.index}`);
       const objects = componentObjects(opts.flux) as KubeObject[];
       const crds = objects.filter((o) => o.kind === 'CustomResourceDefinition');
       await Promise.all(crds.map((o) => client.apply(o)));
       for (const crd of crds)
         await waitFor(`CRD ${crd.metadata.name} Established`, async () =>
-          (await client.get('apiextensions.k8s.io/v1', 'CustomResourceDefinition', undefined, crd.metadata.name))?.status?.conditions?.some((c: any) => c.type === 'Established' && c.status === 'True'),
+          (
+            await client.get('apiextensions.k8s.io/v1', 'CustomResourceDefinition', undefined, crd.metadata.name)
+          )?.status?.conditions?.some((c: any) => c.type === 'Established' && c.status === 'True'),
         );
       client.forget();
       for (const o of objects.filter((o) => o.kind === 'Namespace')) await client.apply(o);
-      await Promise.all(objects.filter((o) => o.kind !== 'CustomResourceDefinition' && o.kind !== 'Namespace').map((o) => client.apply(o)));
-      const secretObject = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'flux-system', namespace: 'flux-system' }, stringData: { identity: 'x', 'identity.pub': 'x', known_hosts: 'x' } };
+      await Promise.all(
+        objects
+          .filter((o) => o.kind !== 'CustomResourceDefinition' && o.kind !== 'Namespace')
+          .map((o) => client.apply(o)),
+      );
+      const secretObject = {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'flux-system', namespace: 'flux-system' },
+        stringData: { identity: 'x', 'identity.pub': 'x', known_hosts: 'x' },
+      };
       await client.apply(secretObject as KubeObject);
       await Promise.all(syncObjects(opts.sync).map((o) => client.apply(o as KubeObject)));
       client.close();
@@ -204,14 +284,22 @@ async function operatorRound(env: LabEnv, url: string, targets: LabTarget[]) {
   await pushSecret(ns);
   for (const t of targets)
     await secret(ns, `fleet-${t.index}-kubeconfig`, { value: readFileSync(t.kubeconfig, 'utf8') }).then(() =>
-      mgmt().request('PATCH', `/api/v1/namespaces/${ns}/secrets/fleet-${t.index}-kubeconfig`, { metadata: { labels: { fleet: 'bench' } } }, 'application/merge-patch+json'),
+      mgmt().request(
+        'PATCH',
+        `/api/v1/namespaces/${ns}/secrets/fleet-${t.index}-kubeconfig`,
+        { metadata: { labels: { fleet: 'bench' } } },
+        'application/merge-patch+json',
+      ),
     );
   // The operator as the image runs it: compiled, not type-stripped (stripping costs ≈ 20 MiB of RSS).
   execFileSync('npm', ['run', '-s', 'build'], { cwd: PROJECT_ROOT, stdio: 'inherit' });
   const operator = await startOperator({
     script: join(PROJECT_ROOT, 'dist', 'main.js'),
     namespaces: [ns],
-    args: [`--log-level=${process.env.BENCH_LOG_LEVEL ?? 'info'}`, ...(process.env.BENCH_OPERATOR_ARGS ?? '').split(' ').filter(Boolean)],
+    args: [
+      `--log-level=${process.env.BENCH_LOG_LEVEL ?? 'info'}`,
+      ...(process.env.BENCH_OPERATOR_ARGS ?? '').split(' ').filter(Boolean),
+    ],
     nodeArgs: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
   });
   const client = mgmt();
@@ -223,20 +311,28 @@ async function operatorRound(env: LabEnv, url: string, targets: LabTarget[]) {
       apiVersion: API_VERSION,
       kind: SET_KIND,
       metadata: { name: 'fleet', namespace: ns },
-      spec: { kubeconfigSecretSelector: { matchLabels: { fleet: 'bench' } }, template: { spec: { git: { url, secretRef: { name: 'git-push' } }, flux: { version: VERSION } } } },
+      spec: {
+        kubeconfigSecretSelector: { matchLabels: { fleet: 'bench' } },
+        template: { spec: { git: { url, secretRef: { name: 'git-push' } }, flux: { version: VERSION } } },
+      },
     } as KubeObject,
     { fieldManager: 'bench' },
   );
   const deadline = Date.now() + 20 * 60_000;
   while (appliedAt.size < targets.length) {
-    if (Date.now() > deadline) throw new Error(`only ${appliedAt.size} of ${targets.length} ClusterBootstraps Applied after 20 minutes`);
+    if (Date.now() > deadline)
+      throw new Error(`only ${appliedAt.size} of ${targets.length} ClusterBootstraps Applied after 20 minutes`);
     for (const cb of await client.list<ClusterBootstrap>(API_VERSION, KIND, ns)) {
       const key = cb.status?.identity?.publicKey;
       if (key && !authorized.has(key)) {
         authorize(key);
         authorized.add(key);
       }
-      if (!appliedAt.has(cb.metadata.name) && cb.status?.conditions?.some((c) => c.type === 'Applied' && c.status === 'True')) appliedAt.set(cb.metadata.name, performance.now() - t0);
+      if (
+        !appliedAt.has(cb.metadata.name) &&
+        cb.status?.conditions?.some((c) => c.type === 'Applied' && c.status === 'True')
+      )
+        appliedAt.set(cb.metadata.name, performance.now() - t0);
     }
     await sleep(100);
   }
@@ -271,7 +367,9 @@ try {
   const url = await createRepoUrl('bench');
   const outsider: string[] = [];
 
-  /** round runs one way of bootstrapping on N fresh targets numbered from `first`, timed, and checks the targets after. */
+  /**
+   * round runs one way of bootstrapping on N fresh targets numbered from `first`, timed, and checks the targets after.
+   */
   const round = async <T>(name: string, first: number, fn: (targets: LabTarget[]) => Promise<T>) => {
     if (!ROUNDS.includes(name)) return undefined;
     say(name);
@@ -303,10 +401,18 @@ try {
       return true;
     }
   }).length;
-  const range = (first: number, prefix: string) => Array.from({ length: N }, (_, k) => `clusters/${prefix}-${first + k}`);
-  const paths = [...(seeded ? range(1, 'seed') : []), ...(floored ? range(N + 1, 'floor') : []), ...range(2 * N + 1, 'fleet')];
+  const range = (first: number, prefix: string) =>
+    Array.from({ length: N }, (_, k) => `clusters/${prefix}-${first + k}`);
+  const paths = [
+    ...(seeded ? range(1, 'seed') : []),
+    ...(floored ? range(N + 1, 'floor') : []),
+    ...range(2 * N + 1, 'fleet'),
+  ];
   const tree = new Set(git(['ls-tree', '-r', '--name-only', 'main'], check).split('\n'));
-  const missingFiles = paths.filter((p) => !['gotk-components.yaml', 'gotk-sync.yaml', 'kustomization.yaml'].every((f) => tree.has(`${p}/flux-system/${f}`)));
+  const missingFiles = paths.filter(
+    (p) =>
+      !['gotk-components.yaml', 'gotk-sync.yaml', 'kustomization.yaml'].every((f) => tree.has(`${p}/flux-system/${f}`)),
+  );
   const pushes = commits(check) - before;
 
   const result = {
@@ -322,19 +428,29 @@ try {
     peak_rss_mib: Math.round(op.stats.peakRssMiB),
     cpu_s: Math.round(op.stats.cpuS * 10) / 10,
     lost_commits: lost,
-    all_applied: (seeded?.applied ?? true) && (floored?.applied ?? true) && operated.applied && missingFiles.length === 0,
+    all_applied:
+      (seeded?.applied ?? true) && (floored?.applied ?? true) && operated.applied && missingFiles.length === 0,
   };
   console.log(`\n# ${N} clusters from one repository, each way on ${N} fresh lab targets`);
   row('seed procedure, one cluster after another', `${result.seed_s} s`);
   row('floor: parallel server-side apply + one push', `${result.floor_s} s`);
-  row('operator: ClusterBootstrapSet to all Applied', `${result.operator_s} s (p50 ${result.p50_s} s, p95 ${result.p95_s} s)`);
-  row(`CPU of the ${N} target API servers: seed, floor, operator`, [seeded, floored, operated].map((r) => (r ? `${r.targetCpu.toFixed(1)} s` : '-')).join(', '));
+  row(
+    'operator: ClusterBootstrapSet to all Applied',
+    `${result.operator_s} s (p50 ${result.p50_s} s, p95 ${result.p95_s} s)`,
+  );
+  row(
+    `CPU of the ${N} target API servers: seed, floor, operator`,
+    [seeded, floored, operated].map((r) => (r ? `${r.targetCpu.toFixed(1)} s` : '-')).join(', '),
+  );
   row('seed / operator', result.ratio);
   row('operator / floor', result.floor_ratio);
   row('operator commits for the set', pushes);
   row('operator peak RSS', `${result.peak_rss_mib} MiB`);
   row('operator CPU time', `${result.cpu_s} s`);
-  for (const m of op.metrics.matchAll(/^controller_runtime_reconcile_total\{controller="(\w+)",result="(\w+)"\} (\d+)/gm)) row(`reconciles of ${m[1]}: ${m[2]}`, m[3]);
+  for (const m of op.metrics.matchAll(
+    /^controller_runtime_reconcile_total\{controller="(\w+)",result="(\w+)"\} (\d+)/gm,
+  ))
+    row(`reconciles of ${m[1]}: ${m[2]}`, m[3]);
   row('commits by others lost', lost);
   row('operator log', OPERATOR_LOG);
   if (missingFiles.length) row('clusters without their files', missingFiles.join(' '));

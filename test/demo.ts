@@ -26,16 +26,28 @@ say('installing the ClusterBootstrap CRD into the management cluster');
 process.stdout.write(kubectl('apply', '--server-side', '-k', join(PROJECT_ROOT, 'crds')));
 kubectl('wait', '--for=condition=Established', 'crd/clusterbootstraps.fluxbootstrap.dev', '--timeout=30s');
 
-const example = yaml.load(readFileSync(join(PROJECT_ROOT, 'deploy/examples/clusterbootstrap.yaml'), 'utf8')) as ClusterBootstrap;
+const example = yaml.load(
+  readFileSync(join(PROJECT_ROOT, 'deploy/examples/clusterbootstrap.yaml'), 'utf8'),
+) as ClusterBootstrap;
 const { namespace, name } = example.metadata;
 say(`creating namespace ${namespace} with the target's kubeconfig Secret and the operator's push key`);
 await mgmt.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } }, { fieldManager: 'demo' });
 await mgmt.apply(
-  { apiVersion: 'v1', kind: 'Secret', metadata: { name: example.spec.target!.kubeconfigSecretRef!.name, namespace }, stringData: { value: readFileSync(env.LAB_TARGET_KUBECONFIG, 'utf8') } },
+  {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: example.spec.target!.kubeconfigSecretRef!.name, namespace },
+    stringData: { value: readFileSync(env.LAB_TARGET_KUBECONFIG, 'utf8') },
+  },
   { fieldManager: 'demo' },
 );
 await mgmt.apply(
-  { apiVersion: 'v1', kind: 'Secret', metadata: { name: example.spec.git.secretRef.name, namespace }, stringData: { identity: readFileSync(env.LAB_GIT_WRITER_KEY, 'utf8') } },
+  {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: example.spec.git.secretRef.name, namespace },
+    stringData: { identity: readFileSync(env.LAB_GIT_WRITER_KEY, 'utf8') },
+  },
   { fieldManager: 'demo' },
 );
 
@@ -58,8 +70,18 @@ if (existsSync(pidFile) && alive(Number(readFileSync(pidFile, 'utf8')))) {
   const logFd = openSync(join(env.LAB_LOGS, 'operator.log'), 'a');
   const operator = spawn(
     process.execPath,
-    [join(PROJECT_ROOT, 'src/main.ts'), '--leader-elect=false', `--work-dir=${workDir}`, `--metrics-addr=127.0.0.1:${metricsPort}`, `--health-addr=127.0.0.1:${healthPort}`],
-    { env: { PATH: process.env.PATH, HOME: process.env.HOME, KUBECONFIG: env.LAB_MGMT_KUBECONFIG }, stdio: ['ignore', logFd, logFd], detached: true },
+    [
+      join(PROJECT_ROOT, 'src/main.ts'),
+      '--leader-elect=false',
+      `--work-dir=${workDir}`,
+      `--metrics-addr=127.0.0.1:${metricsPort}`,
+      `--health-addr=127.0.0.1:${healthPort}`,
+    ],
+    {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, KUBECONFIG: env.LAB_MGMT_KUBECONFIG },
+      stdio: ['ignore', logFd, logFd],
+      detached: true,
+    },
   );
   operator.unref();
   closeSync(logFd);
@@ -70,7 +92,11 @@ say(`applying deploy/examples/clusterbootstrap.yaml with spec.git.url = ${env.LA
 example.spec.git.url = env.LAB_GIT_URL;
 await mgmt.apply(example as any, { fieldManager: 'demo' });
 
-async function waitFor(what: string, test: (cb: ClusterBootstrap) => boolean, timeoutMs = 180_000): Promise<ClusterBootstrap> {
+async function waitFor(
+  what: string,
+  test: (cb: ClusterBootstrap) => boolean,
+  timeoutMs = 180_000,
+): Promise<ClusterBootstrap> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {
@@ -90,16 +116,24 @@ say(`the operator asks for this deploy key (read-only) on the repository:\n    $
 say('registering it on the lab git server, as you would on your git host');
 authorizeKey(publicKey, { access: 'ro' });
 
-await waitFor('the commit', (cb) => cb.status?.conditions?.some((c) => c.type === 'Committed' && c.status === 'True') ?? false);
+await waitFor(
+  'the commit',
+  (cb) => cb.status?.conditions?.some((c) => c.type === 'Committed' && c.status === 'True') ?? false,
+);
 say("starting Flux's source-controller and kustomize-controller against the target cluster");
 await fluxStart();
 
-const ready = await waitFor('Ready', (cb) => cb.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false);
+const ready = await waitFor(
+  'Ready',
+  (cb) => cb.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+);
 say(`Ready in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
 process.stdout.write(kubectl('get', 'clusterbootstrap', '-n', namespace));
 const commit = ready.status!.lastPushedCommit!;
 const bare = join(env.LAB_GIT_ROOT, env.LAB_GIT_URL.split('/').at(-1)!);
-process.stdout.write(`\n${execFileSync('git', ['--git-dir', bare, 'show', '--stat', '--format=commit %H%nAuthor: %an <%ae>%n%n    %s%n', commit], { encoding: 'utf8' })}`);
+process.stdout.write(
+  `\n${execFileSync('git', ['--git-dir', bare, 'show', '--stat', '--format=commit %H%nAuthor: %an <%ae>%n%n    %s%n', commit], { encoding: 'utf8' })}`,
+);
 process.stdout.write(`
 Look around:
   source .lab/env

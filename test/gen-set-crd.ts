@@ -36,11 +36,21 @@ export function setCRD(): string {
   const crd = {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
-    metadata: { name: 'clusterbootstrapsets.fluxbootstrap.dev', labels: { 'app.kubernetes.io/part-of': 'flux-bootstrap-operator' } },
+    metadata: {
+      name: 'clusterbootstrapsets.fluxbootstrap.dev',
+      labels: { 'app.kubernetes.io/part-of': 'flux-bootstrap-operator' },
+    },
     spec: {
       group: 'fluxbootstrap.dev',
       scope: 'Namespaced',
-      names: { kind: 'ClusterBootstrapSet', listKind: 'ClusterBootstrapSetList', plural: 'clusterbootstrapsets', singular: 'clusterbootstrapset', shortNames: ['cbset'], categories: ['flux', 'fluxcd'] },
+      names: {
+        kind: 'ClusterBootstrapSet',
+        listKind: 'ClusterBootstrapSetList',
+        plural: 'clusterbootstrapsets',
+        singular: 'clusterbootstrapset',
+        shortNames: ['cbset'],
+        categories: ['flux', 'fluxcd'],
+      },
       versions: [
         {
           name: 'v1alpha1',
@@ -56,7 +66,9 @@ export function setCRD(): string {
           schema: {
             openAPIV3Schema: {
               type: 'object',
-              description: 'ClusterBootstrapSet bootstraps Flux onto every cluster its selector matches, with one ClusterBootstrap per cluster.',
+              description:
+                'ClusterBootstrapSet bootstraps Flux onto every cluster its selector matches, with one ' +
+                'ClusterBootstrap per cluster.',
               required: ['spec'],
               properties: {
                 apiVersion: { type: 'string' },
@@ -66,19 +78,39 @@ export function setCRD(): string {
                   type: 'object',
                   required: ['template'],
                   'x-kubernetes-validations': [
-                    { rule: 'has(self.clusterSelector) != has(self.kubeconfigSecretSelector)', message: 'set exactly one of clusterSelector and kubeconfigSecretSelector' },
+                    {
+                      rule: 'has(self.clusterSelector) != has(self.kubeconfigSecretSelector)',
+                      message: 'set exactly one of clusterSelector and kubeconfigSecretSelector',
+                    },
                   ],
                   properties: {
-                    clusterSelector: { ...selector, description: 'Selects Cluster API Clusters (cluster.x-k8s.io) in the namespace.' },
-                    kubeconfigSecretSelector: { ...selector, description: 'Selects kubeconfig Secrets (<cluster>-kubeconfig, key value) in the namespace, for fleets without Cluster API.' },
+                    clusterSelector: {
+                      ...selector,
+                      description: 'Selects Cluster API Clusters (cluster.x-k8s.io) in the namespace.',
+                    },
+                    kubeconfigSecretSelector: {
+                      ...selector,
+                      description:
+                        'Selects kubeconfig Secrets (<cluster>-kubeconfig, key value) in the namespace, for fleets ' +
+                        'without Cluster API.',
+                    },
                     template: {
                       type: 'object',
                       required: ['spec'],
                       properties: {
-                        metadata: { type: 'object', properties: { labels: { type: 'object', additionalProperties: { type: 'string' } }, annotations: { type: 'object', additionalProperties: { type: 'string' } } } },
+                        metadata: {
+                          type: 'object',
+                          properties: {
+                            labels: { type: 'object', additionalProperties: { type: 'string' } },
+                            annotations: { type: 'object', additionalProperties: { type: 'string' } },
+                          },
+                        },
                         spec: {
                           ...templateSpec,
-                          description: 'A ClusterBootstrap spec; ${CLUSTER_NAME} stands for the cluster name. spec.target defaults to the cluster\'s <cluster>-kubeconfig Secret, spec.git.path to clusters/<cluster>.',
+                          description:
+                            'A ClusterBootstrap spec; ${CLUSTER_NAME} stands for the cluster name. spec.target ' +
+                            "defaults to the cluster's <cluster>-kubeconfig Secret, spec.git.path to " +
+                            'clusters/<cluster>.',
                         },
                       },
                     },
@@ -91,13 +123,30 @@ export function setCRD(): string {
                     conditions: cbVersion.schema.openAPIV3Schema.properties.status.properties.conditions,
                     selected: { type: 'integer', description: 'clusters the selector matches' },
                     ready: { type: 'integer', description: 'of those, bootstrapped and Ready' },
-                    waiting: { type: 'array', description: 'selected clusters not bootstrapped yet: control plane not initialized, or no kubeconfig Secret', items: { type: 'string' } },
+                    waiting: {
+                      type: 'array',
+                      description:
+                        'selected clusters not bootstrapped yet: control plane not initialized, or no kubeconfig ' +
+                        'Secret',
+                      items: { type: 'string' },
+                    },
                     notReady: {
                       type: 'array',
                       description: 'ClusterBootstraps of the set that are not Ready, with why (at most 50)',
-                      items: { type: 'object', properties: { name: { type: 'string' }, reason: { type: 'string' }, message: { type: 'string' } } },
+                      items: {
+                        type: 'object',
+                        properties: {
+                          name: { type: 'string' },
+                          reason: { type: 'string' },
+                          message: { type: 'string' },
+                        },
+                      },
                     },
-                    conflicts: { type: 'array', items: { type: 'string' }, description: 'clusters another set (or a person) already bootstraps' },
+                    conflicts: {
+                      type: 'array',
+                      items: { type: 'string' },
+                      description: 'clusters another set (or a person) already bootstraps',
+                    },
                     message: { type: 'string' },
                   },
                 },
@@ -109,7 +158,10 @@ export function setCRD(): string {
     },
   };
   // The template's git.url etc. stay required; target is optional in the template (it defaults per cluster).
-  return `# Generated by test/gen-set-crd.ts from fluxbootstrap.dev_clusterbootstraps.yaml. DO NOT EDIT.\n${yaml.dump(crd, { lineWidth: -1, noRefs: true })}`;
+  return (
+    `# Generated by test/gen-set-crd.ts from fluxbootstrap.dev_clusterbootstraps.yaml. DO NOT ` +
+    `EDIT.\n${yaml.dump(crd, { lineWidth: -1, noRefs: true })}`
+  );
 }
 
 if (import.meta.main) writeFileSync(new URL('fluxbootstrap.dev_clusterbootstrapsets.yaml', root), setCRD());

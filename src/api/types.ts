@@ -8,13 +8,21 @@ export const PLURAL = 'clusterbootstraps';
 /** FINALIZER holds a ClusterBootstrap until its deletion policy has been carried out. */
 export const FINALIZER = `${GROUP}/finalizer`;
 
-/** RECONCILE_REQUESTED_AT is Flux's annotation for "reconcile now" (`flux reconcile` sets it); the operator honours it too. */
+/**
+ * RECONCILE_REQUESTED_AT is Flux's annotation for "reconcile now" (`flux reconcile` sets it); the operator honours it
+ * too.
+ */
 export const RECONCILE_REQUESTED_AT = 'reconcile.fluxcd.io/requestedAt';
 
-/** ROTATE_IDENTITY_AT asks for Flux's key to be rotated now; the value handled is echoed in status.lastHandledRotateAt. */
+/**
+ * ROTATE_IDENTITY_AT asks for Flux's key to be rotated now; the value handled is echoed in status.lastHandledRotateAt.
+ */
 export const ROTATE_IDENTITY_AT = `${GROUP}/rotate-identity-at`;
 
-/** REPIN_HOST_KEYS_AT asks for the git host's keys to be scanned and pinned again, once; echoed in status.lastHandledRepinAt. */
+/**
+ * REPIN_HOST_KEYS_AT asks for the git host's keys to be scanned and pinned again, once; echoed in
+ * status.lastHandledRepinAt.
+ */
 export const REPIN_HOST_KEYS_AT = `${GROUP}/repin-host-keys-at`;
 
 /** FIELD_MANAGER owns every field the operator server-side applies. */
@@ -34,7 +42,11 @@ export interface ClusterBootstrapSpec {
     path?: string;
     secretRef: { name: string };
     readSecretRef?: { name: string };
-    provider?: { type?: 'generic' | 'github' | 'gitlab' | 'gitea' | 'bitbucketserver'; url?: string; secretRef?: { name: string } };
+    provider?: {
+      type?: 'generic' | 'github' | 'gitlab' | 'gitea' | 'bitbucketserver';
+      url?: string;
+      secretRef?: { name: string };
+    };
     sharePushCredentials?: boolean;
     knownHosts?: string;
     author?: { name?: string; email?: string };
@@ -59,7 +71,12 @@ export interface ClusterBootstrapSpec {
     prune?: boolean;
     secretName?: string;
   };
-  identity?: { algorithm?: 'ed25519' | 'ecdsa' | 'rsa'; ecdsaCurve?: 'p256' | 'p384' | 'p521'; rsaBits?: number; rotateEvery?: string };
+  identity?: {
+    algorithm?: 'ed25519' | 'ecdsa' | 'rsa';
+    ecdsaCurve?: 'p256' | 'p384' | 'p521';
+    rsaBits?: number;
+    rotateEvery?: string;
+  };
   suspend?: boolean;
   deletionPolicy?: 'Orphan' | 'Uninstall';
 }
@@ -115,7 +132,14 @@ export interface ObjectMeta {
   finalizers?: string[];
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
-  ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean; blockOwnerDeletion?: boolean }[];
+  ownerReferences?: {
+    apiVersion: string;
+    kind: string;
+    name: string;
+    uid: string;
+    controller?: boolean;
+    blockOwnerDeletion?: boolean;
+  }[];
 }
 
 /** ClusterBootstrap is the custom resource: one target cluster bootstrapped with Flux from one git path. */
@@ -148,7 +172,10 @@ export interface ClusterBootstrapSet {
   spec: {
     clusterSelector?: LabelSelector;
     kubeconfigSecretSelector?: LabelSelector;
-    template: { metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: ClusterBootstrapSpec };
+    template: {
+      metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
+      spec: ClusterBootstrapSpec;
+    };
   };
   status?: {
     observedGeneration?: number;

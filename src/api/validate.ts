@@ -2,7 +2,13 @@ import { Reasons } from './conditions.ts';
 import { parseDuration } from './duration.ts';
 import { PhaseError } from './errors.ts';
 import type { ClusterBootstrap } from './types.ts';
-import { DEFAULT_COMPONENTS, EXTRA_COMPONENTS, shippedComponents, shippedVersions, type ComponentsOptions } from '../manifests/components.ts';
+import {
+  DEFAULT_COMPONENTS,
+  EXTRA_COMPONENTS,
+  shippedComponents,
+  shippedVersions,
+  type ComponentsOptions,
+} from '../manifests/components.ts';
 import type { SyncOptions } from '../manifests/sync.ts';
 
 /** BootstrapOptions is a validated spec with every default filled in: what the phases work from. */
@@ -18,18 +24,30 @@ export interface BootstrapOptions {
     branch: string;
     path: string;
     secretName: string;
-    /** readSecretName is the Secret Flux reads an https repository with; undefined over ssh, or when sharing the push credentials. */
+    /**
+     * readSecretName is the Secret Flux reads an https repository with; undefined over ssh, or when sharing the push
+     * credentials.
+     */
     readSecretName?: string;
     knownHosts?: string;
     /** provider registers Flux's key as a deploy key through the git host's API; `generic` leaves it to a person. */
-    provider: { type: 'generic' | 'github' | 'gitlab' | 'gitea' | 'bitbucketserver'; url?: string; secretName?: string };
+    provider: {
+      type: 'generic' | 'github' | 'gitlab' | 'gitea' | 'bitbucketserver';
+      url?: string;
+      secretName?: string;
+    };
     author: { name: string; email: string };
     messageAppendix: string;
   };
   flux: ComponentsOptions;
   /** sync is the GitRepository and Kustomization Flux syncs with, as committed and as applied. */
   sync: SyncOptions;
-  identity: { algorithm: 'ed25519' | 'ecdsa' | 'rsa'; ecdsaCurve: 'p256' | 'p384' | 'p521'; rsaBits: number; rotateEveryMs?: number };
+  identity: {
+    algorithm: 'ed25519' | 'ecdsa' | 'rsa';
+    ecdsaCurve: 'p256' | 'p384' | 'p521';
+    rsaBits: number;
+    rotateEveryMs?: number;
+  };
   suspend: boolean;
   deletionPolicy: 'Orphan' | 'Uninstall';
 }
@@ -48,7 +66,10 @@ const EMAIL = /^[^\s<>@\u0000-\u001f\u007f]+@[^\s<>@\u0000-\u001f\u007f]+$/;
 
 /** Policy is what the operator's flags allow a ClusterBootstrap beyond the safe default. */
 export interface Policy {
-  /** targetlessNamespaces are the namespaces whose ClusterBootstraps may omit spec.target and install into the management cluster. */
+  /**
+   * targetlessNamespaces are the namespaces whose ClusterBootstraps may omit spec.target and install into the
+   * management cluster.
+   */
   targetlessNamespaces: string[];
 }
 
@@ -66,20 +87,34 @@ function invalid(reason: (typeof Reasons)[keyof typeof Reasons], message: string
 export function normalizeGitURL(raw: string): { url: string; transport: 'ssh' | 'https'; host: string; port: number } {
   const value = raw.trim();
   const scp = /^([A-Za-z0-9._-]+@)?([A-Za-z0-9.-]+):(?!\/\/)([^\s]+)$/.exec(value);
-  const candidate = scp && !value.includes('://') ? `ssh://${scp[1] ?? ''}${scp[2]}/${scp[3].replace(/^\/+/, '')}` : value;
+  const candidate =
+    scp && !value.includes('://') ? `ssh://${scp[1] ?? ''}${scp[2]}/${scp[3].replace(/^\/+/, '')}` : value;
   let parsed: URL;
   try {
     parsed = new URL(candidate);
   } catch (cause) {
-    return invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} is not a URL: use ssh://git@host/org/repo.git`);
+    return invalid(
+      Reasons.InvalidGitURL,
+      `spec.git.url ${JSON.stringify(raw)} is not a URL: use ssh://git@host/org/repo.git`,
+    );
   }
   const transport = parsed.protocol === 'ssh:' ? 'ssh' : parsed.protocol === 'https:' ? 'https' : undefined;
-  if (!transport) invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} has scheme ${parsed.protocol} — use ssh:// (or https://)`);
+  if (!transport)
+    invalid(
+      Reasons.InvalidGitURL,
+      `spec.git.url ${JSON.stringify(raw)} has scheme ${parsed.protocol} — use ssh:// (or https://)`,
+    );
   if (!parsed.hostname) invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} has no host`);
-  if (parsed.pathname.length <= 1) invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} names no repository`);
+  if (parsed.pathname.length <= 1)
+    invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} names no repository`);
   if (parsed.password || (transport === 'https' && parsed.username))
-    invalid(Reasons.InvalidGitURL, 'spec.git.url must not carry credentials (a user or token before @ in an https URL): put them in spec.git.secretRef');
-  if (parsed.search || parsed.hash) invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} must not have a query or fragment`);
+    invalid(
+      Reasons.InvalidGitURL,
+      'spec.git.url must not carry credentials (a user or token before @ in an https URL): put them in ' +
+        'spec.git.secretRef',
+    );
+  if (parsed.search || parsed.hash)
+    invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} must not have a query or fragment`);
   const port = parsed.port ? Number(parsed.port) : transport === 'ssh' ? 22 : 443;
   parsed.hostname = parsed.hostname.toLowerCase();
   return { url: parsed.toString(), transport, host: parsed.hostname, port };
@@ -88,14 +123,22 @@ export function normalizeGitURL(raw: string): { url: string; transport: 'ssh' | 
 /** normalizeRepoPath cleans a path inside the repository and refuses one that would leave it. */
 export function normalizeRepoPath(raw: string): string {
   const trimmed = raw.trim().replace(/^\.\//, '').replace(/\/+$/, '');
-  if (trimmed.startsWith('/')) invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} must be relative to the repository root`);
+  if (trimmed.startsWith('/'))
+    invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} must be relative to the repository root`);
   const segments = trimmed.split('/').filter((s) => s !== '' && s !== '.');
-  if (segments.length === 0) invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} is empty: name a folder such as clusters/<name>`);
+  if (segments.length === 0)
+    invalid(
+      Reasons.InvalidPath,
+      `spec.git.path ${JSON.stringify(raw)} is empty: name a folder such as clusters/<name>`,
+    );
   for (const s of segments) {
-    if (s === '..') invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} escapes the repository ('..' is not allowed)`);
-    if (!PATH_SEGMENT.test(s)) invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} has an invalid segment ${JSON.stringify(s)}`);
+    if (s === '..')
+      invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} escapes the repository ('..' is not allowed)`);
+    if (!PATH_SEGMENT.test(s))
+      invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} has an invalid segment ${JSON.stringify(s)}`);
   }
-  if (segments.some((s) => s.toLowerCase() === '.git')) invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} has a .git segment`);
+  if (segments.some((s) => s.toLowerCase() === '.git'))
+    invalid(Reasons.InvalidPath, `spec.git.path ${JSON.stringify(raw)} has a .git segment`);
   return segments.join('/');
 }
 
@@ -108,70 +151,125 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
   const spec = cb.spec ?? ({} as ClusterBootstrap['spec']);
   const { name, namespace } = cb.metadata;
   if (!spec.git?.url) invalid(Reasons.InvalidSpec, 'spec.git.url is required');
-  if (!spec.git.secretRef?.name) invalid(Reasons.InvalidSpec, 'spec.git.secretRef.name is required: the Secret with the push credentials');
+  if (!spec.git.secretRef?.name)
+    invalid(Reasons.InvalidSpec, 'spec.git.secretRef.name is required: the Secret with the push credentials');
 
   const git = normalizeGitURL(spec.git.url);
   const branch = spec.git.branch ?? 'main';
-  if (!/^[A-Za-z0-9._/-]+$/.test(branch) || branch.includes('..') || branch.startsWith('/') || branch.endsWith('/') || branch.endsWith('.lock'))
+  if (
+    !/^[A-Za-z0-9._/-]+$/.test(branch) ||
+    branch.includes('..') ||
+    branch.startsWith('/') ||
+    branch.endsWith('/') ||
+    branch.endsWith('.lock')
+  )
     invalid(Reasons.InvalidSpec, `spec.git.branch ${JSON.stringify(branch)} is not a valid branch name`);
 
   const flux = spec.flux ?? {};
   const version = flux.version ?? shippedVersions().at(-1)!;
   const versions = shippedVersions();
   if (!versions.includes(version))
-    invalid(Reasons.UnknownFluxVersion, `spec.flux.version ${version} is not shipped with this operator; use one of ${versions.join(', ')}`);
+    invalid(
+      Reasons.UnknownFluxVersion,
+      `spec.flux.version ${version} is not shipped with this operator; use one of ${versions.join(', ')}`,
+    );
   const components = [...(flux.components ?? DEFAULT_COMPONENTS), ...(flux.componentsExtra ?? [])];
   const known = [...DEFAULT_COMPONENTS, ...EXTRA_COMPONENTS];
   for (const c of components)
-    if (!known.includes(c)) invalid(Reasons.UnknownComponent, `component ${JSON.stringify(c)} is unknown; known components are ${known.join(', ')}`);
+    if (!known.includes(c))
+      invalid(
+        Reasons.UnknownComponent,
+        `component ${JSON.stringify(c)} is unknown; known components are ${known.join(', ')}`,
+      );
   for (const c of components)
     if (!shippedComponents(version).includes(c)) {
       const with_ = versions.filter((v) => shippedComponents(v).includes(c));
-      invalid(Reasons.UnknownComponent, `component ${c} is not part of Flux ${version}${with_.length > 0 ? `; it ships with Flux ${with_.join(', ')}` : ''}`);
+      invalid(
+        Reasons.UnknownComponent,
+        `component ${c} is not part of Flux ` +
+          `${version}${with_.length > 0 ? `; it ships with Flux ${with_.join(', ')}` : ''}`,
+      );
     }
   for (const required of ['source-controller', 'kustomize-controller'])
-    if (!components.includes(required)) invalid(Reasons.UnknownComponent, `spec.flux.components must include ${required}: the bootstrap syncs with it`);
+    if (!components.includes(required))
+      invalid(Reasons.UnknownComponent, `spec.flux.components must include ${required}: the bootstrap syncs with it`);
   const fluxNamespace = flux.namespace ?? 'flux-system';
-  if (!DNS_LABEL.test(fluxNamespace) || fluxNamespace.length > 63) invalid(Reasons.InvalidSpec, `spec.flux.namespace ${JSON.stringify(fluxNamespace)} is not a valid namespace name`);
+  if (!DNS_LABEL.test(fluxNamespace) || fluxNamespace.length > 63)
+    invalid(Reasons.InvalidSpec, `spec.flux.namespace ${JSON.stringify(fluxNamespace)} is not a valid namespace name`);
   const logLevel = flux.logLevel ?? 'info';
-  if (!LOG_LEVELS.includes(logLevel)) invalid(Reasons.InvalidSpec, `spec.flux.logLevel must be one of ${LOG_LEVELS.join(', ')}`);
+  if (!LOG_LEVELS.includes(logLevel))
+    invalid(Reasons.InvalidSpec, `spec.flux.logLevel must be one of ${LOG_LEVELS.join(', ')}`);
   const clusterDomain = flux.clusterDomain ?? 'cluster.local';
-  if (!DNS_SUBDOMAIN.test(clusterDomain)) invalid(Reasons.InvalidSpec, `spec.flux.clusterDomain ${JSON.stringify(clusterDomain)} is not a domain`);
+  if (!DNS_SUBDOMAIN.test(clusterDomain))
+    invalid(Reasons.InvalidSpec, `spec.flux.clusterDomain ${JSON.stringify(clusterDomain)} is not a domain`);
 
   const sync = spec.sync ?? {};
   const interval = sync.interval ?? '1m';
   const kustomizationInterval = sync.kustomizationInterval ?? '10m';
-  for (const [field, value] of [['spec.sync.interval', interval], ['spec.sync.kustomizationInterval', kustomizationInterval]])
-    if (!DURATION.test(value)) invalid(Reasons.InvalidSpec, `${field} ${JSON.stringify(value)} is not a duration such as 1m or 10m0s`);
+  for (const [field, value] of [
+    ['spec.sync.interval', interval],
+    ['spec.sync.kustomizationInterval', kustomizationInterval],
+  ])
+    if (!DURATION.test(value))
+      invalid(Reasons.InvalidSpec, `${field} ${JSON.stringify(value)} is not a duration such as 1m or 10m0s`);
   const secretName = sync.secretName ?? 'flux-system';
-  if (!DNS_SUBDOMAIN.test(secretName)) invalid(Reasons.InvalidSpec, `spec.sync.secretName ${JSON.stringify(secretName)} is not a valid Secret name`);
+  if (!DNS_SUBDOMAIN.test(secretName))
+    invalid(Reasons.InvalidSpec, `spec.sync.secretName ${JSON.stringify(secretName)} is not a valid Secret name`);
 
   const identity = spec.identity ?? {};
   const rsaBits = identity.rsaBits ?? 4096;
-  if (![2048, 3072, 4096].includes(rsaBits)) invalid(Reasons.InvalidSpec, 'spec.identity.rsaBits must be 2048, 3072 or 4096');
+  if (![2048, 3072, 4096].includes(rsaBits))
+    invalid(Reasons.InvalidSpec, 'spec.identity.rsaBits must be 2048, 3072 or 4096');
 
-  const author = { name: spec.git.author?.name ?? 'Flux Bootstrap Operator', email: spec.git.author?.email ?? 'flux-bootstrap-operator@users.noreply.local' };
-  if (!AUTHOR_NAME.test(author.name)) invalid(Reasons.InvalidSpec, `spec.git.author.name ${JSON.stringify(author.name)} must be 1-256 printable characters without <, > or newlines`);
-  if (!EMAIL.test(author.email)) invalid(Reasons.InvalidSpec, `spec.git.author.email ${JSON.stringify(author.email)} is not an email address`);
+  const author = {
+    name: spec.git.author?.name ?? 'Flux Bootstrap Operator',
+    email: spec.git.author?.email ?? 'flux-bootstrap-operator@users.noreply.local',
+  };
+  if (!AUTHOR_NAME.test(author.name))
+    invalid(
+      Reasons.InvalidSpec,
+      `spec.git.author.name ${JSON.stringify(author.name)} must be 1-256 printable characters without <, > or newlines`,
+    );
+  if (!EMAIL.test(author.email))
+    invalid(Reasons.InvalidSpec, `spec.git.author.email ${JSON.stringify(author.email)} is not an email address`);
   const messageAppendix = spec.git.commitMessageAppendix ?? '';
   if (/[\u0000-\u0008\u000b-\u001f\u007f]/.test(messageAppendix) || messageAppendix.length > 1024)
-    invalid(Reasons.InvalidSpec, 'spec.git.commitMessageAppendix must be at most 1024 characters without control characters');
+    invalid(
+      Reasons.InvalidSpec,
+      'spec.git.commitMessageAppendix must be at most 1024 characters without control characters',
+    );
   const registry = (flux.registry ?? 'ghcr.io/fluxcd').replace(/\/+$/, '');
   if (!IMAGE_REPOSITORY.test(registry) || registry.length > 255)
-    invalid(Reasons.InvalidSpec, `spec.flux.registry ${JSON.stringify(registry)} is not an image registry path such as ghcr.io/fluxcd`);
+    invalid(
+      Reasons.InvalidSpec,
+      `spec.flux.registry ${JSON.stringify(registry)} is not an image registry path such as ghcr.io/fluxcd`,
+    );
   const tolerationKeys = flux.tolerationKeys ?? [];
   for (const key of tolerationKeys)
-    if (!LABEL_KEY.test(key) || key.length > 316) invalid(Reasons.InvalidSpec, `spec.flux.tolerationKeys: ${JSON.stringify(key)} is not a taint key`);
+    if (!LABEL_KEY.test(key) || key.length > 316)
+      invalid(Reasons.InvalidSpec, `spec.flux.tolerationKeys: ${JSON.stringify(key)} is not a taint key`);
   const imagePullSecret = flux.imagePullSecret ?? '';
-  if (imagePullSecret && !DNS_SUBDOMAIN.test(imagePullSecret)) invalid(Reasons.InvalidSpec, `spec.flux.imagePullSecret ${JSON.stringify(imagePullSecret)} is not a valid Secret name`);
+  if (imagePullSecret && !DNS_SUBDOMAIN.test(imagePullSecret))
+    invalid(
+      Reasons.InvalidSpec,
+      `spec.flux.imagePullSecret ${JSON.stringify(imagePullSecret)} is not a valid Secret name`,
+    );
   const path = normalizeRepoPath(spec.git.path ?? `clusters/${name}`);
 
   const providerSpec = spec.git.provider ?? {};
   const providerType = providerSpec.type ?? 'generic';
   if (!['generic', 'github', 'gitlab', 'gitea', 'bitbucketserver'].includes(providerType))
-    invalid(Reasons.InvalidSpec, `spec.git.provider.type ${JSON.stringify(providerType)} must be generic, github, gitlab, gitea or bitbucketserver`);
+    invalid(
+      Reasons.InvalidSpec,
+      `spec.git.provider.type ${JSON.stringify(providerType)} must be generic, github, gitlab, gitea or ` +
+        `bitbucketserver`,
+    );
   if (providerType !== 'generic' && !providerSpec.secretRef?.name)
-    invalid(Reasons.InvalidSpec, `spec.git.provider.secretRef.name is required for provider ${providerType}: a Secret whose key "token" holds the API token`);
+    invalid(
+      Reasons.InvalidSpec,
+      `spec.git.provider.secretRef.name is required for provider ${providerType}: a Secret whose key "token" holds ` +
+        `the API token`,
+    );
   if ((providerType === 'gitea' || providerType === 'bitbucketserver') && !providerSpec.url)
     invalid(Reasons.InvalidSpec, `spec.git.provider.url is required for provider ${providerType}: the API base URL`);
   if (providerSpec.url) {
@@ -182,26 +280,39 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
       api = undefined;
     }
     if (!api || !['https:', 'http:'].includes(api.protocol) || api.username || api.password || api.search || api.hash)
-      invalid(Reasons.InvalidSpec, `spec.git.provider.url ${JSON.stringify(providerSpec.url)} must be an http(s) URL without credentials, query or fragment`);
+      invalid(
+        Reasons.InvalidSpec,
+        `spec.git.provider.url ${JSON.stringify(providerSpec.url)} must be an http(s) URL without credentials, ` +
+          `query or fragment`,
+      );
   }
   const rotateEvery = spec.identity?.rotateEvery;
   if (rotateEvery !== undefined && (!DURATION.test(rotateEvery) || parseDuration(rotateEvery) < 3_600_000))
-    invalid(Reasons.InvalidSpec, `spec.identity.rotateEvery ${JSON.stringify(rotateEvery)} must be a duration of at least 1h, such as 720h`);
+    invalid(
+      Reasons.InvalidSpec,
+      `spec.identity.rotateEvery ${JSON.stringify(rotateEvery)} must be a duration of at least 1h, such as 720h`,
+    );
 
   const targetRef = spec.target?.kubeconfigSecretRef;
   if (!targetRef?.name && !policy.targetlessNamespaces.includes(namespace))
     invalid(
       Reasons.TargetlessNotAllowed,
-      `spec.target.kubeconfigSecretRef is required in namespace ${namespace}: only namespaces the operator's --allow-targetless-namespaces lists may bootstrap the management cluster itself`,
+      `spec.target.kubeconfigSecretRef is required in namespace ${namespace}: only namespaces the operator's ` +
+        `--allow-targetless-namespaces lists may bootstrap the management cluster itself`,
     );
   const deletionPolicy = spec.deletionPolicy ?? 'Orphan';
   if (deletionPolicy === 'Uninstall' && SYSTEM_NAMESPACES.includes(fluxNamespace))
-    invalid(Reasons.InvalidSpec, `spec.flux.namespace ${fluxNamespace} is a system namespace: deletionPolicy Uninstall would delete it; choose another namespace`);
+    invalid(
+      Reasons.InvalidSpec,
+      `spec.flux.namespace ${fluxNamespace} is a system namespace: deletionPolicy Uninstall would delete it; choose ` +
+        `another namespace`,
+    );
   const readSecretName = spec.git.readSecretRef?.name;
   if (git.transport === 'https' && !readSecretName && !spec.git.sharePushCredentials)
     invalid(
       Reasons.InvalidSpec,
-      'an https spec.git.url needs spec.git.readSecretRef: read-only credentials for Flux (every target stores them); set spec.git.sharePushCredentials: true to give Flux the push credentials instead',
+      'an https spec.git.url needs spec.git.readSecretRef: read-only credentials for Flux (every target stores ' +
+        'them); set spec.git.sharePushCredentials: true to give Flux the push credentials instead',
     );
   return {
     name,
@@ -214,7 +325,11 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
       secretName: spec.git.secretRef.name,
       readSecretName: git.transport === 'https' ? readSecretName : undefined,
       knownHosts: spec.git.knownHosts?.trim() || undefined,
-      provider: { type: providerType, url: providerSpec.url?.replace(/\/+$/, ''), secretName: providerSpec.secretRef?.name },
+      provider: {
+        type: providerType,
+        url: providerSpec.url?.replace(/\/+$/, ''),
+        secretName: providerSpec.secretRef?.name,
+      },
       author,
       messageAppendix,
     },

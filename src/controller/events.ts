@@ -14,7 +14,11 @@ const MAX_SERIES = 4096;
  * reason and message) is not written anew: its count and lastTimestamp are patched, so a failure retried
  * every few seconds is one Event with a growing count.
  */
-export function kubeEventRecorder(mgmt: KubeClient, instance: string, component = 'flux-bootstrap-operator'): EventRecorder {
+export function kubeEventRecorder(
+  mgmt: KubeClient,
+  instance: string,
+  component = 'flux-bootstrap-operator',
+): EventRecorder {
   const series = new Map<string, { name: string; count: number }>();
   return {
     async record(cb, type, reason, message) {
@@ -25,7 +29,12 @@ export function kubeEventRecorder(mgmt: KubeClient, instance: string, component 
       const seen = series.get(key);
       if (seen) {
         try {
-          await mgmt.request('PATCH', `/api/v1/namespaces/${ns}/events/${encodeURIComponent(seen.name)}`, { count: seen.count + 1, lastTimestamp: now }, 'application/merge-patch+json');
+          await mgmt.request(
+            'PATCH',
+            `/api/v1/namespaces/${ns}/events/${encodeURIComponent(seen.name)}`,
+            { count: seen.count + 1, lastTimestamp: now },
+            'application/merge-patch+json',
+          );
           seen.count++;
           return;
         } catch (err) {

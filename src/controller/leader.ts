@@ -9,9 +9,14 @@ export interface LeaderElectionOptions {
   name: string;
   identity: string;
   log: Logger;
-  /** leaseDurationS is how long a candidate waits after it last saw the Lease change before taking it (client-go: 15 s). */
+  /**
+   * leaseDurationS is how long a candidate waits after it last saw the Lease change before taking it (client-go: 15 s).
+   */
   leaseDurationS?: number;
-  /** renewDeadlineMs is how long the leader keeps trying to renew before it stops leading (client-go: 10 s); less than the lease duration. */
+  /**
+   * renewDeadlineMs is how long the leader keeps trying to renew before it stops leading (client-go: 10 s); less than
+   * the lease duration.
+   */
   renewDeadlineMs?: number;
   /** retryPeriodMs is how often candidates try and the leader renews (client-go: 2 s). */
   retryPeriodMs?: number;
@@ -33,7 +38,8 @@ export class LeaderElector {
 
   constructor(opts: LeaderElectionOptions) {
     this.#o = { leaseDurationS: 15, renewDeadlineMs: 10_000, retryPeriodMs: 2_000, ...opts };
-    if (this.#o.renewDeadlineMs >= this.#o.leaseDurationS * 1000) throw new Error('the renew deadline must be shorter than the lease duration');
+    if (this.#o.renewDeadlineMs >= this.#o.leaseDurationS * 1000)
+      throw new Error('the renew deadline must be shorter than the lease duration');
   }
 
   get leading(): boolean {
@@ -49,7 +55,10 @@ export class LeaderElector {
       while (!this.#stopped && !(await this.#tryAcquire())) await sleep(this.#o.retryPeriodMs);
       if (this.#stopped) return;
       this.#leading = true;
-      this.#o.log.info({ lease: `${this.#o.namespace}/${this.#o.name}`, identity: this.#o.identity }, 'became the leader');
+      this.#o.log.info(
+        { lease: `${this.#o.namespace}/${this.#o.name}`, identity: this.#o.identity },
+        'became the leader',
+      );
       await onLead();
       let lastRenew = Date.now();
       while (!this.#stopped) {
@@ -60,7 +69,11 @@ export class LeaderElector {
       }
       if (this.#stopped) return;
       this.#leading = false;
-      await onLost(new Error(`could not renew the Lease ${this.#o.namespace}/${this.#o.name} within ${this.#o.renewDeadlineMs} ms`));
+      await onLost(
+        new Error(
+          `could not renew the Lease ${this.#o.namespace}/${this.#o.name} within ${this.#o.renewDeadlineMs} ms`,
+        ),
+      );
     }
   }
 
@@ -91,7 +104,13 @@ export class LeaderElector {
           apiVersion: 'coordination.k8s.io/v1',
           kind: 'Lease',
           metadata: { name, namespace },
-          spec: { holderIdentity: identity, leaseDurationSeconds: leaseDurationS, acquireTime: now, renewTime: now, leaseTransitions: 0 },
+          spec: {
+            holderIdentity: identity,
+            leaseDurationSeconds: leaseDurationS,
+            acquireTime: now,
+            renewTime: now,
+            leaseTransitions: 0,
+          },
         });
         return true;
       }

@@ -32,25 +32,83 @@ export function createMetrics(version: string): Metrics {
   const name = { name: CONTROLLER };
   const buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
-  new Gauge({ name: 'fluxbootstrap_build_info', help: 'The operator build, by version.', labelNames: ['version'], registers }).set({ version }, 1);
-  const reconciles = new Counter({ name: 'controller_runtime_reconcile_total', help: 'Total number of reconciliations per controller.', labelNames: ['controller', 'result'], registers });
-  const errors = new Counter({ name: 'controller_runtime_reconcile_errors_total', help: 'Total number of reconciliation errors per controller.', labelNames: ['controller'], registers });
-  const terminal = new Counter({ name: 'controller_runtime_terminal_reconcile_errors_total', help: 'Total number of terminal reconciliation errors per controller.', labelNames: ['controller'], registers });
-  const reconcileTime = new Histogram({ name: 'controller_runtime_reconcile_time_seconds', help: 'Length of time per reconciliation per controller.', labelNames: ['controller'], buckets, registers });
+  new Gauge({
+    name: 'fluxbootstrap_build_info',
+    help: 'The operator build, by version.',
+    labelNames: ['version'],
+    registers,
+  }).set({ version }, 1);
+  const reconciles = new Counter({
+    name: 'controller_runtime_reconcile_total',
+    help: 'Total number of reconciliations per controller.',
+    labelNames: ['controller', 'result'],
+    registers,
+  });
+  const errors = new Counter({
+    name: 'controller_runtime_reconcile_errors_total',
+    help: 'Total number of reconciliation errors per controller.',
+    labelNames: ['controller'],
+    registers,
+  });
+  const terminal = new Counter({
+    name: 'controller_runtime_terminal_reconcile_errors_total',
+    help: 'Total number of terminal reconciliation errors per controller.',
+    labelNames: ['controller'],
+    registers,
+  });
+  const reconcileTime = new Histogram({
+    name: 'controller_runtime_reconcile_time_seconds',
+    help: 'Length of time per reconciliation per controller.',
+    labelNames: ['controller'],
+    buckets,
+    registers,
+  });
   for (const result of ['success', 'error', 'requeue', 'requeue_after']) reconciles.inc({ ...controller, result }, 0);
   errors.inc(controller, 0);
   terminal.inc(controller, 0);
 
-  const adds = new Counter({ name: 'workqueue_adds_total', help: 'Total number of adds handled by workqueue.', labelNames: ['name'], registers });
-  const retries = new Counter({ name: 'workqueue_retries_total', help: 'Total number of retries handled by workqueue.', labelNames: ['name'], registers });
-  const queueDuration = new Histogram({ name: 'workqueue_queue_duration_seconds', help: 'How long in seconds an item stays in workqueue before being requested.', labelNames: ['name'], buckets, registers });
-  const workDuration = new Histogram({ name: 'workqueue_work_duration_seconds', help: 'How long in seconds processing an item from workqueue takes.', labelNames: ['name'], buckets, registers });
-  const depth = new Gauge({ name: 'workqueue_depth', help: 'Current depth of workqueue.', labelNames: ['name'], registers });
+  const adds = new Counter({
+    name: 'workqueue_adds_total',
+    help: 'Total number of adds handled by workqueue.',
+    labelNames: ['name'],
+    registers,
+  });
+  const retries = new Counter({
+    name: 'workqueue_retries_total',
+    help: 'Total number of retries handled by workqueue.',
+    labelNames: ['name'],
+    registers,
+  });
+  const queueDuration = new Histogram({
+    name: 'workqueue_queue_duration_seconds',
+    help: 'How long in seconds an item stays in workqueue before being requested.',
+    labelNames: ['name'],
+    buckets,
+    registers,
+  });
+  const workDuration = new Histogram({
+    name: 'workqueue_work_duration_seconds',
+    help: 'How long in seconds processing an item from workqueue takes.',
+    labelNames: ['name'],
+    buckets,
+    registers,
+  });
+  const depth = new Gauge({
+    name: 'workqueue_depth',
+    help: 'Current depth of workqueue.',
+    labelNames: ['name'],
+    registers,
+  });
   adds.inc(name, 0);
   retries.inc(name, 0);
 
   const ready = new Map<string, string>();
-  const resources = new Gauge({ name: 'fluxbootstrap_resources', help: 'ClusterBootstraps by Ready status.', labelNames: ['ready'], registers });
+  const resources = new Gauge({
+    name: 'fluxbootstrap_resources',
+    help: 'ClusterBootstraps by Ready status.',
+    labelNames: ['ready'],
+    registers,
+  });
   return {
     registry,
     queueObserver: {
@@ -66,27 +124,63 @@ export function createMetrics(version: string): Metrics {
       },
     },
     watchQueue(queue, maxConcurrent) {
-      new Gauge({ name: 'controller_runtime_max_concurrent_reconciles', help: 'Maximum number of concurrent reconciles per controller.', labelNames: ['controller'], registers }).set(controller, maxConcurrent);
-      new Gauge({ name: 'controller_runtime_active_workers', help: 'Number of currently used workers per controller.', labelNames: ['controller'], registers, collect() { this.set(controller, queue.active); } });
+      new Gauge({
+        name: 'controller_runtime_max_concurrent_reconciles',
+        help: 'Maximum number of concurrent reconciles per controller.',
+        labelNames: ['controller'],
+        registers,
+      }).set(controller, maxConcurrent);
+      new Gauge({
+        name: 'controller_runtime_active_workers',
+        help: 'Number of currently used workers per controller.',
+        labelNames: ['controller'],
+        registers,
+        collect() {
+          this.set(controller, queue.active);
+        },
+      });
       const running = (): number[] => queue.runningSince().map((t) => (Date.now() - t) / 1000);
       new Gauge({
         name: 'workqueue_unfinished_work_seconds',
         help: 'How many seconds of work has been done that is in progress and has not been observed by work_duration.',
         labelNames: ['name'],
         registers,
-        collect() { this.set(name, running().reduce((a, b) => a + b, 0)); },
+        collect() {
+          this.set(
+            name,
+            running().reduce((a, b) => a + b, 0),
+          );
+        },
       });
       new Gauge({
         name: 'workqueue_longest_running_processor_seconds',
         help: 'How many seconds has the longest running processor for workqueue been running.',
         labelNames: ['name'],
         registers,
-        collect() { this.set(name, Math.max(0, ...running())); },
+        collect() {
+          this.set(name, Math.max(0, ...running()));
+        },
       });
     },
-    phaseDuration: new Histogram({ name: 'fluxbootstrap_phase_duration_seconds', help: 'Duration of each reconcile phase.', labelNames: ['phase'], buckets, registers }),
-    leader: new Gauge({ name: 'leader_election_master_status', help: 'Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master.', labelNames: ['name'], registers }),
-    restRequests: new Counter({ name: 'rest_client_requests_total', help: 'Number of HTTP requests, partitioned by status code, method, and host.', labelNames: ['code', 'method', 'host'], registers }),
+    phaseDuration: new Histogram({
+      name: 'fluxbootstrap_phase_duration_seconds',
+      help: 'Duration of each reconcile phase.',
+      labelNames: ['phase'],
+      buckets,
+      registers,
+    }),
+    leader: new Gauge({
+      name: 'leader_election_master_status',
+      help: 'Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master.',
+      labelNames: ['name'],
+      registers,
+    }),
+    restRequests: new Counter({
+      name: 'rest_client_requests_total',
+      help: 'Number of HTTP requests, partitioned by status code, method, and host.',
+      labelNames: ['code', 'method', 'host'],
+      registers,
+    }),
     setReady(key, status) {
       if (status === undefined) ready.delete(key);
       else ready.set(key, status);

@@ -1,6 +1,21 @@
 import dotI from '@dot-i/k8s-operator';
-import { CoreV1Api, makeInformer, type Informer, type KubeConfig, type KubernetesListObject, type ObjectCache } from '@kubernetes/client-node';
-import { GROUP, PLURAL, RECONCILE_REQUESTED_AT, SET_KIND, SET_PLURAL, VERSION, type ClusterBootstrap } from '../api/types.ts';
+import {
+  CoreV1Api,
+  makeInformer,
+  type Informer,
+  type KubeConfig,
+  type KubernetesListObject,
+  type ObjectCache,
+} from '@kubernetes/client-node';
+import {
+  GROUP,
+  PLURAL,
+  RECONCILE_REQUESTED_AT,
+  SET_KIND,
+  SET_PLURAL,
+  VERSION,
+  type ClusterBootstrap,
+} from '../api/types.ts';
 import { KubeClient } from '../kube/client.ts';
 import { frameworkLogger, type Logger } from '../logger.ts';
 import type { WorkQueue } from './queue.ts';
@@ -45,7 +60,14 @@ export class ClusterBootstrapOperator extends Operator {
   /** #prober asks the API server whether it answers, with a short deadline of its own. */
   readonly #prober: KubeClient;
 
-  constructor(opts: { kubeConfig: KubeConfig; mgmt: KubeClient; queue: WorkQueue; namespaces: string[]; log: Logger; resyncMs: number }) {
+  constructor(opts: {
+    kubeConfig: KubeConfig;
+    mgmt: KubeClient;
+    queue: WorkQueue;
+    namespaces: string[];
+    log: Logger;
+    resyncMs: number;
+  }) {
     super(frameworkLogger(opts.log));
     // dot-i loads the default kubeconfig in its constructor; use the one the operator was configured with.
     this.kubeConfig = opts.kubeConfig;
@@ -67,7 +89,10 @@ export class ClusterBootstrapOperator extends Operator {
 
   /** failingForMs is how long the longest-failing informer has been failing, 0 when none is. */
   get failingForMs(): number {
-    return Math.max(0, ...this.#informers.filter((i) => i.kind === 'cb').map((i) => (i.failingSince ? Date.now() - i.failingSince : 0)));
+    return Math.max(
+      0,
+      ...this.#informers.filter((i) => i.kind === 'cb').map((i) => (i.failingSince ? Date.now() - i.failingSince : 0)),
+    );
   }
 
   /** list returns every ClusterBootstrap in the informers' caches. */
@@ -78,8 +103,16 @@ export class ClusterBootstrapOperator extends Operator {
   /** init starts one informer per watched namespace (or one across all), the API probe and the periodic resync. */
   protected async init(): Promise<void> {
     for (const ns of this.#scopes)
-      for (const [kind, plural] of [['cb', PLURAL], ['set', SET_PLURAL]] as const) {
-        const state: InformerState = { kind, path: `/apis/${GROUP}/${VERSION}/${ns ? `namespaces/${ns}/` : ''}${plural}`, synced: false, failures: 0 };
+      for (const [kind, plural] of [
+        ['cb', PLURAL],
+        ['set', SET_PLURAL],
+      ] as const) {
+        const state: InformerState = {
+          kind,
+          path: `/apis/${GROUP}/${VERSION}/${ns ? `namespaces/${ns}/` : ''}${plural}`,
+          synced: false,
+          failures: 0,
+        };
         this.#informers.push(state);
         void this.#connect(state);
       }
@@ -94,12 +127,15 @@ export class ClusterBootstrapOperator extends Operator {
    */
   async #connect(state: InformerState): Promise<void> {
     void state.informer?.stop();
-    const informer = makeInformer(this.#kc, state.path, () => this.#mgmt.request<KubernetesListObject<ClusterBootstrap & { metadata: any }>>('GET', state.path)) as CBInformer;
+    const informer = makeInformer(this.#kc, state.path, () =>
+      this.#mgmt.request<KubernetesListObject<ClusterBootstrap & { metadata: any }>>('GET', state.path),
+    ) as CBInformer;
     state.informer = informer;
     state.synced = false;
     const current = () => state.informer === informer;
     if (state.kind === 'set') {
-      const enqueue = (set: { metadata: { namespace?: string; name: string } }) => current() && this.#queue.add(setKey(set.metadata.namespace!, set.metadata.name));
+      const enqueue = (set: { metadata: { namespace?: string; name: string } }) =>
+        current() && this.#queue.add(setKey(set.metadata.namespace!, set.metadata.name));
       informer.on('add', enqueue);
       informer.on('update', enqueue);
     } else {
@@ -115,20 +151,27 @@ export class ClusterBootstrapOperator extends Operator {
     const failuresBefore = state.failures;
     await informer.start().catch((err) => this.#restart(state, err));
     if (state.failures !== failuresBefore || state.informer !== informer) return;
-    if (state.failures > 0) this.#log.info({ path: state.path, failures: state.failures }, 'watching ClusterBootstraps again');
+    if (state.failures > 0)
+      this.#log.info({ path: state.path, failures: state.failures }, 'watching ClusterBootstraps again');
     state.synced = true;
     state.failures = 0;
     state.failingSince = undefined;
   }
 
-  /** #restart schedules a failed informer's restart with exponential backoff; it keeps its cache and resourceVersion. */
+  /**
+   * #restart schedules a failed informer's restart with exponential backoff; it keeps its cache and resourceVersion.
+   */
   #restart(state: InformerState, err: unknown): void {
     state.synced = false;
     state.failures++;
     state.failingSince ??= Date.now();
     const delay = Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** (state.failures - 1));
     // One line per failure at first, then one each time the backoff is at its cap: an outage is said, not shouted.
-    if (state.failures <= 3 || delay >= RESTART_MAX_MS) this.#log.warn({ err, path: state.path, failures: state.failures, retryInMs: delay }, `the ${state.kind === 'set' ? 'ClusterBootstrapSet' : 'ClusterBootstrap'} watch failed; restarting it`);
+    if (state.failures <= 3 || delay >= RESTART_MAX_MS)
+      this.#log.warn(
+        { err, path: state.path, failures: state.failures, retryInMs: delay },
+        `the ${state.kind === 'set' ? 'ClusterBootstrapSet' : 'ClusterBootstrap'} watch failed; restarting it`,
+      );
     const informer = state.informer!;
     setTimeout(() => state.informer === informer && void this.#begin(state, informer), delay).unref();
   }
@@ -140,7 +183,10 @@ export class ClusterBootstrapOperator extends Operator {
   async #probe(): Promise<void> {
     if (this.#probing) return;
     this.#probing = true;
-    const reachable = await this.#prober.request('GET', '/version').then(() => true, () => false);
+    const reachable = await this.#prober.request('GET', '/version').then(
+      () => true,
+      () => false,
+    );
     this.#probing = false;
     if (reachable === this.#reachable) return;
     this.#reachable = reachable;

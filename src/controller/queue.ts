@@ -25,7 +25,10 @@ export interface WorkQueueOptions {
   worker: (key: string) => Promise<Outcome>;
   baseBackoffMs?: number;
   maxBackoffMs?: number;
-  /** deadlineMs is how long one run may take before it is abandoned: its worker slot is freed and it is retried with backoff. */
+  /**
+   * deadlineMs is how long one run may take before it is abandoned: its worker slot is freed and it is retried with
+   * backoff.
+   */
   deadlineMs?: number;
   observer?: QueueObserver;
 }
@@ -122,7 +125,10 @@ export class WorkQueue {
     for (const { timer } of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
     if (this.#active === 0) return;
-    await Promise.race([new Promise<void>((r) => this.#idle.push(r)), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+    await Promise.race([
+      new Promise<void>((r) => this.#idle.push(r)),
+      new Promise((r) => setTimeout(r, timeoutMs).unref()),
+    ]);
   }
 
   #pump(): void {
@@ -141,10 +147,21 @@ export class WorkQueue {
     const started = Date.now();
     let deadline: NodeJS.Timeout | undefined;
     const abandoned = new Promise<Outcome>((resolve) => {
-      deadline = setTimeout(() => resolve({ error: new Error(`the reconcile of ${key} did not finish within ${this.#o.deadlineMs / 1000} s: abandoned, retrying with backoff`) }), this.#o.deadlineMs);
+      deadline = setTimeout(
+        () =>
+          resolve({
+            error: new Error(
+              `the reconcile of ${key} did not finish within ${this.#o.deadlineMs / 1000} s: abandoned, retrying ` +
+                `with backoff`,
+            ),
+          }),
+        this.#o.deadlineMs,
+      );
       deadline.unref();
     });
-    const work = this.#o.worker(key).catch((err): Outcome => ({ error: err instanceof Error ? err : new Error(String(err)) }));
+    const work = this.#o
+      .worker(key)
+      .catch((err): Outcome => ({ error: err instanceof Error ? err : new Error(String(err)) }));
     const outcome = await Promise.race([work, abandoned]);
     clearTimeout(deadline);
     this.#active--;
@@ -159,7 +176,12 @@ export class WorkQueue {
   }
 
   #settle(key: string, outcome: Outcome, workMs: number): void {
-    const result: Result = outcome.error || outcome.terminal ? 'error' : outcome.resync || !outcome.requeueAfterMs ? 'success' : 'requeue_after';
+    const result: Result =
+      outcome.error || outcome.terminal
+        ? 'error'
+        : outcome.resync || !outcome.requeueAfterMs
+          ? 'success'
+          : 'requeue_after';
     this.#o.observer?.finished?.(key, result, workMs, outcome);
     if (outcome.error) {
       const failures = (this.#failures.get(key) ?? 0) + 1;

@@ -1,6 +1,13 @@
 import { ConditionTypes, findCondition, Reasons } from '../api/conditions.ts';
 import { errorMessage, PhaseError } from '../api/errors.ts';
-import { API_VERSION, FINALIZER, KIND, RECONCILE_REQUESTED_AT, type ClusterBootstrap, type ClusterBootstrapStatus } from '../api/types.ts';
+import {
+  API_VERSION,
+  FINALIZER,
+  KIND,
+  RECONCILE_REQUESTED_AT,
+  type ClusterBootstrap,
+  type ClusterBootstrapStatus,
+} from '../api/types.ts';
 import { validate, type BootstrapOptions, type Policy } from '../api/validate.ts';
 import { KubeError, type KubeClient } from '../kube/client.ts';
 import type { Repositories } from '../git/repository.ts';
@@ -26,11 +33,16 @@ export interface ReconcilerOptions {
   metrics?: Metrics;
   /** resyncMs is how often a Ready resource is checked again for drift. */
   resyncMs: number;
-  /** targetClient returns a client for a target's kubeconfig, or for the operator's own cluster when it is undefined. */
+  /**
+   * targetClient returns a client for a target's kubeconfig, or for the operator's own cluster when it is undefined.
+   */
   targetClient: (kubeconfig: string | undefined) => KubeClient;
   /** policy is what the operator's flags allow beyond the safe default. */
   policy?: Policy;
-  /** siblings lists the ClusterBootstraps the operator knows of (from its informer's cache), for the path-conflict check. */
+  /**
+   * siblings lists the ClusterBootstraps the operator knows of (from its informer's cache), for the path-conflict
+   * check.
+   */
   siblings?: () => ClusterBootstrap[];
 }
 
@@ -56,17 +68,30 @@ export class Reconciler {
     if (cb.metadata.deletionTimestamp) return this.#finalize(cb, log);
     await this.#addFinalizer(cb);
 
-    const status: ClusterBootstrapStatus = { ...cb.status, observedGeneration: cb.metadata.generation, conditions: [...(cb.status?.conditions ?? [])] };
+    const status: ClusterBootstrapStatus = {
+      ...cb.status,
+      observedGeneration: cb.metadata.generation,
+      conditions: [...(cb.status?.conditions ?? [])],
+    };
     const requestedAt = cb.metadata.annotations?.[RECONCILE_REQUESTED_AT];
     if (requestedAt) status.lastHandledReconcileAt = requestedAt;
     const result = await this.#pass(cb, status, log);
     if (result.kind === 'failed') {
-      const level = result.error.reason === Reasons.DeployKeyNotAuthorized || result.error.reason === Reasons.FluxNotReady ? 'info' : 'warn';
-      log[level]({ err: result.error, reason: result.error.reason, condition: result.condition }, errorMessage(result.error));
+      const level =
+        result.error.reason === Reasons.DeployKeyNotAuthorized || result.error.reason === Reasons.FluxNotReady
+          ? 'info'
+          : 'warn';
+      log[level](
+        { err: result.error, reason: result.error.reason, condition: result.condition },
+        errorMessage(result.error),
+      );
     }
     const outcome = summarize(status, result, cb.metadata.generation, this.#o.resyncMs);
     await this.#writeStatus(cb, status, log);
-    this.#o.metrics?.setReady(`${namespace}/${name}`, findCondition(status.conditions, ConditionTypes.Ready)?.status ?? 'Unknown');
+    this.#o.metrics?.setReady(
+      `${namespace}/${name}`,
+      findCondition(status.conditions, ConditionTypes.Ready)?.status ?? 'Unknown',
+    );
     return outcome;
   }
 
@@ -91,7 +116,14 @@ export class Reconciler {
       const ctx = this.#context(cb, opts, log);
       this.#checkConflicts(cb, ctx.opts);
       if (ctx.opts.suspend) return { kind: 'suspended' };
-      markCondition(status, cb.metadata.generation, ConditionTypes.Reconciling, 'True', Reasons.Progressing, 'reconciling');
+      markCondition(
+        status,
+        cb.metadata.generation,
+        ConditionTypes.Reconciling,
+        'True',
+        Reasons.Progressing,
+        'reconciling',
+      );
       return { kind: 'ready', message: await bootstrap(ctx, phase) };
     } catch (err) {
       const error = asPhaseError(err, current, cb.metadata.namespace);
@@ -105,19 +137,38 @@ export class Reconciler {
   }
 
   #context(cb: ClusterBootstrap, opts: BootstrapOptions, log: Logger): Context {
-    return { cb, opts, mgmt: this.#o.mgmt, repos: this.#o.repos, log, targetClient: this.#o.targetClient, resyncMs: this.#o.resyncMs, record: this.#recorder(cb, log) };
+    return {
+      cb,
+      opts,
+      mgmt: this.#o.mgmt,
+      repos: this.#o.repos,
+      log,
+      targetClient: this.#o.targetClient,
+      resyncMs: this.#o.resyncMs,
+      record: this.#recorder(cb, log),
+    };
   }
 
   /** #recorder writes Events on one ClusterBootstrap; a failure to write one is logged, never thrown. */
   #recorder(cb: ClusterBootstrap, log: Logger): Context['record'] {
-    return (type, reason, message) => this.#o.events.record(cb, type, reason, message).catch((err) => log.warn({ err }, 'cannot record an Event'));
+    return (type, reason, message) =>
+      this.#o.events.record(cb, type, reason, message).catch((err) => log.warn({ err }, 'cannot record an Event'));
   }
 
   async #addFinalizer(cb: ClusterBootstrap): Promise<void> {
     if (cb.metadata.finalizers?.includes(FINALIZER)) return;
-    const updated = await this.#o.mgmt.mergePatch<ClusterBootstrap>(API_VERSION, KIND, cb.metadata.namespace, cb.metadata.name, {
-      metadata: { finalizers: [...(cb.metadata.finalizers ?? []), FINALIZER], resourceVersion: cb.metadata.resourceVersion },
-    });
+    const updated = await this.#o.mgmt.mergePatch<ClusterBootstrap>(
+      API_VERSION,
+      KIND,
+      cb.metadata.namespace,
+      cb.metadata.name,
+      {
+        metadata: {
+          finalizers: [...(cb.metadata.finalizers ?? []), FINALIZER],
+          resourceVersion: cb.metadata.resourceVersion,
+        },
+      },
+    );
     cb.metadata = updated.metadata;
   }
 
@@ -128,7 +179,8 @@ export class Reconciler {
   #checkConflicts(cb: ClusterBootstrap, opts: BootstrapOptions): void {
     const order = (x: ClusterBootstrap) => `${x.metadata.creationTimestamp}|${x.metadata.namespace}/${x.metadata.name}`;
     for (const other of this.#o.siblings?.() ?? []) {
-      if (other.metadata.uid === cb.metadata.uid || other.metadata.deletionTimestamp || order(other) >= order(cb)) continue;
+      if (other.metadata.uid === cb.metadata.uid || other.metadata.deletionTimestamp || order(other) >= order(cb))
+        continue;
       let o: BootstrapOptions;
       try {
         o = validate(other, this.#o.policy);
@@ -138,7 +190,8 @@ export class Reconciler {
       if (o.git.url === opts.git.url && o.git.branch === opts.git.branch && o.git.path === opts.git.path)
         throw new PhaseError(
           Reasons.PathConflict,
-          `ClusterBootstrap ${other.metadata.namespace}/${other.metadata.name} already bootstraps ${opts.git.path} on ${opts.git.branch} of ${opts.git.url}: choose another spec.git.path`,
+          `ClusterBootstrap ${other.metadata.namespace}/${other.metadata.name} already bootstraps ${opts.git.path} ` +
+            `on ${opts.git.branch} of ${opts.git.url}: choose another spec.git.path`,
         );
     }
   }
@@ -158,9 +211,16 @@ export class Reconciler {
         await this.#uninstall(ctx);
         await unregisterDeployKeys(ctx, identitySecretName(cb.metadata.name));
       } catch (err) {
-        const message = `uninstalling Flux failed (set spec.deletionPolicy to Orphan to delete without it): ${errorMessage(err)}`;
+        const message =
+          `uninstalling Flux failed (set spec.deletionPolicy to Orphan to delete without it): ` +
+          `${errorMessage(err)}`;
         const status = { ...cb.status };
-        summarize(status, { kind: 'failed', condition: ConditionTypes.Ready, error: new PhaseError(Reasons.Deleting, message) }, cb.metadata.generation, this.#o.resyncMs);
+        summarize(
+          status,
+          { kind: 'failed', condition: ConditionTypes.Ready, error: new PhaseError(Reasons.Deleting, message) },
+          cb.metadata.generation,
+          this.#o.resyncMs,
+        );
         await this.#writeStatus(cb, status, log);
         return { error: new Error(message, { cause: err }) };
       }
@@ -168,7 +228,10 @@ export class Reconciler {
     return this.#letGo(cb, log, opts?.deletionPolicy ?? 'Orphan');
   }
 
-  /** #uninstall removes Flux from the target; when the kubeconfig Secret is gone (Cluster API deletes it with its cluster) there is nothing left to uninstall from. */
+  /**
+   * #uninstall removes Flux from the target; when the kubeconfig Secret is gone (Cluster API deletes it with its
+   * cluster) there is nothing left to uninstall from.
+   */
   async #uninstall(ctx: Context): Promise<void> {
     let target: KubeClient;
     try {
@@ -184,7 +247,10 @@ export class Reconciler {
 
   async #letGo(cb: ClusterBootstrap, log: Logger, policy: string): Promise<Outcome> {
     await this.#o.mgmt.mergePatch(API_VERSION, KIND, cb.metadata.namespace, cb.metadata.name, {
-      metadata: { finalizers: (cb.metadata.finalizers ?? []).filter((f) => f !== FINALIZER), resourceVersion: cb.metadata.resourceVersion },
+      metadata: {
+        finalizers: (cb.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
+        resourceVersion: cb.metadata.resourceVersion,
+      },
     });
     log.info({ deletionPolicy: policy }, 'finalized');
     return {};
@@ -193,12 +259,21 @@ export class Reconciler {
   /** #writeStatus writes the status only when it changed, and records an Event when Ready changed. */
   async #writeStatus(cb: ClusterBootstrap, status: ClusterBootstrapStatus, log: Logger): Promise<void> {
     if (JSON.stringify(status) === JSON.stringify(cb.status ?? {})) return;
-    await this.#o.mgmt.mergePatch(API_VERSION, KIND, cb.metadata.namespace, cb.metadata.name, { status: mergePatchOf(cb.status ?? {}, status) }, 'status');
+    await this.#o.mgmt.mergePatch(
+      API_VERSION,
+      KIND,
+      cb.metadata.namespace,
+      cb.metadata.name,
+      { status: mergePatchOf(cb.status ?? {}, status) },
+      'status',
+    );
     const before = findCondition(cb.status?.conditions, ConditionTypes.Ready);
     const after = findCondition(status.conditions, ConditionTypes.Ready);
     const record = this.#recorder(cb, log);
-    if (after && (before?.status !== after.status || before?.reason !== after.reason)) await record(after.status === 'True' ? 'Normal' : 'Warning', after.reason, after.message);
-    if (status.lastPushedCommit && status.lastPushedCommit !== cb.status?.lastPushedCommit) await record('Normal', 'Pushed', `pushed ${status.lastPushedRevision}`);
+    if (after && (before?.status !== after.status || before?.reason !== after.reason))
+      await record(after.status === 'True' ? 'Normal' : 'Warning', after.reason, after.message);
+    if (status.lastPushedCommit && status.lastPushedCommit !== cb.status?.lastPushedCommit)
+      await record('Normal', 'Pushed', `pushed ${status.lastPushedRevision}`);
   }
 }
 
@@ -208,7 +283,8 @@ function asPhaseError(err: unknown, condition: string, namespace: string): Phase
   if (err instanceof KubeError && err.code === 403)
     return new PhaseError(
       Reasons.Forbidden,
-      `the operator is not allowed to do this in the management cluster: bind ClusterRole flux-bootstrap-operator-secrets in namespace ${namespace} (deploy/examples/tenant-rolebinding.yaml)`,
+      `the operator is not allowed to do this in the management cluster: bind ClusterRole ` +
+        `flux-bootstrap-operator-secrets in namespace ${namespace} (deploy/examples/tenant-rolebinding.yaml)`,
       { cause: err, retryAfterMs: 30_000 },
     );
   return new PhaseError(Reasons.InternalError, `${condition} failed`, { cause: err });

@@ -8,9 +8,12 @@ import type { Logger } from '../logger.ts';
  */
 export function referencedSecrets(cb: ClusterBootstrap): string[] {
   const git = cb.spec?.git;
-  return [git?.secretRef?.name, git?.readSecretRef?.name, git?.provider?.secretRef?.name, cb.spec?.target?.kubeconfigSecretRef?.name].filter(
-    (n): n is string => typeof n === 'string' && n.length > 0,
-  );
+  return [
+    git?.secretRef?.name,
+    git?.readSecretRef?.name,
+    git?.provider?.secretRef?.name,
+    cb.spec?.target?.kubeconfigSecretRef?.name,
+  ].filter((n): n is string => typeof n === 'string' && n.length > 0);
 }
 
 /** SecretWatchOptions: where to read Secrets, the ClusterBootstraps to look at, what to do on a change, how often. */
@@ -40,7 +43,9 @@ export class SecretWatch {
     this.#o = opts;
   }
 
-  /** start looks at once — what it sees then is the baseline, which the first reconciles read too — then every period. */
+  /**
+   * start looks at once — what it sees then is the baseline, which the first reconciles read too — then every period.
+   */
   start(): void {
     void this.tick();
     setInterval(() => void this.tick(), this.#o.periodMs).unref();
@@ -72,7 +77,10 @@ export class SecretWatch {
         if (before === undefined ? this.#looked : before !== version) {
           for (const cb of cbs) {
             const [, cbName] = cb.split('/');
-            this.#o.log.debug({ namespace, name: cbName, secretName: name }, before === undefined ? 'a referenced Secret first seen' : 'a referenced Secret changed');
+            this.#o.log.debug(
+              { namespace, name: cbName, secretName: name },
+              before === undefined ? 'a referenced Secret first seen' : 'a referenced Secret changed',
+            );
             this.#o.enqueue(cb);
           }
         }

@@ -62,12 +62,20 @@ export class SetReconciler {
     const log = this.#o.log.child({ namespace, name, kind: SET_KIND });
     const set = await mgmt.get<ClusterBootstrapSet>(API_VERSION, SET_KIND, namespace, name);
     if (!set || set.metadata.deletionTimestamp) return {}; // its ClusterBootstraps go with it (owner references)
-    const status: NonNullable<ClusterBootstrapSet['status']> = { ...set.status, observedGeneration: set.metadata.generation };
+    const status: NonNullable<ClusterBootstrapSet['status']> = {
+      ...set.status,
+      observedGeneration: set.metadata.generation,
+    };
     const gen = set.metadata.generation;
     try {
       validate(this.#desired(set, 'cluster').cb, this.#o.policy);
       const selected = await this.#select(set);
-      const here = new Map(this.#o.clusterBootstraps().filter((cb) => cb.metadata.namespace === namespace).map((cb) => [cb.metadata.name, cb]));
+      const here = new Map(
+        this.#o
+          .clusterBootstraps()
+          .filter((cb) => cb.metadata.namespace === namespace)
+          .map((cb) => [cb.metadata.name, cb]),
+      );
       const owned = [...here.values()].filter((cb) => ownedBy(cb, set));
       const conflicts: string[] = [];
       for (const cluster of selected.filter((c) => c.ready)) {
@@ -80,14 +88,21 @@ export class SetReconciler {
       }
       const keep = new Set(selected.filter((c) => c.ready).map((c) => c.name));
       for (const cb of owned.filter((cb) => !keep.has(cb.metadata.name) && !cb.metadata.deletionTimestamp)) {
-        log.info({ clusterBootstrap: cb.metadata.name }, 'the cluster no longer matches: deleting its ClusterBootstrap');
+        log.info(
+          { clusterBootstrap: cb.metadata.name },
+          'the cluster no longer matches: deleting its ClusterBootstrap',
+        );
         await mgmt.delete(API_VERSION, KIND, namespace, cb.metadata.name);
       }
       const mine = owned.filter((cb) => keep.has(cb.metadata.name));
       const notReady = mine
         .map((cb) => ({ name: cb.metadata.name, ready: findCondition(cb.status?.conditions, ConditionTypes.Ready) }))
         .filter((x) => x.ready?.status !== 'True')
-        .map((x) => ({ name: x.name, reason: x.ready?.reason ?? Reasons.Progressing, message: (x.ready?.message ?? 'not reconciled yet').slice(0, 512) }));
+        .map((x) => ({
+          name: x.name,
+          reason: x.ready?.reason ?? Reasons.Progressing,
+          message: (x.ready?.message ?? 'not reconciled yet').slice(0, 512),
+        }));
       Object.assign(status, {
         selected: selected.length,
         ready: mine.length - notReady.length,
@@ -99,13 +114,31 @@ export class SetReconciler {
       const message = done
         ? `all ${selected.length} selected clusters are bootstrapped and Ready`
         : `${status.ready} of ${selected.length} selected clusters Ready` +
-          (status.waiting!.length ? `; waiting for ${status.waiting!.length} (control plane or kubeconfig Secret)` : '') +
-          (conflicts.length ? `; ${conflicts.length} bootstrapped by another set or by hand: ${conflicts.join(', ')}` : '');
-      markCondition(status, gen, ConditionTypes.Ready, done ? 'True' : 'False', done ? Reasons.Succeeded : conflicts.length ? Reasons.PathConflict : Reasons.Progressing, message);
+          (status.waiting!.length
+            ? `; waiting for ${status.waiting!.length} (control plane or kubeconfig Secret)`
+            : '') +
+          (conflicts.length
+            ? `; ${conflicts.length} bootstrapped by another set or by hand: ${conflicts.join(', ')}`
+            : '');
+      markCondition(
+        status,
+        gen,
+        ConditionTypes.Ready,
+        done ? 'True' : 'False',
+        done ? Reasons.Succeeded : conflicts.length ? Reasons.PathConflict : Reasons.Progressing,
+        message,
+      );
       status.conditions = (status.conditions ?? []).filter((c) => c.type !== ConditionTypes.Stalled);
       status.message = message;
     } catch (err) {
-      const pe = err instanceof PhaseError ? err : new PhaseError(err instanceof KubeError && err.code === 403 ? Reasons.Forbidden : Reasons.InternalError, 'reconciling the set failed', { cause: err });
+      const pe =
+        err instanceof PhaseError
+          ? err
+          : new PhaseError(
+              err instanceof KubeError && err.code === 403 ? Reasons.Forbidden : Reasons.InternalError,
+              'reconciling the set failed',
+              { cause: err },
+            );
       const message = errorMessage(pe);
       markCondition(status, gen, ConditionTypes.Ready, 'False', pe.reason, message);
       if (pe.terminal) markCondition(status, gen, ConditionTypes.Stalled, 'True', pe.reason, message);
@@ -120,7 +153,9 @@ export class SetReconciler {
 
   /** #desired is the ClusterBootstrap the set wants for a cluster: its template, with the cluster's name. */
   #desired(set: ClusterBootstrapSet, cluster: string): { cb: ClusterBootstrap } {
-    const spec = JSON.parse(JSON.stringify(set.spec.template.spec).replaceAll(CLUSTER_NAME, cluster)) as ClusterBootstrapSpec;
+    const spec = JSON.parse(
+      JSON.stringify(set.spec.template.spec).replaceAll(CLUSTER_NAME, cluster),
+    ) as ClusterBootstrapSpec;
     spec.target ??= { kubeconfigSecretRef: { name: `${cluster}-kubeconfig` } };
     return {
       cb: {
@@ -130,7 +165,11 @@ export class SetReconciler {
           name: cluster,
           namespace: set.metadata.namespace,
           uid: '',
-          labels: { ...set.spec.template.metadata?.labels, [CLUSTER_NAME_LABEL]: cluster, [SET_LABEL]: set.metadata.name },
+          labels: {
+            ...set.spec.template.metadata?.labels,
+            [CLUSTER_NAME_LABEL]: cluster,
+            [SET_LABEL]: set.metadata.name,
+          },
           annotations: set.spec.template.metadata?.annotations,
           ownerReferences: [ownerReference(set)],
         } as ClusterBootstrap['metadata'],
@@ -150,8 +189,16 @@ export class SetReconciler {
     const { mgmt } = this.#o;
     const ns = set.metadata.namespace;
     if (set.spec.kubeconfigSecretSelector) {
-      const secrets = await mgmt.list<any>('v1', 'Secret', ns, `?labelSelector=${encodeURIComponent(selectorQuery(set.spec.kubeconfigSecretSelector))}`);
-      return secrets.map((s) => ({ name: s.metadata.labels?.[CLUSTER_NAME_LABEL] ?? s.metadata.name.replace(/-kubeconfig$/, ''), ready: true }));
+      const secrets = await mgmt.list<any>(
+        'v1',
+        'Secret',
+        ns,
+        `?labelSelector=${encodeURIComponent(selectorQuery(set.spec.kubeconfigSecretSelector))}`,
+      );
+      return secrets.map((s) => ({
+        name: s.metadata.labels?.[CLUSTER_NAME_LABEL] ?? s.metadata.name.replace(/-kubeconfig$/, ''),
+        ready: true,
+      }));
     }
     const query = `?labelSelector=${encodeURIComponent(selectorQuery(set.spec.clusterSelector ?? {}))}`;
     let clusters: any[] | undefined;
@@ -163,11 +210,18 @@ export class SetReconciler {
         if (!(err instanceof KubeError && err.code === 404)) throw err;
       }
     }
-    if (!clusters) throw new PhaseError(Reasons.InvalidSpec, 'spec.clusterSelector selects Cluster API Clusters, but this cluster does not serve cluster.x-k8s.io: install Cluster API, or use spec.kubeconfigSecretSelector', { retryAfterMs: 60_000 });
+    if (!clusters)
+      throw new PhaseError(
+        Reasons.InvalidSpec,
+        'spec.clusterSelector selects Cluster API Clusters, but this cluster does not serve cluster.x-k8s.io: ' +
+          'install Cluster API, or use spec.kubeconfigSecretSelector',
+        { retryAfterMs: 60_000 },
+      );
     const selected: SelectedCluster[] = [];
     for (const c of clusters) {
       // v1beta2 says status.initialization.controlPlaneInitialized; v1beta1 status.controlPlaneReady.
-      const initialized = c.status?.initialization?.controlPlaneInitialized === true || c.status?.controlPlaneReady === true;
+      const initialized =
+        c.status?.initialization?.controlPlaneInitialized === true || c.status?.controlPlaneReady === true;
       const secret = initialized ? await mgmt.get('v1', 'Secret', ns, `${c.metadata.name}-kubeconfig`) : undefined;
       selected.push({ name: c.metadata.name, ready: !!secret });
     }
@@ -176,12 +230,22 @@ export class SetReconciler {
 
   async #writeStatus(set: ClusterBootstrapSet, status: NonNullable<ClusterBootstrapSet['status']>): Promise<void> {
     if (JSON.stringify(status) === JSON.stringify(set.status ?? {})) return;
-    await this.#o.mgmt.mergePatch(API_VERSION, SET_KIND, set.metadata.namespace, set.metadata.name, { status: mergePatchOf(set.status ?? {}, status) }, 'status');
+    await this.#o.mgmt.mergePatch(
+      API_VERSION,
+      SET_KIND,
+      set.metadata.namespace,
+      set.metadata.name,
+      { status: mergePatchOf(set.status ?? {}, status) },
+      'status',
+    );
   }
 }
 
 /** ownedBy is true when the set is the ClusterBootstrap's controlling owner. */
-export function ownedBy(cb: { metadata: { ownerReferences?: { uid: string; controller?: boolean }[] } }, set: ClusterBootstrapSet): boolean {
+export function ownedBy(
+  cb: { metadata: { ownerReferences?: { uid: string; controller?: boolean }[] } },
+  set: ClusterBootstrapSet,
+): boolean {
   return (cb.metadata.ownerReferences ?? []).some((r) => r.uid === set.metadata.uid && r.controller);
 }
 

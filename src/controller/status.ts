@@ -5,19 +5,24 @@ import type { Outcome } from './queue.ts';
 
 /** PassResult is how one pass over a ClusterBootstrap ended. */
 export type PassResult =
-  | { kind: 'ready'; message: string }
-  | { kind: 'suspended' }
-  | { kind: 'failed'; condition: string; error: PhaseError };
+  { kind: 'ready'; message: string } | { kind: 'suspended' } | { kind: 'failed'; condition: string; error: PhaseError };
 
 /**
  * summarize writes the summary conditions as Flux and kstatus have them — Ready always; Stalled=True only for a
  * configuration error; Reconciling=True (ProgressingWithRetry) only while a failure is being retried; either
- * removed when it does not apply — the failed phase's condition and the status message for how a pass ended, and says when the queue should look again: a Ready resource at
+ * removed when it does not apply — the failed phase's condition and the status message for how a pass ended, and says
+ * when the queue should look again: a Ready resource at
  * the next resync, a configuration error not until the spec changes (or the periodic re-list adds it), a phase
  * that knows its wait after that wait, anything else with backoff.
  */
-export function summarize(status: ClusterBootstrapStatus, result: PassResult, generation: number | undefined, resyncMs: number): Outcome {
-  const mark = (type: string, s: Condition['status'], reason: string, message: string) => markCondition(status, generation, type, s, reason, message);
+export function summarize(
+  status: ClusterBootstrapStatus,
+  result: PassResult,
+  generation: number | undefined,
+  resyncMs: number,
+): Outcome {
+  const mark = (type: string, s: Condition['status'], reason: string, message: string) =>
+    markCondition(status, generation, type, s, reason, message);
   const drop = (type: string) => (status.conditions = removeCondition(status.conditions ?? [], type));
   if (result.kind === 'suspended') {
     mark(C.Reconciling, 'False', Reasons.Suspended, 'spec.suspend is true: the operator leaves this cluster alone');
@@ -47,6 +52,19 @@ export function summarize(status: ClusterBootstrapStatus, result: PassResult, ge
 }
 
 /** markCondition sets one condition of the status, for the resource's generation. */
-export function markCondition(status: ClusterBootstrapStatus, generation: number | undefined, type: string, s: Condition['status'], reason: string, message: string): void {
-  status.conditions = setCondition(status.conditions ?? [], { type, status: s, reason, message, observedGeneration: generation });
+export function markCondition(
+  status: ClusterBootstrapStatus,
+  generation: number | undefined,
+  type: string,
+  s: Condition['status'],
+  reason: string,
+  message: string,
+): void {
+  status.conditions = setCondition(status.conditions ?? [], {
+    type,
+    status: s,
+    reason,
+    message,
+    observedGeneration: generation,
+  });
 }

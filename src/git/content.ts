@@ -12,7 +12,11 @@ export interface TreeEntry {
   size: number | undefined;
 }
 
-const MODE_NAMES: Record<string, string> = { '120000': 'a symbolic link', '160000': 'a submodule', '040000': 'a folder' };
+const MODE_NAMES: Record<string, string> = {
+  '120000': 'a symbolic link',
+  '160000': 'a submodule',
+  '040000': 'a folder',
+};
 
 function unsafe(path: string, what: string, wanted: 'a regular file' | 'a folder'): GitError {
   return new GitError('unsafeContent', `${path} is ${what} in the repository: replace it with ${wanted}`);
@@ -21,7 +25,10 @@ function unsafe(path: string, what: string, wanted: 'a regular file' | 'a folder
 /** checkRepoPath refuses a path that is not a plain relative path inside the work tree (no `..`, no `.git`). */
 export function checkRepoPath(path: string): void {
   const segments = path.split('/');
-  if (path.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..' || s.toLowerCase() === '.git' || /[\x00-\x1f\\]/.test(s)))
+  if (
+    path.startsWith('/') ||
+    segments.some((s) => s === '' || s === '.' || s === '..' || s.toLowerCase() === '.git' || /[\x00-\x1f\\]/.test(s))
+  )
     throw new GitError('other', `${JSON.stringify(path)} is not a path inside the repository`);
 }
 
@@ -54,13 +61,18 @@ export function checkTree(path: string, entries: Map<string, TreeEntry>, maxByte
     if (!entry) return; // nothing there yet: the operator makes it
     const leaf = i === parts.length - 1;
     if (!leaf && entry.mode !== '040000') throw unsafe(p, MODE_NAMES[entry.mode] ?? 'a file', 'a folder');
-    if (leaf && entry.mode !== '100644' && entry.mode !== '100755') throw unsafe(p, MODE_NAMES[entry.mode] ?? `of mode ${entry.mode}`, 'a regular file');
+    if (leaf && entry.mode !== '100644' && entry.mode !== '100755')
+      throw unsafe(p, MODE_NAMES[entry.mode] ?? `of mode ${entry.mode}`, 'a regular file');
     if (leaf && entry.size !== undefined && entry.size > maxBytes) throw tooBig(p, entry.size, maxBytes);
   }
 }
 
 function tooBig(path: string, size: number, maxBytes: number): GitError {
-  return new GitError('unsafeContent', `${path} is ${formatBytes(size)} in the repository, more than the ${formatBytes(maxBytes)} the operator reads: make it smaller or remove it`);
+  return new GitError(
+    'unsafeContent',
+    `${path} is ${formatBytes(size)} in the repository, more than the ${formatBytes(maxBytes)} the operator reads: ` +
+      `make it smaller or remove it`,
+  );
 }
 
 /**
@@ -105,7 +117,8 @@ export async function readInside(root: string, path: string, maxBytes: number): 
     if (!fst.isFile()) throw unsafe(path, 'not a regular file', 'a regular file');
     const buf = Buffer.alloc(Math.min(fst.size, maxBytes) + 1);
     let length = 0;
-    for (let n; length < buf.length && (n = (await fh.read(buf, length, buf.length - length, length)).bytesRead) > 0; ) length += n;
+    for (let n; length < buf.length && (n = (await fh.read(buf, length, buf.length - length, length)).bytesRead) > 0;)
+      length += n;
     if (length > maxBytes) throw tooBig(path, Math.max(length, fst.size), maxBytes);
     return buf.subarray(0, length).toString('utf8');
   } finally {
@@ -120,7 +133,11 @@ export async function writeInside(root: string, path: string, content: string): 
   const st = await lstat(join(root, path)).catch(() => undefined);
   if (st?.isSymbolicLink()) throw unsafe(path, 'a symbolic link', 'a regular file');
   if (st && !st.isFile()) throw unsafe(path, 'not a regular file', 'a regular file');
-  const fh = await open(join(root, path), constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o644);
+  const fh = await open(
+    join(root, path),
+    constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+    0o644,
+  );
   try {
     await fh.writeFile(content);
   } finally {

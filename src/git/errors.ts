@@ -6,7 +6,17 @@
  * `raceLost` is such a race lost every time until the retries' budget ran out; `protected` is a push the
  * host refuses whatever the branch's state (a protected branch, a hook).
  */
-export type GitErrorKind = 'hostKey' | 'auth' | 'notFound' | 'unreachable' | 'timeout' | 'rejected' | 'raceLost' | 'protected' | 'unsafeContent' | 'other';
+export type GitErrorKind =
+  | 'hostKey'
+  | 'auth'
+  | 'notFound'
+  | 'unreachable'
+  | 'timeout'
+  | 'rejected'
+  | 'raceLost'
+  | 'protected'
+  | 'unsafeContent'
+  | 'other';
 
 /** GitError is a failed git operation, classified; its message never holds credentials. */
 export class GitError extends Error {
@@ -22,12 +32,31 @@ const PATTERNS: [GitErrorKind, RegExp][] = [
   ['hostKey', /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|No \S+ host key is known/i],
   ['rejected', /cannot lock ref|failed to update ref|incorrect old value/i],
   ['protected', /pre-receive hook declined|protected branch|\[remote rejected\]/i],
-  ['rejected', /\[rejected\].*(fetch first|non-fast-forward)|failed to push some refs.*(fetch first|non-fast-forward)|Updates were rejected/is],
+  [
+    'rejected',
+    new RegExp(
+      '\\[rejected\\].*(fetch first|non-fast-forward)|failed to push some refs.*(fetch first|non-fast-forward)|' +
+        'Updates were rejected',
+      'is',
+    ),
+  ],
   ['auth', /Permission denied|Authentication failed|could not read Username|invalid credentials|403/i],
-  ['notFound', /does not appear to be a git repository|Repository not found|not found|could not be found|does not exist|no such repository|No such file or directory/i],
+  [
+    'notFound',
+    new RegExp(
+      'does not appear to be a git repository|Repository not found|not found|could not be found|does not exist|' +
+        'no such repository|No such file or directory',
+      'i',
+    ),
+  ],
   [
     'unreachable',
-    /Could not resolve hostname|Connection refused|Connection timed out|No route to host|Network is unreachable|Connection closed|Connection reset|banner exchange|kex_exchange_identification|not responding|Operation too slow/i,
+    new RegExp(
+      'Could not resolve hostname|Connection refused|Connection timed out|No route to host|Network is unreachable|' +
+        'Connection closed|Connection reset|banner exchange|kex_exchange_identification|not responding|' +
+        'Operation too slow',
+      'i',
+    ),
   ],
 ];
 
@@ -44,7 +73,14 @@ export function redact(url: string): string {
 export function gitOutputDetail(text: string): string {
   const lines = text
     .split(/[\r\n]+/)
-    .map((l) => redact(l.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/[\x00-\x1f\x7f]/g, '').trim()))
+    .map((l) =>
+      redact(
+        l
+          .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
+          .replace(/[\x00-\x1f\x7f]/g, '')
+          .trim(),
+      ),
+    )
     .filter((l) => l && !/^(hint|remote):\s*$/.test(l) && !l.startsWith('hint:'))
     .map((l) => (l.length > 300 ? `${l.slice(0, 300)}…` : l));
   const remote = lines.filter((l) => l.startsWith('remote:'));

@@ -44,28 +44,44 @@ function settle(p: Pending, err: unknown, result?: UpdateResult): void {
 
 /** batchKey groups updates that can share a commit: same branch, same credentials, same author. */
 function batchKey(req: UpdateRequest): string {
-  return createHash('sha256').update(JSON.stringify([req.branch, req.auth, req.author.name, req.author.email])).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify([req.branch, req.auth, req.author.name, req.author.email]))
+    .digest('hex');
 }
 
 /** CRUD are the characters git strips from the ends of a name; a name of nothing else is refused. */
 const CRUD = /^[\x00-\x20.,:;<>"\\']+|[\x00-\x20.,:;<>"\\']+$/g;
 
-/** checkRequest refuses, before any git command runs, what would make git misread its command line or refuse the commit. */
+/**
+ * checkRequest refuses, before any git command runs, what would make git misread its command line or refuse the commit.
+ */
 function checkRequest(req: UpdateRequest): void {
   checkUrl(req.url);
   checkBranch(req.branch);
   const { name, email } = req.author;
   if (!name.replace(CRUD, '') || /[\x00-\x1f<>]/.test(name) || !email.trim() || /[\x00-\x20<>]/.test(email.trim()))
-    throw new GitError('other', `author ${JSON.stringify(name)} ${JSON.stringify(email)} is not a valid git identity: give a name and an email address such as flux@example.com`);
+    throw new GitError(
+      'other',
+      `author ${JSON.stringify(name)} ${JSON.stringify(email)} is not a valid git identity: give a name and an ` +
+        `email address such as flux@example.com`,
+    );
   for (const f of req.files) checkRepoPath(f.path);
 }
 
 function checkUrl(url: string): void {
-  if (!url || url.startsWith('-') || /[\x00-\x1f]/.test(url)) throw new GitError('other', `${JSON.stringify(redact(url))} is not a repository URL`);
+  if (!url || url.startsWith('-') || /[\x00-\x1f]/.test(url))
+    throw new GitError('other', `${JSON.stringify(redact(url))} is not a repository URL`);
 }
 
 function checkBranch(branch: string): void {
-  if (!branch || branch.startsWith('-') || branch.startsWith('/') || branch.endsWith('/') || branch.endsWith('.') || /\.\.|@\{|\/\/|[\x00-\x20~^:?*[\\\x7f]/.test(branch))
+  if (
+    !branch ||
+    branch.startsWith('-') ||
+    branch.startsWith('/') ||
+    branch.endsWith('/') ||
+    branch.endsWith('.') ||
+    /\.\.|@\{|\/\/|[\x00-\x20~^:?*[\\\x7f]/.test(branch)
+  )
     throw new GitError('other', `${JSON.stringify(branch)} is not a valid branch name`);
 }
 
@@ -137,7 +153,9 @@ export class Repositories {
    * credentials at once, and each ls-remote over SSH costs the git host a connection.
    */
   readHead(url: string, branch: string, auth: GitAuth): Promise<string | undefined> {
-    const key = createHash('sha256').update(JSON.stringify([url, branch, auth])).digest('hex');
+    const key = createHash('sha256')
+      .update(JSON.stringify([url, branch, auth]))
+      .digest('hex');
     let read = this.#reads.get(key);
     if (!read) {
       read = this.#lsRemote(url, branch, auth).finally(() => this.#reads.delete(key));
@@ -183,7 +201,10 @@ export class Repositories {
       while (this.#busy.has(dir)) await this.#busy.get(dir);
       if (this.#pending.has(dir)) continue;
       const removal = rm(dir, { recursive: true, force: true });
-      this.#busy.set(dir, removal.catch(() => undefined));
+      this.#busy.set(
+        dir,
+        removal.catch(() => undefined),
+      );
       try {
         await removal;
         this.#opened.delete(dir);
@@ -212,7 +233,10 @@ export class Repositories {
       for (let queue = this.#pending.get(dir) ?? []; queue.length > 0; queue = this.#pending.get(dir) ?? []) {
         const key = batchKey(queue[0].req);
         const batch = queue.filter((p) => batchKey(p.req) === key);
-        this.#pending.set(dir, queue.filter((p) => !batch.includes(p)));
+        this.#pending.set(
+          dir,
+          queue.filter((p) => !batch.includes(p)),
+        );
         try {
           await this.#commit(dir, batch);
         } catch (err) {
@@ -256,7 +280,11 @@ export class Repositories {
           action,
           remote: false,
         });
-        const remote = (args: string[], action: string): GitCommand => ({ ...local(args, action), timeoutMs: this.#opts.transferTimeoutMs, remote: true });
+        const remote = (args: string[], action: string): GitCommand => ({
+          ...local(args, action),
+          timeoutMs: this.#opts.transferTimeoutMs,
+          remote: true,
+        });
 
         await this.#open(dir, url, local);
         const started = Date.now();
@@ -265,34 +293,53 @@ export class Repositories {
           // What a failed attempt left in the work tree goes before the fetch, not in the window after it.
           await mustRun(local(['clean', '-q', '-f', '-d', '-x']));
           const hasHead = await this.#fetch(url, branch, local, remote);
-          const live = await this.#render(dir, batch.filter((p) => !p.settled), hasHead, local);
+          const live = await this.#render(
+            dir,
+            batch.filter((p) => !p.settled),
+            hasHead,
+            local,
+          );
           if (live.length === 0) return;
           await mustRun(local(['add', '--', ...live.flatMap((p) => p.req.files.map((f) => f.path))]));
-          const staged = new Set((await mustRun(local(['diff', '--cached', '--name-only', '-z']))).split('\0').filter(Boolean));
+          const staged = new Set(
+            (await mustRun(local(['diff', '--cached', '--name-only', '-z']))).split('\0').filter(Boolean),
+          );
           if (staged.size === 0) {
             const head = hasHead ? (await mustRun(local(['rev-parse', 'HEAD']))).trim() : '';
             for (const p of live) settle(p, undefined, { head, pushed: false, attempts: attempt });
             return;
           }
           const message =
-            live.length === 1 ? live[0].req.message : `Update flux-system of ${live.length} clusters\n\n${live.map((p) => `- ${p.req.message.split('\n')[0]}`).join('\n')}`;
-          await mustRun(local(['commit', '-q', '--no-verify', '-m', message], `commit as ${author.name} <${author.email}>`));
+            live.length === 1
+              ? live[0].req.message
+              : `Update flux-system of ${live.length} ` +
+                `clusters\n\n${live.map((p) => `- ${p.req.message.split('\n')[0]}`).join('\n')}`;
+          await mustRun(
+            local(['commit', '-q', '--no-verify', '-m', message], `commit as ${author.name} <${author.email}>`),
+          );
           try {
-            await mustRun(remote(['push', '--no-verify', 'origin', `HEAD:refs/heads/${branch}`], `push to ${branch} of ${redact(url)}`));
+            await mustRun(
+              remote(
+                ['push', '--no-verify', 'origin', `HEAD:refs/heads/${branch}`],
+                `push to ${branch} of ${redact(url)}`,
+              ),
+            );
           } catch (err) {
             if (!(err instanceof GitError) || err.kind !== 'rejected') throw err;
             const spent = Date.now() - started;
             if (attempt >= RACE_ATTEMPTS || spent >= budget)
               throw new GitError(
                 'raceLost',
-                `push to ${branch} of ${redact(url)}: another writer kept pushing to the branch; each of ${attempt} pushes in ${(spent / 1000).toFixed(1)} s lost the race`,
+                `push to ${branch} of ${redact(url)}: another writer kept pushing to the branch; each of ${attempt} ` +
+                  `pushes in ${(spent / 1000).toFixed(1)} s lost the race`,
                 err,
               );
             await sleep(10 + Math.random() * 40); // a little apart from a writer that pushes in step with this one
             continue;
           }
           const head = (await mustRun(local(['rev-parse', 'HEAD']))).trim();
-          for (const p of live) settle(p, undefined, { head, pushed: p.req.files.some((f) => staged.has(f.path)), attempts: attempt });
+          for (const p of live)
+            settle(p, undefined, { head, pushed: p.req.files.some((f) => staged.has(f.path)), attempts: attempt });
           return;
         }
       },
@@ -313,7 +360,13 @@ export class Repositories {
         if (entry.endsWith('.lock')) await rm(join(dir, '.git', entry), { force: true });
       this.#opened.add(dir);
     }
-    if (!(await access(join(dir, '.git', 'HEAD')).then(() => true, () => false))) await mustRun(local(['init', '-q', '--template=']));
+    if (
+      !(await access(join(dir, '.git', 'HEAD')).then(
+        () => true,
+        () => false,
+      ))
+    )
+      await mustRun(local(['init', '-q', '--template=']));
     const current = await runGit(local(['config', '--get', 'remote.origin.url']));
     if (current.code !== 0 || current.stdout.trim() !== url) {
       await mustRun(local(['config', 'remote.origin.url', url]));
@@ -325,16 +378,29 @@ export class Repositories {
    * #fetch fetches the branch alone and checks it out, or an empty orphan when the remote has no such
    * branch; it returns whether the branch exists. The work tree must be clean (see #commit).
    */
-  async #fetch(url: string, branch: string, local: (args: string[]) => GitCommand, remote: (args: string[], action: string) => GitCommand): Promise<boolean> {
+  async #fetch(
+    url: string,
+    branch: string,
+    local: (args: string[]) => GitCommand,
+    remote: (args: string[], action: string) => GitCommand,
+  ): Promise<boolean> {
     const tracking = `refs/remotes/origin/${branch}`;
-    const fetch = remote(['fetch', '--no-tags', '--no-recurse-submodules', 'origin', `+refs/heads/${branch}:${tracking}`], `fetch ${branch} from ${redact(url)}`);
+    const fetch = remote(
+      ['fetch', '--no-tags', '--no-recurse-submodules', 'origin', `+refs/heads/${branch}:${tracking}`],
+      `fetch ${branch} from ${redact(url)}`,
+    );
     const out = await runGit(fetch);
     if (out.code === 0) {
       await mustRun(local(['checkout', '-q', '-f', '-B', branch, tracking]));
       return true;
     }
     const text = `${out.stderr}\n${out.stdout}`;
-    if (!/couldn't find remote ref/i.test(text)) throw classifyGitError(fetch.action, text, new Error(`git fetch exited with code ${out.code}: ${redact(text.trim())}`));
+    if (!/couldn't find remote ref/i.test(text))
+      throw classifyGitError(
+        fetch.action,
+        text,
+        new Error(`git fetch exited with code ${out.code}: ${redact(text.trim())}`),
+      );
     // An unborn branch: drop any local commit a failed push left behind, so it is made again, not skipped.
     await runGit(local(['update-ref', '-d', tracking]));
     await mustRun(local(['symbolic-ref', 'HEAD', `refs/heads/${branch}`]));
@@ -349,7 +415,12 @@ export class Repositories {
    * that cannot render, or whose paths are unsafe, is settled with its error and does not hold up the others.
    * One ls-tree checks the paths of the whole batch.
    */
-  async #render(dir: string, batch: Pending[], hasHead: boolean, local: (args: string[]) => GitCommand): Promise<Pending[]> {
+  async #render(
+    dir: string,
+    batch: Pending[],
+    hasHead: boolean,
+    local: (args: string[]) => GitCommand,
+  ): Promise<Pending[]> {
     let entries: ReturnType<typeof parseLsTree> | undefined;
     if (hasHead && batch.length > 0) {
       const paths = [...new Set(batch.flatMap((p) => p.req.files.flatMap((f) => prefixes(f.path))))];

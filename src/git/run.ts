@@ -30,7 +30,18 @@ export interface GitOutput {
 }
 
 const TRUSTED_SETTINGS = Object.fromEntries(
-  ['CustomBinary', 'SshCommand', 'ConfigEnvCount', 'HooksPath', 'FsMonitor', 'AskPass', 'CredentialHelper', 'ProtocolOverride', 'TemplateDir', 'ConfigPaths'].map((k) => [`allowUnsafe${k}`, true]),
+  [
+    'CustomBinary',
+    'SshCommand',
+    'ConfigEnvCount',
+    'HooksPath',
+    'FsMonitor',
+    'AskPass',
+    'CredentialHelper',
+    'ProtocolOverride',
+    'TemplateDir',
+    'ConfigPaths',
+  ].map((k) => [`allowUnsafe${k}`, true]),
 );
 
 /** DEADLINE_WRAPPER runs git under coreutils `timeout` (see git-deadline.sh); simple-git runs it through `sh`. */
@@ -60,7 +71,10 @@ export async function runGit(cmd: GitCommand): Promise<GitOutput> {
     allowEnvironment: Object.keys(cmd.env),
     // Every exit is an answer here: git's words are kept and judged by the caller, not thrown by simple-git.
     errors: (_error: unknown, result: { exitCode: number; stdErr: Buffer[] }) => {
-      exit = { code: result.exitCode === 124 || result.exitCode === 137 ? TIMED_OUT : result.exitCode, stderr: Buffer.concat(result.stdErr).toString('utf8') };
+      exit = {
+        code: result.exitCode === 124 || result.exitCode === 137 ? TIMED_OUT : result.exitCode,
+        stderr: Buffer.concat(result.stdErr).toString('utf8'),
+      };
       return undefined;
     },
   } as any)
@@ -70,7 +84,11 @@ export async function runGit(cmd: GitCommand): Promise<GitOutput> {
         size += chunk.length;
         if (size <= cmd.maxOutputBytes || limit) return;
         const who = cmd.remote ? 'the git host sent' : 'git printed';
-        limit = new GitError(cmd.remote ? 'unreachable' : 'other', `${cmd.action}: ${who} more than ${formatBytes(cmd.maxOutputBytes)} of output`, new Error(`git ${cmd.args[0]} killed after ${size} bytes of output`));
+        limit = new GitError(
+          cmd.remote ? 'unreachable' : 'other',
+          `${cmd.action}: ${who} more than ${formatBytes(cmd.maxOutputBytes)} of output`,
+          new Error(`git ${cmd.args[0]} killed after ${size} bytes of output`),
+        );
         abort.abort();
       };
       stdout.on('data', count);
@@ -102,7 +120,11 @@ const TIMED_OUT = -124;
 
 function timedOut(cmd: GitCommand, seconds: number): GitError {
   const who = cmd.remote ? 'the git host' : 'git';
-  return new GitError(cmd.remote ? 'timeout' : 'other', `${cmd.action}: ${who} did not finish within ${seconds} s`, new Error(`git ${cmd.args[0]} killed after ${seconds} s`));
+  return new GitError(
+    cmd.remote ? 'timeout' : 'other',
+    `${cmd.action}: ${who} did not finish within ${seconds} s`,
+    new Error(`git ${cmd.args[0]} killed after ${seconds} s`),
+  );
 }
 
 /** mustRun runs a git command and turns a non-zero exit into a GitError classified from git's output. */
@@ -110,13 +132,20 @@ export async function mustRun(cmd: GitCommand): Promise<string> {
   const out = await runGit(cmd);
   if (out.code !== 0) {
     const text = `${out.stderr}\n${out.stdout}`;
-    throw classifyGitError(cmd.action, text, new Error(`git ${cmd.args[0]} exited with code ${out.code}: ${redact(text.trim())}`));
+    throw classifyGitError(
+      cmd.action,
+      text,
+      new Error(`git ${cmd.args[0]} exited with code ${out.code}: ${redact(text.trim())}`),
+    );
   }
   return out.stdout;
 }
 
-/** PASSED_ENV are the only ambient variables git gets: no GIT_*, no EDITOR or pager, nothing that changes what it runs. */
-const PASSED_ENV = /^(PATH|HOME|USER|TZ|TMPDIR|SSL_CERT_FILE|SSL_CERT_DIR|HTTPS?_PROXY|NO_PROXY|https?_proxy|no_proxy)$/;
+/**
+ * PASSED_ENV are the only ambient variables git gets: no GIT_*, no EDITOR or pager, nothing that changes what it runs.
+ */
+const PASSED_ENV =
+  /^(PATH|HOME|USER|TZ|TMPDIR|SSL_CERT_FILE|SSL_CERT_DIR|HTTPS?_PROXY|NO_PROXY|https?_proxy|no_proxy)$/;
 
 /**
  * SAFE_CONFIG is configuration every git command gets, whatever a config file says: no hooks, no
@@ -150,7 +179,12 @@ const SAFE_CONFIG: [string, string][] = [
 export function gitEnv(protocols: readonly string[], extra: [string, string][] = []): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && PASSED_ENV.test(k)) env[k] = v;
-  const config: [string, string][] = [...SAFE_CONFIG, ['protocol.allow', 'never'], ...protocols.map((p): [string, string] => [`protocol.${p}.allow`, 'always']), ...extra];
+  const config: [string, string][] = [
+    ...SAFE_CONFIG,
+    ['protocol.allow', 'never'],
+    ...protocols.map((p): [string, string] => [`protocol.${p}.allow`, 'always']),
+    ...extra,
+  ];
   Object.assign(env, {
     LC_ALL: 'C',
     GIT_CONFIG_NOSYSTEM: '1',
@@ -171,7 +205,9 @@ const KEY_FOLDER_PREFIX = 'fbo-git-';
 
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
-/** CONTROL_PERSIST is how long an idle shared SSH connection lives on: the bound on one a killed operator left behind. */
+/**
+ * CONTROL_PERSIST is how long an idle shared SSH connection lives on: the bound on one a killed operator left behind.
+ */
 const CONTROL_PERSIST = '30s';
 
 /** CONTROL_SOCKET is the name of the shared connection's socket in the private key folder. */
@@ -179,7 +215,8 @@ const CONTROL_SOCKET = 'cm';
 
 /**
  * withAuth gives git an environment that carries the credentials without putting them on a command line:
- * the SSH key and known_hosts (or an https CA) in a private temporary folder, removed afterwards; HTTPS basic auth as an
+ * the SSH key and known_hosts (or an https CA) in a private temporary folder, removed afterwards; HTTPS basic auth as
+ * an
  * extra header through GIT_CONFIG_* variables.
  *
  * With `multiplex`, the git commands run inside fn share one SSH connection (OpenSSH ControlMaster, its
@@ -189,7 +226,12 @@ const CONTROL_SOCKET = 'cm';
  * leaves it idle for at most CONTROL_PERSIST (and ServerAlive ends it sooner on a dead host). A mux client
  * stays in the git command's group and dies with it at the deadline, as a plain ssh would.
  */
-export async function withAuth<T>(auth: GitAuth, protocols: readonly string[], fn: (env: Record<string, string>) => Promise<T>, opts: { multiplex?: boolean } = {}): Promise<T> {
+export async function withAuth<T>(
+  auth: GitAuth,
+  protocols: readonly string[],
+  fn: (env: Record<string, string>) => Promise<T>,
+  opts: { multiplex?: boolean } = {},
+): Promise<T> {
   const tmp = await mkdtemp(join(tmpdir(), `${KEY_FOLDER_PREFIX}${process.pid}-`));
   const control = join(tmp, CONTROL_SOCKET);
   // A unix socket's path has room for about 100 bytes: a deep TMPDIR goes without sharing rather than fail.
@@ -220,7 +262,9 @@ export async function withAuth<T>(auth: GitAuth, protocols: readonly string[], f
       '-o ConnectTimeout=15',
       '-o ServerAliveInterval=15',
       '-o ServerAliveCountMax=2',
-      ...(multiplex ? ['-o ControlMaster=auto', `-o ControlPath=${shellQuote(control)}`, `-o ControlPersist=${CONTROL_PERSIST}`] : []),
+      ...(multiplex
+        ? ['-o ControlMaster=auto', `-o ControlPath=${shellQuote(control)}`, `-o ControlPersist=${CONTROL_PERSIST}`]
+        : []),
     ].join(' ');
     return await fn(env);
   } finally {
@@ -235,7 +279,11 @@ function sshControl(control: string, op: 'check' | 'exit'): Promise<{ ok: boolea
     execFile(
       'ssh',
       ['-F', '/dev/null', '-o', `ControlPath=${control}`, '-O', op, 'fbo-control'],
-      { timeout: 5_000, killSignal: 'SIGKILL', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', LC_ALL: 'C' } },
+      {
+        timeout: 5_000,
+        killSignal: 'SIGKILL',
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', LC_ALL: 'C' },
+      },
       (err, stdout, stderr) => resolve({ ok: !err, text: `${stdout}\n${stderr}` }),
     );
   });
@@ -247,7 +295,13 @@ function sshControl(control: string, op: 'check' | 'exit'): Promise<{ ok: boolea
  * process title, before any signal is sent).
  */
 export async function endMaster(control: string): Promise<void> {
-  if (!(await lstat(control).then((st) => st.isSocket(), () => false))) return;
+  if (
+    !(await lstat(control).then(
+      (st) => st.isSocket(),
+      () => false,
+    ))
+  )
+    return;
   const pid = Number(/pid=(\d+)/.exec((await sshControl(control, 'check')).text)?.[1] ?? NaN);
   await sshControl(control, 'exit');
   if (!Number.isInteger(pid) || pid <= 1) return;
@@ -291,7 +345,8 @@ export async function sweepKeyFolders(): Promise<number> {
     if (!st?.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
     const pid = Number(/^fbo-git-(\d+)-/.exec(name)?.[1] ?? NaN);
     const before = st.mtimeMs < started;
-    const stale = Date.now() - st.mtimeMs > STALE_AFTER_MS || (before && (Number.isNaN(pid) || pid === process.pid || !alive(pid)));
+    const stale =
+      Date.now() - st.mtimeMs > STALE_AFTER_MS || (before && (Number.isNaN(pid) || pid === process.pid || !alive(pid)));
     if (!stale) continue;
     await endMaster(join(path, CONTROL_SOCKET)).catch(() => undefined);
     await rm(path, { recursive: true, force: true });

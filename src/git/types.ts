@@ -1,7 +1,12 @@
 /** GitAuth is how the operator reaches a repository: an SSH key with pinned host keys, or HTTPS basic auth. */
 export type GitAuth =
   | { transport: 'ssh'; privateKey: string; knownHosts: string }
-  | { transport: 'https'; username: string; password: string; /** ca is the PEM the host's certificate is checked against, when not a public CA. */ ca?: string };
+  | {
+      transport: 'https';
+      username: string;
+      password: string;
+      /** ca is the PEM the host's certificate is checked against, when not a public CA. */ ca?: string;
+    };
 
 /** FileUpdate is one file the operator owns: its path in the repository and how to render it from what is there. */
 export interface FileUpdate {

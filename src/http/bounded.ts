@@ -16,7 +16,10 @@ export interface BoundedErrors {
   timedOut(): Error;
   /** tooLarge is for a body over the cap. */
   tooLarge(status: number | undefined): Error;
-  /** lost is for a connection error; `stale` when a kept-alive connection the server had closed was reused, so nothing reached it. */
+  /**
+   * lost is for a connection error; `stale` when a kept-alive connection the server had closed was reused, so nothing
+   * reached it.
+   */
   lost(cause: Error, stale: boolean): Error;
   /** invalid is for a request Node refuses to send (a header with a forbidden character): nothing to retry. */
   invalid(cause: unknown): Error;
@@ -52,7 +55,8 @@ export function boundedRequest(
       finish(err);
       req.destroy();
     };
-    const lost = (cause: Error) => errors.lost(cause, !answered && req.reusedSocket && (cause as NodeJS.ErrnoException).code === 'ECONNRESET');
+    const lost = (cause: Error) =>
+      errors.lost(cause, !answered && req.reusedSocket && (cause as NodeJS.ErrnoException).code === 'ECONNRESET');
     const onAnswer = (res: http.IncomingMessage) => {
       answered = true;
       if (Number(res.headers['content-length']) > max) return cut(errors.tooLarge(res.statusCode));
@@ -95,7 +99,10 @@ export function backoffMs(baseMs: number, attempt: number): number {
   return backoff / 2 + Math.random() * (backoff / 2);
 }
 
-/** waitWithin sleeps `ms` and returns true when that ends before `deadline`; with no wait, or one that would not, it returns false at once. */
+/**
+ * waitWithin sleeps `ms` and returns true when that ends before `deadline`; with no wait, or one that would not, it
+ * returns false at once.
+ */
 export async function waitWithin(ms: number | undefined, deadline: number): Promise<boolean> {
   if (ms === undefined || Date.now() + ms >= deadline) return false;
   await sleep(ms);

@@ -35,13 +35,18 @@ export class KubeError extends Error {
 
 /** KubeClientOptions bound what one client may cost: time, memory, attempts and connections. */
 export interface KubeClientOptions {
-  /** timeoutMs is the hard deadline of one call, retries included, however slowly the server drips bytes (default 30 s). */
+  /**
+   * timeoutMs is the hard deadline of one call, retries included, however slowly the server drips bytes (default 30 s).
+   */
   timeoutMs?: number;
   /** maxBodyBytes caps an answer's body; a larger one is cut off and fails (default 16 MiB). */
   maxBodyBytes?: number;
   /** maxAttempts bounds the tries of a GET or DELETE that meets 429, 5xx or a connection error (default 3). */
   maxAttempts?: number;
-  /** retryBaseMs is the first backoff between tries, doubled each time, when the server sends no Retry-After (default 250 ms). */
+  /**
+   * retryBaseMs is the first backoff between tries, doubled each time, when the server sends no Retry-After (default
+   * 250 ms).
+   */
   retryBaseMs?: number;
   /** fieldManager owns what `apply` writes unless a call names another (default FIELD_MANAGER). */
   fieldManager?: string;
@@ -49,7 +54,9 @@ export interface KubeClientOptions {
   maxSockets?: number;
   /** idleSocketMs closes a kept-alive connection after this long unused (default 15 s). */
   idleSocketMs?: number;
-  /** onResponse hears every try's outcome — the HTTP code, or `<error>` when none came — for rest_client_requests_total. */
+  /**
+   * onResponse hears every try's outcome — the HTTP code, or `<error>` when none came — for rest_client_requests_total.
+   */
   onResponse?: (method: string, host: string, code: string) => void;
 }
 
@@ -59,7 +66,9 @@ const isNotFound = (err: unknown): boolean => err instanceof KubeError && err.co
 /** IDEMPOTENT methods are tried again after a 429, a 5xx or a lost connection. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'DELETE']);
 
-/** STALE marks errors of a request that went out on a kept-alive connection the server had closed: nothing reached it. */
+/**
+ * STALE marks errors of a request that went out on a kept-alive connection the server had closed: nothing reached it.
+ */
 const STALE = new WeakSet<Error>();
 
 /** TLS_OPTIONS are the request options client-node fills in that belong to the connection, hence to the agent. */
@@ -112,9 +121,11 @@ export class KubeClient {
   constructor(kc: KubeConfig, opts: KubeClientOptions = {}) {
     const cluster = kc.getCurrentCluster();
     if (!cluster?.server) throw new Error('the kubeconfig has no current cluster with a server address');
-    if (cluster.proxyUrl) throw new Error('the kubeconfig\'s cluster has a proxy-url, which KubeClient does not support');
+    if (cluster.proxyUrl)
+      throw new Error("the kubeconfig's cluster has a proxy-url, which KubeClient does not support");
     const protocol = new URL(cluster.server).protocol;
-    if (protocol !== 'https:' && protocol !== 'http:') throw new Error('the kubeconfig\'s server is not an https:// or http:// URL');
+    if (protocol !== 'https:' && protocol !== 'http:')
+      throw new Error("the kubeconfig's server is not an https:// or http:// URL");
     this.#kc = kc;
     this.server = cluster.server.replace(/\/+$/, '');
     this.fieldManager = opts.fieldManager ?? FIELD_MANAGER;
@@ -167,7 +178,13 @@ export class KubeClient {
    * ends by the deadline whatever the server does; GET and DELETE are tried again (at most maxAttempts times,
    * never past the deadline) after a 429, a 5xx or a lost connection, waiting as Retry-After asks.
    */
-  async request<T = any>(method: string, path: string, body?: unknown, contentType = 'application/json', accept = 'application/json'): Promise<T> {
+  async request<T = any>(
+    method: string,
+    path: string,
+    body?: unknown,
+    contentType = 'application/json',
+    accept = 'application/json',
+  ): Promise<T> {
     const payload = body === undefined ? undefined : typeof body === 'string' ? body : serialize(body);
     const deadline = Date.now() + this.#timeoutMs;
     for (let attempt = 1; ; attempt++) {
@@ -176,7 +193,11 @@ export class KubeClient {
         this.#onResponse?.(method, new URL(this.server).host, '200');
         return value;
       } catch (err) {
-        this.#onResponse?.(method, new URL(this.server).host, err instanceof KubeError && err.code > 0 ? String(err.code) : '<error>');
+        this.#onResponse?.(
+          method,
+          new URL(this.server).host,
+          err instanceof KubeError && err.code > 0 ? String(err.code) : '<error>',
+        );
         if (!(await waitWithin(this.#retryDelay(err, method, attempt), deadline))) throw err;
       }
     }
@@ -193,9 +214,17 @@ export class KubeClient {
   }
 
   /** send makes one try of a call, ending it at the deadline or when the answer outgrows the cap. */
-  async #send<T>(method: string, path: string, payload: string | undefined, contentType: string, accept: string, deadline: number): Promise<T> {
+  async #send<T>(
+    method: string,
+    path: string,
+    payload: string | undefined,
+    contentType: string,
+    accept: string,
+    deadline: number,
+  ): Promise<T> {
     const what = `${method} ${path}`;
-    const timedOut = () => new KubeError(0, 'Timeout', `${what}: no complete answer from ${this.server} within ${this.#timeoutMs} ms`);
+    const timedOut = () =>
+      new KubeError(0, 'Timeout', `${what}: no complete answer from ${this.server} within ${this.#timeoutMs} ms`);
     const url = new URL(this.server + path);
     const opts: https.RequestOptions = { method, headers: { Accept: accept } };
     try {
@@ -205,23 +234,38 @@ export class KubeClient {
       throw new KubeError(0, 'CredentialsError', `${what}: cannot get the credentials for ${this.server}`, cause);
     }
     opts.agent = this.#agentFor(url.protocol, opts);
-    if (payload !== undefined) Object.assign(opts.headers!, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(payload) });
+    if (payload !== undefined)
+      Object.assign(opts.headers!, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(payload) });
     const max = this.#maxBodyBytes;
-    const { status, headers, text, json } = await boundedRequest(url, opts, payload, { deadline, maxBodyBytes: max }, {
-      timedOut,
-      tooLarge: () => new KubeError(0, 'ResponseTooLarge', `${what}: the answer from ${this.server} is larger than the ${max}-byte limit`),
-      lost: (cause, stale) => {
-        const err = new KubeError(0, 'ConnectionError', `${what} to ${this.server}: ${cause.message}`, cause);
-        if (stale) STALE.add(err);
-        return err;
+    const { status, headers, text, json } = await boundedRequest(
+      url,
+      opts,
+      payload,
+      { deadline, maxBodyBytes: max },
+      {
+        timedOut,
+        tooLarge: () =>
+          new KubeError(
+            0,
+            'ResponseTooLarge',
+            `${what}: the answer from ${this.server} is larger than the ${max}-byte limit`,
+          ),
+        lost: (cause, stale) => {
+          const err = new KubeError(0, 'ConnectionError', `${what} to ${this.server}: ${cause.message}`, cause);
+          if (stale) STALE.add(err);
+          return err;
+        },
+        // Node refuses some options before sending (a header with a forbidden character): nothing to retry.
+        invalid: (cause) =>
+          new KubeError(0, 'InvalidRequest', `${what}: the request cannot be sent: ${(cause as Error).message}`, cause),
       },
-      // Node refuses some options before sending (a header with a forbidden character): nothing to retry.
-      invalid: (cause) => new KubeError(0, 'InvalidRequest', `${what}: the request cannot be sent: ${(cause as Error).message}`, cause),
-    });
+    );
     if (status >= 200 && status < 300) return json as T;
     const message = typeof json?.message === 'string' ? json.message : text || `HTTP ${status}`;
     const reason = typeof json?.reason === 'string' ? clip(json.reason, 64) : 'Unknown';
-    throw new KubeError(status, reason, `${what}: ${clip(message, 500)}`, undefined, { retryAfterMs: retryAfterMs(headers['retry-after']) });
+    throw new KubeError(status, reason, `${what}: ${clip(message, 500)}`, undefined, {
+      retryAfterMs: retryAfterMs(headers['retry-after']),
+    });
   }
 
   /** authorize adds the credentials and TLS material of the current user and cluster to a request's options. */
@@ -258,7 +302,13 @@ export class KubeClient {
     }
     const key = hash.digest('hex');
     if (this.#agent && key === this.#agentKey) return this.#agent;
-    const pool = { keepAlive: true, maxSockets: this.#maxSockets, maxFreeSockets: this.#maxSockets, timeout: this.#idleSocketMs, scheduling: 'lifo' as const };
+    const pool = {
+      keepAlive: true,
+      maxSockets: this.#maxSockets,
+      maxFreeSockets: this.#maxSockets,
+      timeout: this.#idleSocketMs,
+      scheduling: 'lifo' as const,
+    };
     this.#agent = protocol === 'https:' ? new https.Agent({ ...pool, ...tls }) : new http.Agent(pool);
     this.#agentKey = key;
     return this.#agent;
@@ -270,9 +320,13 @@ export class KubeClient {
     let r = this.#resources.get(key);
     if (!r) {
       const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
-      const list = await this.request<{ resources: { name: string; kind: string; namespaced: boolean }[] }>('GET', base);
+      const list = await this.request<{ resources: { name: string; kind: string; namespaced: boolean }[] }>(
+        'GET',
+        base,
+      );
       for (const res of list.resources) {
-        if (!res.name.includes('/')) this.#resources.set(`${apiVersion}/${res.kind}`, { base, plural: res.name, namespaced: res.namespaced });
+        if (!res.name.includes('/'))
+          this.#resources.set(`${apiVersion}/${res.kind}`, { base, plural: res.name, namespaced: res.namespaced });
       }
       r = this.#resources.get(key);
       if (!r) throw new KubeError(404, 'NotFound', `the server does not serve ${kind} in ${apiVersion}`);
@@ -286,16 +340,33 @@ export class KubeClient {
     this.#resources.clear();
   }
 
-  /** apply server-side applies an object under the client's field manager (or `opts.fieldManager`), forcing conflicts. */
-  async apply<T extends KubeObject>(obj: T, opts: { fieldManager?: string; force?: boolean; metadataOnly?: boolean } = {}): Promise<T> {
+  /**
+   * apply server-side applies an object under the client's field manager (or `opts.fieldManager`), forcing conflicts.
+   */
+  async apply<T extends KubeObject>(
+    obj: T,
+    opts: { fieldManager?: string; force?: boolean; metadataOnly?: boolean } = {},
+  ): Promise<T> {
     const path = await this.resourcePath(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
-    const query = `?fieldManager=${encodeURIComponent(opts.fieldManager ?? this.fieldManager)}&force=${opts.force ?? true}`;
+    const manager = encodeURIComponent(opts.fieldManager ?? this.fieldManager);
+    const query = `?fieldManager=${manager}&force=${opts.force ?? true}`;
     // metadataOnly asks the server to answer with the object's metadata alone (a CRD's answer is hundreds of KB).
-    return this.request<T>('PATCH', path + query, obj, 'application/apply-patch+yaml', opts.metadataOnly ? METADATA_ONLY : undefined);
+    return this.request<T>(
+      'PATCH',
+      path + query,
+      obj,
+      'application/apply-patch+yaml',
+      opts.metadataOnly ? METADATA_ONLY : undefined,
+    );
   }
 
   /** get reads an object, or returns undefined when it does not exist. */
-  async get<T = any>(apiVersion: string, kind: string, namespace: string | undefined, name: string): Promise<T | undefined> {
+  async get<T = any>(
+    apiVersion: string,
+    kind: string,
+    namespace: string | undefined,
+    name: string,
+  ): Promise<T | undefined> {
     try {
       return await this.request<T>('GET', await this.resourcePath(apiVersion, kind, namespace, name));
     } catch (err) {
@@ -306,7 +377,10 @@ export class KubeClient {
 
   /** list returns the items of a kind, in a namespace or across all. */
   async list<T = any>(apiVersion: string, kind: string, namespace?: string, query = ''): Promise<T[]> {
-    const res = await this.request<{ items: T[] }>('GET', (await this.resourcePath(apiVersion, kind, namespace)) + query);
+    const res = await this.request<{ items: T[] }>(
+      'GET',
+      (await this.resourcePath(apiVersion, kind, namespace)) + query,
+    );
     return res.items ?? [];
   }
 
@@ -316,15 +390,29 @@ export class KubeClient {
   }
 
   /** mergePatch sends a JSON merge patch to an object or, with `subresource`, to e.g. its status. */
-  async mergePatch<T = any>(apiVersion: string, kind: string, namespace: string | undefined, name: string, patch: unknown, subresource = ''): Promise<T> {
+  async mergePatch<T = any>(
+    apiVersion: string,
+    kind: string,
+    namespace: string | undefined,
+    name: string,
+    patch: unknown,
+    subresource = '',
+  ): Promise<T> {
     const path = await this.resourcePath(apiVersion, kind, namespace, name);
-    return this.request<T>('PATCH', subresource ? `${path}/${subresource}` : path, patch, 'application/merge-patch+json');
+    return this.request<T>(
+      'PATCH',
+      subresource ? `${path}/${subresource}` : path,
+      patch,
+      'application/merge-patch+json',
+    );
   }
 
   /** delete removes an object; one that is already gone is not an error. */
   async delete(apiVersion: string, kind: string, namespace: string | undefined, name: string): Promise<void> {
     try {
-      await this.request('DELETE', await this.resourcePath(apiVersion, kind, namespace, name), { propagationPolicy: 'Background' });
+      await this.request('DELETE', await this.resourcePath(apiVersion, kind, namespace, name), {
+        propagationPolicy: 'Background',
+      });
     } catch (err) {
       if (!isNotFound(err)) throw err;
     }

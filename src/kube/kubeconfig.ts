@@ -41,12 +41,31 @@ const REFUSED_USER: Record<string, string> = {
   'client-key': 'is not allowed: it is a file path on the operator; use client-key-data',
   'token-file': 'is not allowed: it is a file path on the operator; use token',
   tokenFile: 'is not allowed: it is a file path on the operator; use token',
-  'auth-provider': 'is not allowed: auth providers run commands and read files on the operator; use token or client certificates',
-  exec: 'is not allowed: credential plugins would run in the operator unless it is started with exec kubeconfigs allowed; use token or client certificates',
+  'auth-provider':
+    'is not allowed: auth providers run commands and read files on the operator; use token or client certificates',
+  exec:
+    'is not allowed: credential plugins would run in the operator unless it is started with exec kubeconfigs ' +
+    'allowed; use token or client certificates',
 };
 // Fields that are carried over, or that client-node ignores and are harmless.
-const CLUSTER_FIELDS = new Set(['server', 'certificate-authority-data', 'tls-server-name', 'insecure-skip-tls-verify', 'extensions', 'disable-compression']);
-const USER_FIELDS = new Set(['client-certificate-data', 'client-key-data', 'token', 'username', 'password', 'as', 'exec', 'extensions']);
+const CLUSTER_FIELDS = new Set([
+  'server',
+  'certificate-authority-data',
+  'tls-server-name',
+  'insecure-skip-tls-verify',
+  'extensions',
+  'disable-compression',
+]);
+const USER_FIELDS = new Set([
+  'client-certificate-data',
+  'client-key-data',
+  'token',
+  'username',
+  'password',
+  'as',
+  'exec',
+  'extensions',
+]);
 
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const own = (o: Obj, k: string): unknown => (Object.hasOwn(o, k) ? o[k] : undefined);
@@ -64,7 +83,8 @@ const HEADER_SAFE_SPACES = /^[\x20-\x7e]+$/;
  */
 export function parseTargetKubeconfig(text: string, opts: TargetKubeconfigOptions = {}): KubeConfig {
   if (typeof text !== 'string' || text.trim() === '') throw new KubeconfigError('kubeconfig', 'is empty');
-  if (Buffer.byteLength(text) > MAX_KUBECONFIG_BYTES) throw new KubeconfigError('kubeconfig', `is larger than ${MAX_KUBECONFIG_BYTES} bytes`);
+  if (Buffer.byteLength(text) > MAX_KUBECONFIG_BYTES)
+    throw new KubeconfigError('kubeconfig', `is larger than ${MAX_KUBECONFIG_BYTES} bytes`);
   let doc: unknown;
   try {
     doc = yaml.load(text, { schema: yaml.CORE_SCHEMA });
@@ -80,13 +100,17 @@ export function parseTargetKubeconfig(text: string, opts: TargetKubeconfigOption
   if (typeof current !== 'string' || current === '') throw new KubeconfigError('current-context', 'is missing');
   const ctx = findNamed(doc, 'contexts', current, 'context', 'current-context');
   const clusterName = own(ctx.value, 'cluster');
-  if (typeof clusterName !== 'string' || clusterName === '') throw new KubeconfigError(`${ctx.path}.cluster`, 'is missing');
+  if (typeof clusterName !== 'string' || clusterName === '')
+    throw new KubeconfigError(`${ctx.path}.cluster`, 'is missing');
   const cluster = checkCluster(findNamed(doc, 'clusters', clusterName, 'cluster', `${ctx.path}.cluster`), opts);
   const userName = own(ctx.value, 'user');
-  if (userName !== undefined && userName !== null && typeof userName !== 'string') throw new KubeconfigError(`${ctx.path}.user`, 'is not a string');
+  if (userName !== undefined && userName !== null && typeof userName !== 'string')
+    throw new KubeconfigError(`${ctx.path}.user`, 'is not a string');
   // A context without a user is anonymous; it still gets a user entry, because client-node applies the
   // cluster's CA only when there is one.
-  const user = userName ? checkUser(findNamed(doc, 'users', userName, 'user', `${ctx.path}.user`), opts) : { name: 'anonymous' };
+  const user = userName
+    ? checkUser(findNamed(doc, 'users', userName, 'user', `${ctx.path}.user`), opts)
+    : { name: 'anonymous' };
 
   const kc = new KubeConfig();
   const context: Context = { name: 'target', cluster: cluster.name, user: user.name };
@@ -95,9 +119,16 @@ export function parseTargetKubeconfig(text: string, opts: TargetKubeconfigOption
 }
 
 /** findNamed returns the first entry of a named list (`contexts`, `clusters`, `users`) with that name. */
-function findNamed(doc: Obj, list: string, name: string, inner: string, refField: string): { path: string; value: Obj } {
+function findNamed(
+  doc: Obj,
+  list: string,
+  name: string,
+  inner: string,
+  refField: string,
+): { path: string; value: Obj } {
   const entries = own(doc, list);
-  if (entries !== undefined && entries !== null && !Array.isArray(entries)) throw new KubeconfigError(list, 'is not a list');
+  if (entries !== undefined && entries !== null && !Array.isArray(entries))
+    throw new KubeconfigError(list, 'is not a list');
   const i = (entries ?? []).findIndex((e) => isObj(e) && own(e, 'name') === name);
   if (i < 0) throw new KubeconfigError(refField, `names no entry of ${list}`);
   const value = own((entries as Obj[])[i], inner);
@@ -112,7 +143,11 @@ function checkCluster({ path, value }: { path: string; value: Obj }, opts: Targe
     if (value[key] === null || value[key] === undefined) continue;
     const field = `${path}.${key}`;
     if (Object.hasOwn(REFUSED_CLUSTER, key)) throw new KubeconfigError(field, REFUSED_CLUSTER[key]);
-    if (!CLUSTER_FIELDS.has(key)) throw new KubeconfigError(field, 'is not supported: only server, certificate-authority-data and tls-server-name are read');
+    if (!CLUSTER_FIELDS.has(key))
+      throw new KubeconfigError(
+        field,
+        'is not supported: only server, certificate-authority-data and tls-server-name are read',
+      );
   }
   const server = own(value, 'server');
   if (typeof server !== 'string' || server === '') throw new KubeconfigError(`${path}.server`, 'is missing');
@@ -122,23 +157,30 @@ function checkCluster({ path, value }: { path: string; value: Obj }, opts: Targe
   } catch {
     throw new KubeconfigError(`${path}.server`, 'is not a URL');
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new KubeconfigError(`${path}.server`, 'must be an https:// or http:// URL');
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    throw new KubeconfigError(`${path}.server`, 'must be an https:// or http:// URL');
   if (url.username || url.password) throw new KubeconfigError(`${path}.server`, 'must not carry credentials');
   if (url.search || url.hash) throw new KubeconfigError(`${path}.server`, 'must not have a query or fragment');
 
   const skip = own(value, 'insecure-skip-tls-verify');
-  if (skip !== undefined && skip !== null && typeof skip !== 'boolean') throw new KubeconfigError(`${path}.insecure-skip-tls-verify`, 'is not a boolean');
+  if (skip !== undefined && skip !== null && typeof skip !== 'boolean')
+    throw new KubeconfigError(`${path}.insecure-skip-tls-verify`, 'is not a boolean');
   if (skip === true && !opts.allowInsecureTLS) {
-    throw new KubeconfigError(`${path}.insecure-skip-tls-verify`, 'is not allowed: the operator verifies the API server; give certificate-authority-data');
+    throw new KubeconfigError(
+      `${path}.insecure-skip-tls-verify`,
+      'is not allowed: the operator verifies the API server; give certificate-authority-data',
+    );
   }
   const caData = optionalString(value, path, 'certificate-authority-data');
-  if (caData !== undefined) checkPem(`${path}.certificate-authority-data`, () => {
+  if (caData !== undefined)
+    checkPem(`${path}.certificate-authority-data`, () => {
       const pem = Buffer.from(caData, 'base64');
       if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error('not PEM');
       return new X509Certificate(pem);
     });
   const tlsServerName = optionalString(value, path, 'tls-server-name');
-  if (tlsServerName !== undefined && !/^[A-Za-z0-9.:\-[\]]+$/.test(tlsServerName)) throw new KubeconfigError(`${path}.tls-server-name`, 'is not a host name');
+  if (tlsServerName !== undefined && !/^[A-Za-z0-9.:\-[\]]+$/.test(tlsServerName))
+    throw new KubeconfigError(`${path}.tls-server-name`, 'is not a host name');
   return { name: 'target', server: server.replace(/\/+$/, ''), caData, tlsServerName, skipTLSVerify: skip === true };
 }
 
@@ -150,24 +192,42 @@ function checkUser({ path, value }: { path: string; value: Obj }, opts: TargetKu
     if (key === 'exec' && opts.allowExec) continue;
     if (Object.hasOwn(REFUSED_USER, key)) throw new KubeconfigError(field, REFUSED_USER[key]);
     if (!USER_FIELDS.has(key)) {
-      throw new KubeconfigError(field, 'is not supported: only client-certificate-data, client-key-data, token, username, password and as are read');
+      throw new KubeconfigError(
+        field,
+        'is not supported: only client-certificate-data, client-key-data, token, username, password and as are read',
+      );
     }
   }
   const certData = optionalString(value, path, 'client-certificate-data');
   const keyData = optionalString(value, path, 'client-key-data');
   if ((certData === undefined) !== (keyData === undefined)) {
-    throw new KubeconfigError(`${path}.${certData === undefined ? 'client-certificate-data' : 'client-key-data'}`, 'is missing: a client certificate needs both');
+    throw new KubeconfigError(
+      `${path}.${certData === undefined ? 'client-certificate-data' : 'client-key-data'}`,
+      'is missing: a client certificate needs both',
+    );
   }
   if (certData !== undefined && keyData !== undefined) {
-    checkPem(`${path}.client-certificate-data`, () => tls.createSecureContext({ cert: Buffer.from(certData, 'base64'), key: Buffer.from(keyData, 'base64') }));
+    checkPem(`${path}.client-certificate-data`, () =>
+      tls.createSecureContext({ cert: Buffer.from(certData, 'base64'), key: Buffer.from(keyData, 'base64') }),
+    );
   }
   const token = optionalString(value, path, 'token', HEADER_SAFE);
   const username = optionalString(value, path, 'username', HEADER_SAFE_SPACES);
   const password = optionalString(value, path, 'password', HEADER_SAFE_SPACES);
   const impersonateUser = optionalString(value, path, 'as', HEADER_SAFE_SPACES);
   const exec = own(value, 'exec');
-  if (exec !== undefined && exec !== null && !isObj(exec)) throw new KubeconfigError(`${path}.exec`, 'is not a mapping');
-  const user: User = { name: 'target', certData, keyData, token, username, password, impersonateUser, exec: exec ?? undefined };
+  if (exec !== undefined && exec !== null && !isObj(exec))
+    throw new KubeconfigError(`${path}.exec`, 'is not a mapping');
+  const user: User = {
+    name: 'target',
+    certData,
+    keyData,
+    token,
+    username,
+    password,
+    impersonateUser,
+    exec: exec ?? undefined,
+  };
   return user;
 }
 

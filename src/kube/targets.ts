@@ -30,15 +30,21 @@ export class TargetClients {
    * KubeconfigError for a kubeconfig the operator refuses. Bound, so it can be passed on as a function.
    */
   readonly get = (kubeconfig: string | undefined): KubeClient => {
-    const key = kubeconfig === undefined ? 'default' : `sha256:${createHash('sha256').update(kubeconfig).digest('hex')}`;
+    const key =
+      kubeconfig === undefined ? 'default' : `sha256:${createHash('sha256').update(kubeconfig).digest('hex')}`;
     let client = this.#clients.get(key);
     if (client) {
       // Most recently used goes last, so the first key is the one to drop.
       this.#clients.delete(key);
     } else {
-      client = kubeconfig === undefined
-        ? KubeClient.fromDefault(this.#opts.client)
-        : KubeClient.fromKubeconfig(kubeconfig, { ...this.#opts.client, allowExec: this.#opts.allowExec, allowInsecureTLS: this.#opts.allowInsecureTLS });
+      client =
+        kubeconfig === undefined
+          ? KubeClient.fromDefault(this.#opts.client)
+          : KubeClient.fromKubeconfig(kubeconfig, {
+              ...this.#opts.client,
+              allowExec: this.#opts.allowExec,
+              allowInsecureTLS: this.#opts.allowInsecureTLS,
+            });
       // A dropped client is not closed: calls still running on it finish, its idle connections time out.
       if (this.#clients.size >= this.#max) this.#clients.delete(this.#clients.keys().next().value!);
     }

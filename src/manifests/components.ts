@@ -2,10 +2,18 @@ import { readdirSync, readFileSync } from 'node:fs';
 import yaml from 'js-yaml';
 
 /** DEFAULT_COMPONENTS are the controllers `flux bootstrap` installs unless told otherwise. */
-export const DEFAULT_COMPONENTS = ['source-controller', 'kustomize-controller', 'helm-controller', 'notification-controller'];
+export const DEFAULT_COMPONENTS = [
+  'source-controller',
+  'kustomize-controller',
+  'helm-controller',
+  'notification-controller',
+];
 /** EXTRA_COMPONENTS are installed only on request (`--components-extra`). */
 export const EXTRA_COMPONENTS = ['image-reflector-controller', 'image-automation-controller', 'source-watcher'];
-/** With source-watcher, flux install turns on kustomize-controller's and helm-controller's ExternalArtifact feature gate. */
+/**
+ * With source-watcher, flux install turns on kustomize-controller's and helm-controller's ExternalArtifact feature
+ * gate.
+ */
 const EXTERNAL_ARTIFACT_GATE = '--feature-gates=ExternalArtifact=true';
 
 /** ComponentsOptions are the `flux bootstrap` install flags this operator supports. */
@@ -79,7 +87,8 @@ export function installManifests(version: string): string {
 export function componentsIn(source: string): string[] {
   const found = new Set<string>();
   for (const doc of yaml.loadAll(source) as Manifest[])
-    if (doc?.kind === 'Deployment' && doc.metadata.labels?.['app.kubernetes.io/component']) found.add(doc.metadata.labels['app.kubernetes.io/component']);
+    if (doc?.kind === 'Deployment' && doc.metadata.labels?.['app.kubernetes.io/component'])
+      found.add(doc.metadata.labels['app.kubernetes.io/component']);
   return [...found];
 }
 
@@ -102,7 +111,10 @@ export function shippedComponents(version: string): string[] {
  */
 export function renderComponents(source: string, opts: ComponentsOptions): string {
   const text = opts.namespace === 'flux-system' ? source : source.replace(/\bflux-system\b/g, opts.namespace);
-  const chunks = text.split(/^---\n/m).map((c) => c.replace(/^#.*\n/gm, '')).filter((c) => c.trim() !== '');
+  const chunks = text
+    .split(/^---\n/m)
+    .map((c) => c.replace(/^#.*\n/gm, ''))
+    .filter((c) => c.trim() !== '');
   const out: string[] = [];
   for (const chunk of chunks) {
     const doc = yaml.load(chunk) as Manifest;
@@ -168,7 +180,10 @@ function customize(doc: Manifest, opts: ComponentsOptions): Manifest {
     );
   }
   const component = doc.metadata.labels?.['app.kubernetes.io/component'];
-  if ((component === 'kustomize-controller' || component === 'helm-controller') && opts.components.includes('source-watcher'))
+  if (
+    (component === 'kustomize-controller' || component === 'helm-controller') &&
+    opts.components.includes('source-watcher')
+  )
     for (const c of (pod.containers ?? []).filter((c: any) => c.name === 'manager'))
       if (!c.args.includes(EXTERNAL_ARTIFACT_GATE)) c.args.push(EXTERNAL_ARTIFACT_GATE);
   if (opts.imagePullSecret) pod.imagePullSecrets = [{ name: opts.imagePullSecret }];

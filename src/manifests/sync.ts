@@ -22,7 +22,12 @@ export function syncObjects(opts: SyncOptions): Record<string, any>[] {
       apiVersion: 'source.toolkit.fluxcd.io/v1',
       kind: 'GitRepository',
       metadata,
-      spec: { interval: opts.interval, ref: { branch: opts.branch }, secretRef: { name: opts.secretName }, url: opts.url },
+      spec: {
+        interval: opts.interval,
+        ref: { branch: opts.branch },
+        secretRef: { name: opts.secretName },
+        url: opts.url,
+      },
     },
     {
       apiVersion: 'kustomize.toolkit.fluxcd.io/v1',
@@ -69,7 +74,8 @@ export function renderKustomization(existing?: string): string {
   } catch (cause) {
     throw new KustomizationError('the existing kustomization.yaml is not valid YAML', cause);
   }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new KustomizationError('the existing kustomization.yaml is not a YAML mapping');
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc))
+    throw new KustomizationError('the existing kustomization.yaml is not a YAML mapping');
   const k = doc as { resources?: unknown };
   const resources = Array.isArray(k.resources) ? (k.resources as string[]) : [];
   const missing = FLUX_FILES.filter((f) => !resources.includes(f));

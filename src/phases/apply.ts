@@ -79,22 +79,38 @@ async function missingControllers(ctx: Context, target: KubeClient): Promise<str
  * applySync applies Flux's git Secret and the sync objects (the GitRepository asked to fetch again at
  * `refetchAt`, when a rotation switched Flux's key).
  */
-export async function applySync(ctx: Context, components: Components, secretData: FluxSecret, refetchAt?: string): Promise<Step> {
+export async function applySync(
+  ctx: Context,
+  components: Components,
+  secretData: FluxSecret,
+  refetchAt?: string,
+): Promise<Step> {
   const { opts } = ctx;
   const { target, selfManaged } = components;
   try {
-    const secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: opts.sync.secretName, namespace: opts.sync.namespace }, type: 'Opaque', stringData: secretData };
+    const secret = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: opts.sync.secretName, namespace: opts.sync.namespace },
+      type: 'Opaque',
+      stringData: secretData,
+    };
     // After a key rotation, Flux is asked to fetch again at once with its new key.
     const sync = syncObjects(opts.sync).map((o) =>
-      refetchAt && o.kind === 'GitRepository' ? { ...o, metadata: { ...o.metadata, annotations: { [RECONCILE_REQUESTED_AT]: refetchAt } } } : o,
+      refetchAt && o.kind === 'GitRepository'
+        ? { ...o, metadata: { ...o.metadata, annotations: { [RECONCILE_REQUESTED_AT]: refetchAt } } }
+        : o,
     ) as KubeObject[];
     const drifted = [...components.drifted, ...(wasApplied(ctx) ? await drift(target, [secret, ...sync]) : [])];
     await target.apply(secret);
     await Promise.all(sync.map((o) => target.apply(o)));
-    if (drifted.length > 0) await ctx.record('Warning', 'DriftRepaired', `repaired in the target cluster: ${drifted.join(', ')}`);
+    if (drifted.length > 0)
+      await ctx.record('Warning', 'DriftRepaired', `repaired in the target cluster: ${drifted.join(', ')}`);
     return {
       result: undefined,
-      message: selfManaged ? 'identity and sync applied; Flux manages its components from git' : `Flux ${opts.flux.version} components, identity and sync applied`,
+      message: selfManaged
+        ? 'identity and sync applied; Flux manages its components from git'
+        : `Flux ${opts.flux.version} components, identity and sync applied`,
     };
   } catch (err) {
     throw applyError(err);
@@ -117,13 +133,20 @@ function wasApplied(ctx: Context): boolean {
  * from what it would set (a Secret's data, the sync objects' spec); other fields are left to their owners.
  */
 async function drift(target: KubeClient, wanted: KubeObject[]): Promise<string[]> {
-  const lives = await Promise.all(wanted.map((w) => target.get(w.apiVersion, w.kind, w.metadata.namespace, w.metadata.name)));
+  const lives = await Promise.all(
+    wanted.map((w) => target.get(w.apiVersion, w.kind, w.metadata.namespace, w.metadata.name)),
+  );
   return wanted.flatMap((want, i) => {
     const live = lives[i];
-    const name = want.metadata.namespace ? `${want.kind} ${want.metadata.namespace}/${want.metadata.name}` : `${want.kind} ${want.metadata.name}`;
+    const name = want.metadata.namespace
+      ? `${want.kind} ${want.metadata.namespace}/${want.metadata.name}`
+      : `${want.kind} ${want.metadata.name}`;
     if (!live || live.metadata?.deletionTimestamp) return [`${name} (missing)`];
     const changed =
-      (want.stringData && Object.entries(want.stringData).some(([k, v]) => Buffer.from(live.data?.[k] ?? '', 'base64').toString('utf8') !== v)) ||
+      (want.stringData &&
+        Object.entries(want.stringData).some(
+          ([k, v]) => Buffer.from(live.data?.[k] ?? '', 'base64').toString('utf8') !== v,
+        )) ||
       (want.spec && Object.entries(want.spec).some(([k, v]) => JSON.stringify(live.spec?.[k]) !== JSON.stringify(v)));
     return changed ? [`${name} (changed)`] : [];
   });
@@ -135,8 +158,13 @@ async function drift(target: KubeClient, wanted: KubeObject[]): Promise<string[]
  * applying them so as not to fight it. A controller deleted behind Flux's back cannot bring itself back,
  * so then the operator applies the components again (drift repair).
  */
-async function fluxManagesItself(ctx: Context, target: KubeClient): Promise<{ selfManaged: boolean; missing?: string }> {
-  const ks = await target.get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', ctx.opts.flux.namespace, ctx.opts.sync.name).catch(() => undefined);
+async function fluxManagesItself(
+  ctx: Context,
+  target: KubeClient,
+): Promise<{ selfManaged: boolean; missing?: string }> {
+  const ks = await target
+    .get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', ctx.opts.flux.namespace, ctx.opts.sync.name)
+    .catch(() => undefined);
   if (!ks?.status?.lastAppliedRevision) return { selfManaged: false };
   const [missing] = await missingControllers(ctx, target);
   return missing ? { selfManaged: false, missing } : { selfManaged: true };
@@ -151,7 +179,8 @@ async function fluxManagesItself(ctx: Context, target: KubeClient): Promise<{ se
 async function handOver(target: KubeClient, objects: KubeObject[]): Promise<void> {
   const owns = (o: any) => (o?.metadata?.managedFields ?? []).some((f: any) => f.manager === target.fieldManager);
   const probe = objects.find((o) => o.kind === 'Deployment');
-  if (probe && !owns(await target.get(probe.apiVersion, probe.kind, probe.metadata.namespace, probe.metadata.name))) return;
+  if (probe && !owns(await target.get(probe.apiVersion, probe.kind, probe.metadata.namespace, probe.metadata.name)))
+    return;
   await Promise.all(
     objects.map(async (o) => {
       const live = await target.get(o.apiVersion, o.kind, o.metadata.namespace, o.metadata.name);
@@ -176,7 +205,11 @@ async function waitEstablished(target: KubeClient, crds: KubeObject[]): Promise<
   for (;;) {
     const missing = await unserved(target, crds);
     if (missing.length === 0) return;
-    if (Date.now() > deadline) throw new PhaseError(Reasons.ApplyFailed, `CRD ${missing[0]} is not Established after ${ESTABLISH_TIMEOUT_MS / 1000} s`);
+    if (Date.now() > deadline)
+      throw new PhaseError(
+        Reasons.ApplyFailed,
+        `CRD ${missing[0]} is not Established after ${ESTABLISH_TIMEOUT_MS / 1000} s`,
+      );
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -194,7 +227,9 @@ async function unserved(target: KubeClient, crds: KubeObject[]): Promise<string[
     }
   const missing = await Promise.all(
     [...wanted].map(async ([path, resources]) => {
-      const doc = await target.request('GET', path).catch((err) => (err instanceof KubeError && err.code === 404 ? undefined : Promise.reject(err)));
+      const doc = await target
+        .request('GET', path)
+        .catch((err) => (err instanceof KubeError && err.code === 404 ? undefined : Promise.reject(err)));
       return resources.filter((r) => !doc?.resources?.some((s: any) => s.name === r.plural)).map((r) => r.crd);
     }),
   );

@@ -14,7 +14,8 @@ import type { PushCredentials, Step } from './types.ts';
 export async function commitManifests(ctx: Context, creds: PushCredentials, knownHosts: string): Promise<Step<string>> {
   const { opts, cb } = ctx;
   const appendix = opts.git.messageAppendix ? `\n\n${opts.git.messageAppendix}` : '';
-  const auth: GitAuth = creds.transport === 'ssh' ? { transport: 'ssh', privateKey: creds.privateKey, knownHosts } : creds;
+  const auth: GitAuth =
+    creds.transport === 'ssh' ? { transport: 'ssh', privateKey: creds.privateKey, knownHosts } : creds;
   let head: string;
   let pushed: boolean;
   let attempts: number;
@@ -29,18 +30,36 @@ export async function commitManifests(ctx: Context, creds: PushCredentials, know
     }));
   } catch (err) {
     if (err instanceof KustomizationError)
-      throw new PhaseError(Reasons.KustomizationInvalid, `${opts.git.path}/flux-system/kustomization.yaml in the repository cannot be kept: fix it by hand`, {
-        cause: err,
-        retryAfterMs: 60_000,
-      });
-    const hint = err instanceof GitError && err.kind === 'auth' ? `; the credentials in Secret ${opts.git.secretName} need write access` : '';
+      throw new PhaseError(
+        Reasons.KustomizationInvalid,
+        `${opts.git.path}/flux-system/kustomization.yaml in the repository cannot be kept: fix it by hand`,
+        {
+          cause: err,
+          retryAfterMs: 60_000,
+        },
+      );
+    const hint =
+      err instanceof GitError && err.kind === 'auth'
+        ? `; the credentials in Secret ${opts.git.secretName} need write access`
+        : '';
     throw gitPhaseError(err, hint);
   }
   if (pushed) ctx.log.info({ commit: head, branch: opts.git.branch, attempts }, 'pushed the flux-system manifests');
   // A push with the spec unchanged since the last one means someone changed the files in git: said, not silent.
   if (pushed && cb.status?.lastPushedCommit && cb.status.observedGeneration === cb.metadata.generation)
-    await ctx.record('Warning', 'DriftRepaired', `restored ${opts.git.path}/flux-system in the repository: it was changed outside the operator (commit ${head})`);
+    await ctx.record(
+      'Warning',
+      'DriftRepaired',
+      `restored ${opts.git.path}/flux-system in the repository: it was changed outside the operator (commit ${head})`,
+    );
   // A restart between the push and the status write finds nothing to change: the head holds our push.
-  const status = pushed || !cb.status?.lastPushedCommit ? { lastPushedCommit: head, lastPushedRevision: `${opts.git.branch}@sha1:${head}` } : {};
-  return { result: head, message: `${opts.git.path}/flux-system is up to date at ${opts.git.branch}@sha1:${head}`, status };
+  const status =
+    pushed || !cb.status?.lastPushedCommit
+      ? { lastPushedCommit: head, lastPushedRevision: `${opts.git.branch}@sha1:${head}` }
+      : {};
+  return {
+    result: head,
+    message: `${opts.git.path}/flux-system is up to date at ${opts.git.branch}@sha1:${head}`,
+    status,
+  };
 }

@@ -1,7 +1,14 @@
 import { Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
 import { REPIN_HOST_KEYS_AT } from '../api/types.ts';
-import { formatKnownHosts, hostKeyFingerprints, hostKeysChanged, parseKnownHosts, scanHostKeysShared, type HostKey } from '../ssh/hostkeys.ts';
+import {
+  formatKnownHosts,
+  hostKeyFingerprints,
+  hostKeysChanged,
+  parseKnownHosts,
+  scanHostKeysShared,
+  type HostKey,
+} from '../ssh/hostkeys.ts';
 import type { Context } from './context.ts';
 import type { Identity, PushCredentials, Step } from './types.ts';
 
@@ -24,7 +31,11 @@ export async function trustHostKeys(ctx: Context, identity: Identity, creds: Pus
     try {
       pinned = parseKnownHosts(pinnedText);
     } catch (cause) {
-      throw new PhaseError(Reasons.HostKeyInvalid, 'the pinned known_hosts cannot be read: fix spec.git.knownHosts or the known_hosts of the push Secret', { cause, retryAfterMs: 60_000 });
+      throw new PhaseError(
+        Reasons.HostKeyInvalid,
+        'the pinned known_hosts cannot be read: fix spec.git.knownHosts or the known_hosts of the push Secret',
+        { cause, retryAfterMs: 60_000 },
+      );
     }
   }
   let scanned: HostKey[];
@@ -38,23 +49,31 @@ export async function trustHostKeys(ctx: Context, identity: Identity, creds: Pus
     if (changed) {
       const where = userPinned
         ? "spec.git.knownHosts (or the push Secret's known_hosts)"
-        : `known_hosts in Secret ${identity.secretName}, or annotate the ClusterBootstrap with ${REPIN_HOST_KEYS_AT}=<now> to pin the new keys once`;
+        : `known_hosts in Secret ${identity.secretName}, or annotate the ClusterBootstrap with ` +
+          `${REPIN_HOST_KEYS_AT}=<now> to pin the new keys once`;
       throw new PhaseError(
         Reasons.HostKeyChanged,
-        `the SSH host key of ${host}:${port} changed since it was pinned — refusing to connect: ${changed}. If the change is legitimate, replace the pinned key in ${where}`,
+        `the SSH host key of ${host}:${port} changed since it was pinned — refusing to connect: ${changed}. If the ` +
+          `change is legitimate, replace the pinned key in ${where}`,
         { retryAfterMs: 5 * 60_000 },
       );
     }
   } else {
     await pinKnownHosts(ctx, identity, formatKnownHosts(scanned));
-    if (repinning) ctx.log.warn({ fingerprints: hostKeyFingerprints(scanned) }, 'pinned the git host keys again, as the annotation asked');
+    if (repinning)
+      ctx.log.warn(
+        { fingerprints: hostKeyFingerprints(scanned) },
+        'pinned the git host keys again, as the annotation asked',
+      );
   }
   const fingerprints = hostKeyFingerprints(pinned ?? scanned);
   const status = { hostKeys: { fingerprints }, ...(repin ? { lastHandledRepinAt: repin } : {}) };
   return { result: pinnedText ?? formatKnownHosts(scanned), message: `pinned ${fingerprints.join(', ')}`, status };
 }
 
-/** pinKnownHosts stores the host keys seen on the first scan in the identity Secret; later scans compare against them. */
+/**
+ * pinKnownHosts stores the host keys seen on the first scan in the identity Secret; later scans compare against them.
+ */
 async function pinKnownHosts(ctx: Context, identity: Identity, knownHosts: string): Promise<void> {
   await ctx.mgmt.mergePatch('v1', 'Secret', ctx.cb.metadata.namespace, identity.secretName, {
     data: { known_hosts: Buffer.from(knownHosts).toString('base64') },

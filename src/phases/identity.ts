@@ -21,7 +21,10 @@ export async function ensureIdentity(ctx: Context): Promise<Step<Identity>> {
   const name = identitySecretName(cb.metadata.name);
   let secret = await mgmt.get('v1', 'Secret', cb.metadata.namespace, name);
   if (!secret) {
-    const keys = await generateKeyPair({ ...opts.identity, comment: `flux-${cb.metadata.namespace}-${cb.metadata.name}` });
+    const keys = await generateKeyPair({
+      ...opts.identity,
+      comment: `flux-${cb.metadata.namespace}-${cb.metadata.name}`,
+    });
     try {
       secret = await mgmt.create({
         apiVersion: 'v1',
@@ -30,7 +33,10 @@ export async function ensureIdentity(ctx: Context): Promise<Step<Identity>> {
           name,
           namespace: cb.metadata.namespace,
           labels: { 'app.kubernetes.io/managed-by': 'flux-bootstrap-operator' },
-          annotations: { 'fluxbootstrap.dev/algorithm': opts.identity.algorithm, [CREATED_AT]: new Date().toISOString() },
+          annotations: {
+            'fluxbootstrap.dev/algorithm': opts.identity.algorithm,
+            [CREATED_AT]: new Date().toISOString(),
+          },
           ownerReferences: [ownerReference(cb)],
         },
         type: 'Opaque',
@@ -38,7 +44,12 @@ export async function ensureIdentity(ctx: Context): Promise<Step<Identity>> {
       });
       ctx.log.info({ secret: name, fingerprint: fingerprint(keys.publicKey) }, 'generated the Flux identity');
       if (cb.status?.identity)
-        await ctx.record('Warning', 'DriftRepaired', `Secret ${name} was missing: made a new key ${fingerprint(keys.publicKey)}, which Flux reads with once it is registered`);
+        await ctx.record(
+          'Warning',
+          'DriftRepaired',
+          `Secret ${name} was missing: made a new key ${fingerprint(keys.publicKey)}, which Flux reads with once it ` +
+            `is registered`,
+        );
     } catch (err) {
       if (!(err instanceof KubeError && err.code === 409)) throw err;
       secret = await mgmt.get('v1', 'Secret', cb.metadata.namespace, name);
@@ -46,7 +57,11 @@ export async function ensureIdentity(ctx: Context): Promise<Step<Identity>> {
   }
   let data = decodeSecret(secret);
   if (!data.identity || !data['identity.pub'] || !isPrivateKey(data.identity))
-    throw new PhaseError(Reasons.InternalError, `Secret ${name} does not hold a usable SSH key pair (identity, identity.pub); delete it to have a new key generated`);
+    throw new PhaseError(
+      Reasons.InternalError,
+      `Secret ${name} does not hold a usable SSH key pair (identity, identity.pub); delete it to have a new key ` +
+        `generated`,
+    );
   const createdAt = secret.metadata.annotations?.[CREATED_AT] ?? secret.metadata.creationTimestamp;
   if (rotationDue(ctx, data, createdAt)) {
     secret = await beginRotation(ctx, secret);
@@ -57,9 +72,17 @@ export async function ensureIdentity(ctx: Context): Promise<Step<Identity>> {
   const algorithm = identity.publicKey.split(' ')[0];
   const stale = algorithm.includes(opts.identity.algorithm)
     ? ''
-    : `; it is ${algorithm}, not ${opts.identity.algorithm} as spec.identity asks: rotate it (annotate ${ROTATE_IDENTITY_AT}) to have a new one made`;
-  const nextRotationAt = opts.identity.rotateEveryMs && createdAt ? new Date(Date.parse(createdAt) + opts.identity.rotateEveryMs).toISOString() : undefined;
-  const rotating = identity.next ? `; rotating to ${fingerprint(identity.next.publicKey)}` : identity.previous ? `; retiring ${fingerprint(identity.previous)}` : '';
+    : `; it is ${algorithm}, not ${opts.identity.algorithm} as spec.identity asks: rotate it (annotate ` +
+      `${ROTATE_IDENTITY_AT}) to have a new one made`;
+  const nextRotationAt =
+    opts.identity.rotateEveryMs && createdAt
+      ? new Date(Date.parse(createdAt) + opts.identity.rotateEveryMs).toISOString()
+      : undefined;
+  const rotating = identity.next
+    ? `; rotating to ${fingerprint(identity.next.publicKey)}`
+    : identity.previous
+      ? `; retiring ${fingerprint(identity.previous)}`
+      : '';
   return {
     result: identity,
     message: `Flux reads with ${print} from Secret ${name}${rotating}${stale}`,
@@ -86,14 +109,20 @@ function identityOf(secretName: string, data: Record<string, string>): Identity 
     publicKey: data['identity.pub'].trim(),
     secretName,
     knownHosts: data.known_hosts || undefined,
-    next: data['next.identity'] && data['next.identity.pub'] ? { privateKey: data['next.identity'], publicKey: data['next.identity.pub'].trim() } : undefined,
+    next:
+      data['next.identity'] && data['next.identity.pub']
+        ? { privateKey: data['next.identity'], publicKey: data['next.identity.pub'].trim() }
+        : undefined,
     previous: data['previous.identity.pub']?.trim() || undefined,
     switchedAt: data['rotation.switchedAt'] || undefined,
     rotationRequest: data['rotation.requestedAt'] || undefined,
   };
 }
 
-/** rotationDue is true when no rotation is under way and the annotation asks for one, or spec.identity.rotateEvery has passed. */
+/**
+ * rotationDue is true when no rotation is under way and the annotation asks for one, or spec.identity.rotateEvery has
+ * passed.
+ */
 function rotationDue(ctx: Context, data: Record<string, string>, createdAt: string | undefined): boolean {
   if (data['next.identity'] || data['previous.identity.pub']) return false;
   const requested = ctx.cb.metadata.annotations?.[ROTATE_IDENTITY_AT];
@@ -108,15 +137,29 @@ function rotationDue(ctx: Context, data: Record<string, string>, createdAt: stri
  */
 async function beginRotation(ctx: Context, secret: any): Promise<any> {
   const { cb, opts, mgmt } = ctx;
-  const keys = await generateKeyPair({ ...opts.identity, comment: `flux-${cb.metadata.namespace}-${cb.metadata.name}` });
+  const keys = await generateKeyPair({
+    ...opts.identity,
+    comment: `flux-${cb.metadata.namespace}-${cb.metadata.name}`,
+  });
   const requested = cb.metadata.annotations?.[ROTATE_IDENTITY_AT] ?? '';
   try {
     const updated = await mgmt.mergePatch('v1', 'Secret', cb.metadata.namespace, secret.metadata.name, {
       metadata: { resourceVersion: secret.metadata.resourceVersion },
-      stringData: { 'next.identity': keys.privateKey, 'next.identity.pub': keys.publicKey, 'rotation.requestedAt': requested },
+      stringData: {
+        'next.identity': keys.privateKey,
+        'next.identity.pub': keys.publicKey,
+        'rotation.requestedAt': requested,
+      },
     });
-    ctx.log.info({ secret: secret.metadata.name, next: fingerprint(keys.publicKey) }, 'rotating the Flux identity: made the next key');
-    await ctx.record('Normal', 'RotationStarted', `made the next key ${fingerprint(keys.publicKey)}; Flux keeps the current one until the new one reads`);
+    ctx.log.info(
+      { secret: secret.metadata.name, next: fingerprint(keys.publicKey) },
+      'rotating the Flux identity: made the next key',
+    );
+    await ctx.record(
+      'Normal',
+      'RotationStarted',
+      `made the next key ${fingerprint(keys.publicKey)}; Flux keeps the current one until the new one reads`,
+    );
     return updated;
   } catch (err) {
     if (!(err instanceof KubeError && err.code === 409)) throw err;
@@ -133,23 +176,39 @@ async function beginRotation(ctx: Context, secret: any): Promise<any> {
 export async function switchKeys(ctx: Context, identity: Identity, knownHosts: string): Promise<Step<Identity>> {
   const next = identity.next!;
   try {
-    await ctx.repos.readHead(ctx.opts.git.url, ctx.opts.git.branch, { transport: 'ssh', privateKey: next.privateKey, knownHosts });
+    await ctx.repos.readHead(ctx.opts.git.url, ctx.opts.git.branch, {
+      transport: 'ssh',
+      privateKey: next.privateKey,
+      knownHosts,
+    });
   } catch (cause) {
     throw new PhaseError(
       Reasons.DeployKeyNotAuthorized,
-      `rotating Flux's key: register this new public key as a read-only deploy key of the repository: ${next.publicKey} — Flux keeps reading with the current key until then`,
+      `rotating Flux's key: register this new public key as a read-only deploy key of the repository: ` +
+        `${next.publicKey} — Flux keeps reading with the current key until then`,
       { cause, retryAfterMs: 15_000 },
     );
   }
   const switchedAt = new Date().toISOString();
   await ctx.mgmt.mergePatch('v1', 'Secret', ctx.cb.metadata.namespace, identity.secretName, {
     metadata: { annotations: { [CREATED_AT]: switchedAt } },
-    stringData: { identity: next.privateKey, 'identity.pub': next.publicKey, 'previous.identity.pub': identity.publicKey, 'rotation.switchedAt': switchedAt },
+    stringData: {
+      identity: next.privateKey,
+      'identity.pub': next.publicKey,
+      'previous.identity.pub': identity.publicKey,
+      'rotation.switchedAt': switchedAt,
+    },
     data: { 'next.identity': null, 'next.identity.pub': null },
   });
-  ctx.log.info({ secret: identity.secretName, current: fingerprint(next.publicKey), previous: fingerprint(identity.publicKey) }, 'switched Flux to the new key');
+  ctx.log.info(
+    { secret: identity.secretName, current: fingerprint(next.publicKey), previous: fingerprint(identity.publicKey) },
+    'switched Flux to the new key',
+  );
   const switched: Identity = { ...identity, ...next, next: undefined, previous: identity.publicKey, switchedAt };
-  return { result: switched, message: `Flux reads with ${fingerprint(next.publicKey)}; retiring ${fingerprint(identity.publicKey)}` };
+  return {
+    result: switched,
+    message: `Flux reads with ${fingerprint(next.publicKey)}; retiring ${fingerprint(identity.publicKey)}`,
+  };
 }
 
 /**
@@ -157,7 +216,11 @@ export async function switchKeys(ctx: Context, identity: Identity, knownHosts: s
  * host through its API (`remove`), or its fingerprint is given for a person to revoke; then the identity
  * Secret forgets it and the rotation request is echoed in status.
  */
-export async function retirePreviousKey(ctx: Context, identity: Identity, remove?: (publicKey: string) => Promise<void>): Promise<Step> {
+export async function retirePreviousKey(
+  ctx: Context,
+  identity: Identity,
+  remove?: (publicKey: string) => Promise<void>,
+): Promise<Step> {
   const old = fingerprint(identity.previous!);
   if (remove) await remove(identity.previous!);
   await ctx.mgmt.mergePatch('v1', 'Secret', ctx.cb.metadata.namespace, identity.secretName, {
@@ -166,5 +229,8 @@ export async function retirePreviousKey(ctx: Context, identity: Identity, remove
   const done = remove ? `removed the old deploy key ${old}` : `revoke the old deploy key ${old} on the git host`;
   await ctx.record('Normal', 'KeyRotated', `Flux reads with ${fingerprint(identity.publicKey)}; ${done}`);
   ctx.log.info({ previous: old }, 'rotation done');
-  return { result: undefined, status: identity.rotationRequest ? { lastHandledRotateAt: identity.rotationRequest } : {} };
+  return {
+    result: undefined,
+    status: identity.rotationRequest ? { lastHandledRotateAt: identity.rotationRequest } : {},
+  };
 }

@@ -23,14 +23,27 @@ export async function observeFlux(ctx: Context, target: KubeClient, head: string
   const repo = await target.get('source.toolkit.fluxcd.io/v1', 'GitRepository', ns, name);
   const ks = await target.get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', ns, name);
   if (!repo || !ks) throw wait(`GitRepository and Kustomization ${ns}/${name} are not in the target cluster yet`);
-  if (ks.spec?.suspend) throw wait(`Kustomization ${ns}/${name} is suspended: resume it with flux resume kustomization`);
-  for (const [kind, obj] of [['GitRepository', repo], ['Kustomization', ks]] as const) {
+  if (ks.spec?.suspend)
+    throw wait(`Kustomization ${ns}/${name} is suspended: resume it with flux resume kustomization`);
+  for (const [kind, obj] of [
+    ['GitRepository', repo],
+    ['Kustomization', ks],
+  ] as const) {
     const ready = readyCondition(obj);
     if (obj.status?.observedGeneration !== obj.metadata.generation || ready.status !== 'True')
-      throw wait(`${kind} ${ns}/${name} is not ready${ready.message ? `: ${ready.message}` : ' yet (are the Flux controllers running?)'}`);
+      throw wait(
+        `${kind} ${ns}/${name} is not ` +
+          `ready${ready.message ? `: ${ready.message}` : ' yet (are the Flux controllers running?)'}`,
+      );
   }
-  if (refetchAt && repo.status?.lastHandledReconcileAt !== refetchAt) throw wait(`GitRepository ${ns}/${name} has not fetched with Flux's new key yet`);
+  if (refetchAt && repo.status?.lastHandledReconcileAt !== refetchAt)
+    throw wait(`GitRepository ${ns}/${name} has not fetched with Flux's new key yet`);
   if (!head) throw wait(`the branch ${branch} has no commit yet`);
-  if (ks.status?.lastAppliedRevision !== want) throw wait(`Flux applied ${ks.status?.lastAppliedRevision ?? 'nothing'}, waiting for ${want}`);
-  return { result: undefined, message: `Flux applied ${want}`, status: { lastAppliedRevision: want, fluxVersion: ctx.opts.flux.version } };
+  if (ks.status?.lastAppliedRevision !== want)
+    throw wait(`Flux applied ${ks.status?.lastAppliedRevision ?? 'nothing'}, waiting for ${want}`);
+  return {
+    result: undefined,
+    message: `Flux applied ${want}`,
+    status: { lastAppliedRevision: want, fluxVersion: ctx.opts.flux.version },
+  };
 }

@@ -25,12 +25,15 @@ export async function bootstrap(ctx: Context, phase: RunPhase): Promise<string> 
   await phase(C.DeployKeyAuthorized, () => registerDeployKeys(ctx, identity, provider));
   if (identity.next) identity = await phase(C.IdentityReady, () => switchKeys(ctx, identity, knownHosts));
   const fluxHttps = await phase(C.DeployKeyAuthorized, () => readFluxCredentials(ctx, push));
-  const fluxSecret = await phase(C.DeployKeyAuthorized, () => authorizeFlux(ctx, identity, push, knownHosts, fluxHttps));
+  const fluxSecret = await phase(C.DeployKeyAuthorized, () =>
+    authorizeFlux(ctx, identity, push, knownHosts, fluxHttps),
+  );
   const head = await phase(C.Committed, () => commitManifests(ctx, push, knownHosts));
   const target = await phase(C.Applied, () => connectTarget(ctx));
   const components = await phase(C.Applied, () => applyComponents(ctx, target));
   await phase(C.Applied, () => applySync(ctx, components, fluxSecret, identity.switchedAt));
   await phase(C.FluxReady, () => observeFlux(ctx, target, head, identity.switchedAt));
-  if (identity.previous) await phase(C.IdentityReady, () => retirePreviousKey(ctx, identity, removeDeployKey(ctx, provider)));
+  if (identity.previous)
+    await phase(C.IdentityReady, () => retirePreviousKey(ctx, identity, removeDeployKey(ctx, provider)));
   return `Flux ${ctx.opts.flux.version} is in sync at ${ctx.opts.git.branch}@sha1:${head}`;
 }

@@ -16,22 +16,39 @@ export async function connectTarget(ctx: Context): Promise<Step<KubeClient>> {
   if (opts.target) {
     const ref = `Secret ${cb.metadata.namespace}/${opts.target.secretName}`;
     const secret = await ctx.mgmt.get('v1', 'Secret', cb.metadata.namespace, opts.target.secretName);
-    if (!secret) throw new PhaseError(Reasons.KubeconfigSecretMissing, `${ref} (spec.target.kubeconfigSecretRef) does not exist`, { retryAfterMs: 30_000 });
+    if (!secret)
+      throw new PhaseError(Reasons.KubeconfigSecretMissing, `${ref} (spec.target.kubeconfigSecretRef) does not exist`, {
+        retryAfterMs: 30_000,
+      });
     kubeconfig = decodeSecret(secret)[opts.target.key];
-    if (!kubeconfig) throw new PhaseError(Reasons.KubeconfigInvalid, `${ref} has no key "${opts.target.key}" holding a kubeconfig`, { retryAfterMs: 60_000 });
+    if (!kubeconfig)
+      throw new PhaseError(Reasons.KubeconfigInvalid, `${ref} has no key "${opts.target.key}" holding a kubeconfig`, {
+        retryAfterMs: 60_000,
+      });
   }
   let client: KubeClient;
   try {
     client = ctx.targetClient(kubeconfig);
   } catch (err) {
     // A parser's message may quote the kubeconfig, credentials included: only our own checks' words reach status.
-    const why = err instanceof Error && err.name === 'KubeconfigError' ? `: ${err.message}` : ': it must be a kubeconfig YAML with a current context';
-    throw new PhaseError(Reasons.KubeconfigInvalid, `the kubeconfig in Secret ${opts.target?.secretName} (key ${opts.target?.key}) cannot be used${why}`, { retryAfterMs: 60_000 });
+    const why =
+      err instanceof Error && err.name === 'KubeconfigError'
+        ? `: ${err.message}`
+        : ': it must be a kubeconfig YAML with a current context';
+    throw new PhaseError(
+      Reasons.KubeconfigInvalid,
+      `the kubeconfig in Secret ${opts.target?.secretName} (key ${opts.target?.key}) cannot be used${why}`,
+      { retryAfterMs: 60_000 },
+    );
   }
   try {
     await client.request('GET', '/version');
   } catch (cause) {
-    throw new PhaseError(Reasons.TargetUnreachable, `the target cluster's API server ${client.server} does not answer`, { cause });
+    throw new PhaseError(
+      Reasons.TargetUnreachable,
+      `the target cluster's API server ${client.server} does not answer`,
+      { cause },
+    );
   }
   return { result: client };
 }

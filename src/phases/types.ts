@@ -4,7 +4,9 @@ import type { KeyPair } from '../ssh/keys.ts';
 /** Step is what a phase hands back: its result, the message of its condition, and what it adds to the status. */
 export interface Step<T = void> {
   result: T;
-  /** message is the condition's message when the phase holds; a step without one leaves the condition to a later step. */
+  /**
+   * message is the condition's message when the phase holds; a step without one leaves the condition to a later step.
+   */
   message?: string;
   status?: Partial<ClusterBootstrapStatus>;
 }
@@ -40,5 +42,8 @@ export interface HttpsCredentials {
 /** PushCredentials are the operator's own write access to the repository, from spec.git.secretRef. */
 export type PushCredentials = { transport: 'ssh'; privateKey: string; knownHosts?: string } | HttpsCredentials;
 
-/** FluxSecret is the data of the Secret Flux reads git with in the target: its key and known_hosts, or https credentials. */
+/**
+ * FluxSecret is the data of the Secret Flux reads git with in the target: its key and known_hosts, or https
+ * credentials.
+ */
 export type FluxSecret = Record<string, string>;

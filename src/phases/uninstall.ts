@@ -16,7 +16,9 @@ export async function uninstallFlux(ctx: Context, target: KubeClient): Promise<v
     const items = await target.list<KubeObject>(apiVersion, crd.spec.names.kind).catch(() => []);
     for (const item of items) {
       if (item.metadata.finalizers?.length)
-        await target.mergePatch(apiVersion, crd.spec.names.kind, item.metadata.namespace, item.metadata.name, { metadata: { finalizers: null } });
+        await target.mergePatch(apiVersion, crd.spec.names.kind, item.metadata.namespace, item.metadata.name, {
+          metadata: { finalizers: null },
+        });
       await target.delete(apiVersion, crd.spec.names.kind, item.metadata.namespace, item.metadata.name);
     }
   }

@@ -6,7 +6,8 @@ import { checkedId, type ProviderContext } from './provider.ts';
 import type { DeployKey, DeployKeyProvider } from './types.ts';
 
 /** BITBUCKET_SCOPE is the permission that manages access keys, for messages. */
-export const BITBUCKET_SCOPE = 'an HTTP access token with the Repository admin permission, of a user with admin rights on the repository';
+export const BITBUCKET_SCOPE =
+  'an HTTP access token with the Repository admin permission, of a user with admin rights on the repository';
 
 /** bitbucketHeaders authenticate Bitbucket Server REST calls. */
 export function bitbucketHeaders(token: string): Record<string, string> {
@@ -24,20 +25,28 @@ export class BitbucketServerProvider implements DeployKeyProvider {
 
   constructor(ctx: ProviderContext, repo: { projectKey: string; slug: string }) {
     this.#s = { ...ctx, provider: 'Bitbucket Server', repo: `${repo.projectKey}/${repo.slug}`, scope: BITBUCKET_SCOPE };
-    this.#path = `/rest/keys/1.0/projects/${encodeURIComponent(repo.projectKey)}/repos/${encodeURIComponent(repo.slug)}/ssh`;
+    const [project, slug] = [encodeURIComponent(repo.projectKey), encodeURIComponent(repo.slug)];
+    this.#path = `/rest/keys/1.0/projects/${project}/repos/${slug}/ssh`;
   }
 
   async list(): Promise<DeployKey[]> {
     const { api } = this.#s;
-    return collectPages(this.#s, api.url(`${this.#path}?start=0&limit=100`), api.deadline(), (answer) => {
-      const j = answer.json;
-      if (!j || !Array.isArray(j.values)) throw unexpected(answer, this.#s, 'the list of access keys', 'a page of values');
-      const items = j.values.map((v: any) => this.#toKey(answer, v, 'the list of access keys'));
-      if (j.isLastPage !== false || typeof j.nextPageStart !== 'number') return { items };
-      const next = new URL(answer.url);
-      next.searchParams.set('start', String(j.nextPageStart));
-      return { items, next };
-    }, (answer) => this.#failure(answer, 'listing access keys'));
+    return collectPages(
+      this.#s,
+      api.url(`${this.#path}?start=0&limit=100`),
+      api.deadline(),
+      (answer) => {
+        const j = answer.json;
+        if (!j || !Array.isArray(j.values))
+          throw unexpected(answer, this.#s, 'the list of access keys', 'a page of values');
+        const items = j.values.map((v: any) => this.#toKey(answer, v, 'the list of access keys'));
+        if (j.isLastPage !== false || typeof j.nextPageStart !== 'number') return { items };
+        const next = new URL(answer.url);
+        next.searchParams.set('start', String(j.nextPageStart));
+        return { items, next };
+      },
+      (answer) => this.#failure(answer, 'listing access keys'),
+    );
   }
 
   async add(title: string, publicKey: string): Promise<DeployKey> {
@@ -55,17 +64,26 @@ export class BitbucketServerProvider implements DeployKeyProvider {
     throw this.#failure(answer, `removing access key ${id}`);
   }
 
-  /** failure reads Bitbucket's 401 for a missing permission (an AuthorisationException) as `forbidden`, not a bad token. */
+  /**
+   * failure reads Bitbucket's 401 for a missing permission (an AuthorisationException) as `forbidden`, not a bad token.
+   */
   #failure(answer: Answer, what: string) {
     const errors: any[] = Array.isArray(answer.json?.errors) ? answer.json.errors : [];
-    const denied = answer.status === 401 && errors.some((e) => /Authori[sz]ationException/.test(String(e?.exceptionName ?? '')));
+    const denied =
+      answer.status === 401 && errors.some((e) => /Authori[sz]ationException/.test(String(e?.exceptionName ?? '')));
     return failure(answer, this.#s, what, denied ? 'forbidden' : undefined);
   }
 
   #toKey(answer: Answer, v: any, what: string): DeployKey {
     const k = v?.key;
-    if (!k || typeof k !== 'object' || k.id === undefined || typeof k.text !== 'string') throw unexpected(answer, this.#s, what, 'an access key');
+    if (!k || typeof k !== 'object' || k.id === undefined || typeof k.text !== 'string')
+      throw unexpected(answer, this.#s, what, 'an access key');
     const label = typeof k.label === 'string' ? k.label : k.text.trim().split(/\s+/).slice(2).join(' ');
-    return { id: String(k.id), title: label, key: keyMaterial(k.text) ?? k.text.trim(), readOnly: v.permission === 'REPO_READ' || v.permission === 'PROJECT_READ' };
+    return {
+      id: String(k.id),
+      title: label,
+      key: keyMaterial(k.text) ?? k.text.trim(),
+      readOnly: v.permission === 'REPO_READ' || v.permission === 'PROJECT_READ',
+    };
   }
 }

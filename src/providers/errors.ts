@@ -25,7 +25,9 @@ export function serverMessage(answer: Answer): string {
   if (j && typeof j === 'object') {
     if (Array.isArray(j.errors) && j.errors.length) {
       // Bitbucket Server: {errors: [{message}]}; GitHub 422: {message, errors: [{message|code}]}
-      const details = j.errors.map((e: any) => (typeof e === 'string' ? e : (e?.message ?? e?.code))).filter((m: unknown) => typeof m === 'string');
+      const details = j.errors
+        .map((e: any) => (typeof e === 'string' ? e : (e?.message ?? e?.code)))
+        .filter((m: unknown) => typeof m === 'string');
       msg = [typeof j.message === 'string' ? j.message : '', ...details].filter(Boolean).join(': ');
     } else if (typeof j.message === 'string') msg = j.message;
     else if (j.message && typeof j.message === 'object') {
@@ -36,11 +38,16 @@ export function serverMessage(answer: Answer): string {
     } else if (typeof j.error_description === 'string') msg = j.error_description;
     else if (typeof j.error === 'string') msg = j.error;
   }
-  if (!msg) msg = answer.json === undefined && answer.text && !/^\s*</.test(answer.text) ? answer.text : `HTTP ${answer.status}`;
+  if (!msg)
+    msg =
+      answer.json === undefined && answer.text && !/^\s*</.test(answer.text) ? answer.text : `HTTP ${answer.status}`;
   return clip(msg, 300);
 }
 
-/** rateLimit reads when a rate limit ends from Retry-After, or from X-RateLimit-Reset/RateLimit-Reset (epoch or delta seconds). */
+/**
+ * rateLimit reads when a rate limit ends from Retry-After, or from X-RateLimit-Reset/RateLimit-Reset (epoch or delta
+ * seconds).
+ */
 export function rateLimit(answer: Answer, now = Date.now()): { retryAfterMs: number; resetAt: Date } {
   let wait = retryAfterMs(answer.headers['retry-after'], now);
   if (wait === undefined) {
@@ -55,11 +62,17 @@ export function rateLimit(answer: Answer, now = Date.now()): { retryAfterMs: num
   return { retryAfterMs: wait, resetAt: new Date(now + wait) };
 }
 
-/** isRateLimited is true for a 429, and for a 403 that says it is a rate limit (GitHub's primary and secondary limits). */
+/**
+ * isRateLimited is true for a 429, and for a 403 that says it is a rate limit (GitHub's primary and secondary limits).
+ */
 export function isRateLimited(answer: Answer): boolean {
   if (answer.status === 429) return true;
   if (answer.status !== 403) return false;
-  return header(answer, 'x-ratelimit-remaining') === '0' || header(answer, 'ratelimit-remaining') === '0' || header(answer, 'retry-after') !== undefined;
+  return (
+    header(answer, 'x-ratelimit-remaining') === '0' ||
+    header(answer, 'ratelimit-remaining') === '0' ||
+    header(answer, 'retry-after') !== undefined
+  );
 }
 
 /**
@@ -79,7 +92,11 @@ export function failure(answer: Answer, subject: Subject, what: string, kind?: P
     else if (status === 401) kind = 'unauthorized';
     else if (status === 403) kind = 'forbidden';
     else if (status === 404) kind = 'notFound';
-    else if (status === 409 || ((status === 400 || status === 422) && /already|taken|in use|been used|exists/i.test(said))) kind = 'conflict';
+    else if (
+      status === 409 ||
+      ((status === 400 || status === 422) && /already|taken|in use|been used|exists/i.test(said))
+    )
+      kind = 'conflict';
     else if (status === 400 || status === 422) kind = 'invalid';
     else if (status >= 500) kind = 'unreachable';
     else kind = 'other';
@@ -87,28 +104,58 @@ export function failure(answer: Answer, subject: Subject, what: string, kind?: P
   switch (kind) {
     case 'rateLimited': {
       const limit = rateLimit(answer);
-      return make(kind, `${provider} rate limited the token in ${tokenRef} until ${limit.resetAt.toISOString()} (${what}: ${said}); the call can be made again then`, limit);
+      return make(
+        kind,
+        `${provider} rate limited the token in ${tokenRef} until ${limit.resetAt.toISOString()} (${what}: ${said}); ` +
+          `the call can be made again then`,
+        limit,
+      );
     }
     case 'unauthorized':
-      return make(kind, `${provider} at ${api.origin} refused the token in ${tokenRef} (${status} ${said}): it is wrong, expired or revoked; put a valid token there`);
+      return make(
+        kind,
+        `${provider} at ${api.origin} refused the token in ${tokenRef} (${status} ${said}): it is wrong, expired or ` +
+          `revoked; put a valid token there`,
+      );
     case 'forbidden':
-      return make(kind, `the token in ${tokenRef} lacks the scope to manage deploy keys of ${repo} (${provider}: ${scope}); ${provider} said ${status} ${said}`);
+      return make(
+        kind,
+        `the token in ${tokenRef} lacks the scope to manage deploy keys of ${repo} (${provider}: ${scope}); ` +
+          `${provider} said ${status} ${said}`,
+      );
     case 'notFound':
-      return make(kind, `${provider} at ${api.origin} shows no repository ${repo} to the token in ${tokenRef} (${status} ${said}): check the repository URL, and that the token may see the repository (${scope})`);
+      return make(
+        kind,
+        `${provider} at ${api.origin} shows no repository ${repo} to the token in ${tokenRef} (${status} ${said}): ` +
+          `check the repository URL, and that the token may see the repository (${scope})`,
+      );
     case 'conflict': {
       const title = /title|name|label/i.test(said);
       const fix = title
         ? 'another deploy key of the repository has that title: remove it or choose another title'
-        : 'the key is already registered elsewhere (another repository, or a user account), and a provider takes a key once: remove that registration or use a new key';
+        : 'the key is already registered elsewhere (another repository, or a user account), and a provider takes a ' +
+          'key once: remove that registration or use a new key';
       return make(kind, `${provider} refused the deploy key for ${repo} (${status} ${said}): ${fix}`);
     }
     case 'invalid':
-      return make(kind, `${provider} refused the deploy key for ${repo} (${status} ${said}): check that the public key is an OpenSSH \`type base64\` line the server accepts, and the title`);
+      return make(
+        kind,
+        `${provider} refused the deploy key for ${repo} (${status} ${said}): check that the public key is an ` +
+          `OpenSSH \`type base64\` line the server accepts, and the title`,
+      );
     case 'unreachable':
-      return make(kind, `${provider} at ${api.origin} answered ${status} to ${what} (${said}): the server is in trouble; try again later`);
+      return make(
+        kind,
+        `${provider} at ${api.origin} answered ${status} to ${what} (${said}): the server is in trouble; try again ` +
+          `later`,
+      );
     default:
       if (status >= 300 && status < 400) {
-        return make(kind, `${provider} at ${api.origin} answered ${status} to ${what}, moving it to ${header(answer, 'location') ?? 'nowhere'}: check the API URL and the repository URL`);
+        return make(
+          kind,
+          `${provider} at ${api.origin} answered ${status} to ${what}, moving it to ` +
+            `${header(answer, 'location') ?? 'nowhere'}: check the API URL and the repository URL`,
+        );
       }
       return make(kind, `${provider} at ${api.origin} answered ${status} to ${what}: ${said}`);
   }
@@ -116,7 +163,12 @@ export function failure(answer: Answer, subject: Subject, what: string, kind?: P
 
 /** unexpected is the error for a 2xx answer whose body is not what the API documents (a wrong API URL, often). */
 export function unexpected(answer: Answer, subject: Subject, what: string, expected: string): ProviderError {
-  return new ProviderError('other', `${subject.provider} at ${subject.api.origin} answered ${what} with something other than ${expected}: is the API URL right?`, { status: answer.status });
+  return new ProviderError(
+    'other',
+    `${subject.provider} at ${subject.api.origin} answered ${what} with something other than ${expected}: is the ` +
+      `API URL right?`,
+    { status: answer.status },
+  );
 }
 
 /** header reads a response header as one string. */

@@ -24,10 +24,16 @@ export class GiteaProvider extends KeyResource {
 
   constructor(ctx: ProviderContext, repo: OwnerRepo) {
     const subject: Subject = { ...ctx, provider: 'Gitea', repo: `${repo.owner}/${repo.repo}`, scope: GITEA_SCOPE };
-    super(subject, `/repos/${encodeURIComponent(repo.owner)}/${encodeURIComponent(repo.repo)}/keys`, `?page=1&limit=${GITEA_PAGE}`);
+    super(
+      subject,
+      `/repos/${encodeURIComponent(repo.owner)}/${encodeURIComponent(repo.repo)}/keys`,
+      `?page=1&limit=${GITEA_PAGE}`,
+    );
   }
 
-  /** next is the Link header's next page or, without one, the next page number while X-Total-Count says there are more. */
+  /**
+   * next is the Link header's next page or, without one, the next page number while X-Total-Count says there are more.
+   */
   protected next(answer: Answer, seen: number): URL | undefined {
     if (answer.headers.link !== undefined) return nextLink(answer);
     const total = Number(header(answer, 'x-total-count'));

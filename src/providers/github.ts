@@ -5,11 +5,16 @@ import type { ProviderContext } from './provider.ts';
 import type { OwnerRepo } from './repo.ts';
 
 /** GITHUB_SCOPE is the permission that manages deploy keys, for messages. */
-export const GITHUB_SCOPE = 'a fine-grained token with Administration: write on the repository, or a classic token with the repo scope';
+export const GITHUB_SCOPE =
+  'a fine-grained token with Administration: write on the repository, or a classic token with the repo scope';
 
 /** githubHeaders authenticate and version GitHub REST calls. */
 export function githubHeaders(token: string): Record<string, string> {
-  return { Authorization: `Bearer ${token}`, Accept: 'application/vnd.github+json', 'X-GitHub-Api-Version': '2022-11-28' };
+  return {
+    Authorization: `Bearer ${token}`,
+    Accept: 'application/vnd.github+json',
+    'X-GitHub-Api-Version': '2022-11-28',
+  };
 }
 
 /**

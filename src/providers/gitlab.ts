@@ -4,11 +4,14 @@ import { KeyResource } from './keyresource.ts';
 import type { ProviderContext } from './provider.ts';
 
 /** GITLAB_SCOPE is the permission that manages deploy keys, for messages. */
-export const GITLAB_SCOPE = 'a token with the api scope, of a user or bot with at least the Maintainer role in the project';
+export const GITLAB_SCOPE =
+  'a token with the api scope, of a user or bot with at least the Maintainer role in the project';
 
 /** gitlabHeaders authenticate GitLab REST calls: PRIVATE-TOKEN, or Bearer for an OAuth token. */
 export function gitlabHeaders(token: string, bearer = false): Record<string, string> {
-  return bearer ? { Authorization: `Bearer ${token}`, Accept: 'application/json' } : { 'PRIVATE-TOKEN': token, Accept: 'application/json' };
+  return bearer
+    ? { Authorization: `Bearer ${token}`, Accept: 'application/json' }
+    : { 'PRIVATE-TOKEN': token, Accept: 'application/json' };
 }
 
 /**
@@ -19,7 +22,11 @@ export class GitLabProvider extends KeyResource {
   protected readonly readOnlyBody = { can_push: false };
 
   constructor(ctx: ProviderContext, project: { path: string; id: string }) {
-    super({ ...ctx, provider: 'GitLab', repo: project.path, scope: GITLAB_SCOPE }, `/projects/${project.id}/deploy_keys`, '?per_page=100&page=1');
+    super(
+      { ...ctx, provider: 'GitLab', repo: project.path, scope: GITLAB_SCOPE },
+      `/projects/${project.id}/deploy_keys`,
+      '?per_page=100&page=1',
+    );
   }
 
   /** next is the next page: X-Next-Page (empty on the last page) when sent, else the Link header. */

@@ -3,7 +3,9 @@ import https from 'node:https';
 import { backoffMs, boundedRequest, retryAfterMs, waitWithin, type Reply } from '../http/bounded.ts';
 import { ProviderError } from './types.ts';
 
-/** Answer is one HTTP answer of a provider's API: status, headers, the body as text and as JSON (undefined if not JSON). */
+/**
+ * Answer is one HTTP answer of a provider's API: status, headers, the body as text and as JSON (undefined if not JSON).
+ */
 export interface Answer extends Reply {
   url: URL;
 }
@@ -44,7 +46,10 @@ export class ApiClient {
     this.#opts = opts;
     this.baseUrl = opts.baseUrl;
     const pool = { keepAlive: true, maxSockets: 4, timeout: 15_000 };
-    this.#agent = opts.baseUrl.protocol === 'https:' ? new https.Agent({ ...pool, ca: opts.caData || undefined }) : new http.Agent(pool);
+    this.#agent =
+      opts.baseUrl.protocol === 'https:'
+        ? new https.Agent({ ...pool, ca: opts.caData || undefined })
+        : new http.Agent(pool);
   }
 
   /** origin is the API's scheme, host and port, for messages. */
@@ -99,9 +104,19 @@ export class ApiClient {
       const location = redirectTo(answer);
       if (location) {
         if (!this.sameOrigin(location)) {
-          throw new ProviderError('other', `${verb} ${target.pathname}: ${this.origin} redirected to another host (${location.origin}); set the API URL to that host if it is right`, { status: answer.status });
+          throw new ProviderError(
+            'other',
+            `${verb} ${target.pathname}: ${this.origin} redirected to another host (${location.origin}); set the ` +
+              `API URL to that host if it is right`,
+            { status: answer.status },
+          );
         }
-        if (++redirects > MAX_REDIRECTS) throw new ProviderError('other', `${verb} ${target.pathname}: more than ${MAX_REDIRECTS} redirects from ${this.origin}`, { status: answer.status });
+        if (++redirects > MAX_REDIRECTS)
+          throw new ProviderError(
+            'other',
+            `${verb} ${target.pathname}: more than ${MAX_REDIRECTS} redirects from ${this.origin}`,
+            { status: answer.status },
+          );
         // Only 307 and 308 promise that the method and body may be sent again; 303 asks for a GET.
         if (answer.status === 303) verb = 'GET';
         else if ((answer.status === 301 || answer.status === 302) && verb !== 'GET') return answer;
@@ -119,7 +134,8 @@ export class ApiClient {
 
   /** retryDelay says how long to wait before trying a call again after a failed try, or undefined to give up. */
   #retryDelay(err: unknown, method: string, attempt: number): number | undefined {
-    if (!(err instanceof ProviderError) || err.kind !== 'unreachable' || attempt >= this.#opts.maxAttempts) return undefined;
+    if (!(err instanceof ProviderError) || err.kind !== 'unreachable' || attempt >= this.#opts.maxAttempts)
+      return undefined;
     if (err.cause === STALE_CONNECTION) return 0;
     if (!RETRYABLE.has(method)) return undefined;
     return backoffMs(this.#opts.retryBaseMs, attempt);
@@ -130,23 +146,51 @@ export class ApiClient {
     const what = `${method} ${url.pathname}`;
     const max = this.#opts.maxBodyBytes;
     const headers: Record<string, string | number> = { 'User-Agent': 'flux-bootstrap-operator', ...this.#opts.headers };
-    if (payload !== undefined) Object.assign(headers, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) });
-    const reply = await boundedRequest(url, { method, headers, agent: this.#agent }, payload, { deadline, maxBodyBytes: max }, {
-      timedOut: () => new ProviderError('unreachable', `${what}: no complete answer from ${this.origin} within ${this.#opts.timeoutMs} ms`),
-      tooLarge: (status) => new ProviderError('other', `${what}: the answer from ${this.origin} is larger than the ${max}-byte limit`, { status }),
-      lost: (cause, stale) => {
-        const code = (cause as NodeJS.ErrnoException).code ?? '';
-        const hint = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code) ? ' (a private CA? give its certificate as caData)' : '';
-        return new ProviderError('unreachable', `${what}: cannot reach ${this.origin}: ${this.scrub(cause.message)}${hint}`, { cause: stale ? STALE_CONNECTION : cause });
+    if (payload !== undefined)
+      Object.assign(headers, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) });
+    const reply = await boundedRequest(
+      url,
+      { method, headers, agent: this.#agent },
+      payload,
+      { deadline, maxBodyBytes: max },
+      {
+        timedOut: () =>
+          new ProviderError(
+            'unreachable',
+            `${what}: no complete answer from ${this.origin} within ${this.#opts.timeoutMs} ms`,
+          ),
+        tooLarge: (status) =>
+          new ProviderError('other', `${what}: the answer from ${this.origin} is larger than the ${max}-byte limit`, {
+            status,
+          }),
+        lost: (cause, stale) => {
+          const code = (cause as NodeJS.ErrnoException).code ?? '';
+          const hint = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code)
+            ? ' (a private CA? give its certificate as caData)'
+            : '';
+          return new ProviderError(
+            'unreachable',
+            `${what}: cannot reach ${this.origin}: ${this.scrub(cause.message)}${hint}`,
+            { cause: stale ? STALE_CONNECTION : cause },
+          );
+        },
+        // Node refuses some headers before sending (a token with a line break): nothing to retry.
+        invalid: (cause) =>
+          new ProviderError(
+            'invalid',
+            `${what}: the request cannot be sent (is there a line break or another control character in the ` +
+              `token?): ${this.scrub((cause as Error).message)}`,
+          ),
       },
-      // Node refuses some headers before sending (a token with a line break): nothing to retry.
-      invalid: (cause) => new ProviderError('invalid', `${what}: the request cannot be sent (is there a line break or another control character in the token?): ${this.scrub((cause as Error).message)}`),
-    });
+    );
     return { ...reply, url };
   }
 }
 
-/** STALE_CONNECTION is the cause of an error on a kept-alive connection the server had closed: nothing reached it, so any method may be tried again. */
+/**
+ * STALE_CONNECTION is the cause of an error on a kept-alive connection the server had closed: nothing reached it, so
+ * any method may be tried again.
+ */
 const STALE_CONNECTION = new Error('the kept-alive connection was closed by the server');
 
 /** redirectTo is the Location of a redirect answer, resolved against the request's URL. */

@@ -6,10 +6,20 @@ import { ApiClient } from './http.ts';
 import { bitbucketServerRepo, giteaRepo, githubRepo, gitlabProject, parseGitUrl } from './repo.ts';
 import { ProviderError, type DeployKeyProvider, type ProviderOptions, type ProviderType } from './types.ts';
 
-/** ensureDeployKey adds a read-only deploy key unless the same key material is there; removeDeployKeys removes by title and/or key. */
+/**
+ * ensureDeployKey adds a read-only deploy key unless the same key material is there; removeDeployKeys removes by title
+ * and/or key.
+ */
 export { ensureDeployKey, removeDeployKeys, keyMaterial, sameKey } from './keys.ts';
 /** The deploy key, the provider interface, its options and its one error type. */
-export { ProviderError, type DeployKey, type DeployKeyProvider, type ProviderErrorKind, type ProviderOptions, type ProviderType } from './types.ts';
+export {
+  ProviderError,
+  type DeployKey,
+  type DeployKeyProvider,
+  type ProviderErrorKind,
+  type ProviderOptions,
+  type ProviderType,
+} from './types.ts';
 /** Repository identification from a git URL, per provider. */
 export { bitbucketServerRepo, giteaRepo, githubRepo, gitlabProject, parseGitUrl } from './repo.ts';
 
@@ -31,7 +41,10 @@ export function providerFor(opts: ProviderOptions): DeployKeyProvider {
   const tokenRef = opts.tokenRef ?? 'its Secret';
   try {
     if (!Object.hasOwn(EXAMPLE, opts.type)) {
-      throw new ProviderError('invalid', `unknown git provider type "${String(opts.type).slice(0, 40)}"; use github, gitlab, gitea or bitbucketserver`);
+      throw new ProviderError(
+        'invalid',
+        `unknown git provider type "${String(opts.type).slice(0, 40)}"; use github, gitlab, gitea or bitbucketserver`,
+      );
     }
     if (!token) throw new ProviderError('invalid', `the token in ${tokenRef} is empty`);
     const apiUrl = resolveApiUrl(opts);
@@ -72,7 +85,10 @@ function resolveApiUrl(opts: ProviderOptions): URL {
   if (!text) {
     const host = parseGitUrl(opts.repoUrl).host;
     if (!known || !known.hosts.includes(host)) {
-      throw new ProviderError('invalid', `the ${opts.type} repository on ${host} needs the API URL of its server (e.g. ${EXAMPLE[opts.type]})`);
+      throw new ProviderError(
+        'invalid',
+        `the ${opts.type} repository on ${host} needs the API URL of its server (e.g. ${EXAMPLE[opts.type]})`,
+      );
     }
     text = known.url;
   }
@@ -82,9 +98,12 @@ function resolveApiUrl(opts: ProviderOptions): URL {
   } catch {
     throw new ProviderError('invalid', `the API URL "${text.slice(0, 200)}" is not a URL (e.g. ${EXAMPLE[opts.type]})`);
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ProviderError('invalid', `the API URL must be https:// or http://, not ${url.protocol}`);
-  if (url.username || url.password) throw new ProviderError('invalid', 'the API URL must not carry credentials; the token goes in its Secret');
-  if (url.search || url.hash) throw new ProviderError('invalid', `the API URL ${url.origin}${url.pathname} must not have a query or a fragment`);
+  if (url.protocol !== 'https:' && url.protocol !== 'http:')
+    throw new ProviderError('invalid', `the API URL must be https:// or http://, not ${url.protocol}`);
+  if (url.username || url.password)
+    throw new ProviderError('invalid', 'the API URL must not carry credentials; the token goes in its Secret');
+  if (url.search || url.hash)
+    throw new ProviderError('invalid', `the API URL ${url.origin}${url.pathname} must not have a query or a fragment`);
   return url;
 }
 

@@ -33,9 +33,13 @@ export abstract class KeyResource implements DeployKeyProvider {
     const { api } = this.subject;
     let seen = 0;
     return collectPages(this.subject, api.url(this.#path + this.#firstPage), api.deadline(), (answer) => {
-      if (!Array.isArray(answer.json)) throw unexpected(answer, this.subject, 'the list of deploy keys', 'a JSON array');
+      if (!Array.isArray(answer.json))
+        throw unexpected(answer, this.subject, 'the list of deploy keys', 'a JSON array');
       seen += answer.json.length;
-      return { items: answer.json.map((k) => this.#toKey(answer, k, 'the list of deploy keys')), next: this.next(answer, seen) };
+      return {
+        items: answer.json.map((k) => this.#toKey(answer, k, 'the list of deploy keys')),
+        next: this.next(answer, seen),
+      };
     });
   }
 
@@ -55,7 +59,13 @@ export abstract class KeyResource implements DeployKeyProvider {
   }
 
   #toKey(answer: Answer, k: any, what: string): DeployKey {
-    if (!k || typeof k !== 'object' || k.id === undefined || typeof k.key !== 'string') throw unexpected(answer, this.subject, what, 'a deploy key');
-    return { id: String(k.id), title: String(k.title ?? ''), key: keyMaterial(k.key) ?? k.key.trim(), readOnly: this.isReadOnly(k) };
+    if (!k || typeof k !== 'object' || k.id === undefined || typeof k.key !== 'string')
+      throw unexpected(answer, this.subject, what, 'a deploy key');
+    return {
+      id: String(k.id),
+      title: String(k.title ?? ''),
+      key: keyMaterial(k.key) ?? k.key.trim(),
+      readOnly: this.isReadOnly(k),
+    };
   }
 }

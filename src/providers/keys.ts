@@ -1,7 +1,10 @@
 import { ProviderError, type DeployKey, type DeployKeyProvider } from './types.ts';
 
 /** KEY_TYPES are the OpenSSH public key types a deploy key may have. */
-const KEY_TYPE = /^(ssh-ed25519|ssh-rsa|ssh-dss|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)$/;
+const KEY_TYPE = new RegExp(
+  '^(ssh-ed25519|ssh-rsa|ssh-dss|ecdsa-sha2-nistp(256|384|521)|' +
+    'sk-ssh-ed25519@openssh\\.com|sk-ecdsa-sha2-nistp256@openssh\\.com)$',
+);
 
 /**
  * keyMaterial is the `type base64` part of an OpenSSH public key line, the comment dropped: what makes two
@@ -16,7 +19,11 @@ export function keyMaterial(line: string): string | undefined {
 /** checkedKey is keyMaterial of a key about to be sent, or ProviderError `invalid`. */
 export function checkedKey(publicKey: string): string {
   const key = keyMaterial(publicKey);
-  if (!key) throw new ProviderError('invalid', 'the public key is not an OpenSSH `type base64` line (ssh-ed25519, ecdsa-sha2-nistp*, ssh-rsa)');
+  if (!key)
+    throw new ProviderError(
+      'invalid',
+      'the public key is not an OpenSSH `type base64` line (ssh-ed25519, ecdsa-sha2-nistp*, ssh-rsa)',
+    );
   return key;
 }
 
@@ -39,7 +46,11 @@ export function sameKey(a: string, b: string): boolean {
  * listing and the add (another reconcile, a person) counts as there. A key someone registered with write
  * access is kept too; `key.readOnly` tells the caller.
  */
-export async function ensureDeployKey(provider: DeployKeyProvider, title: string, publicKey: string): Promise<{ key: DeployKey; created: boolean }> {
+export async function ensureDeployKey(
+  provider: DeployKeyProvider,
+  title: string,
+  publicKey: string,
+): Promise<{ key: DeployKey; created: boolean }> {
   const material = checkedKey(publicKey);
   const found = (keys: DeployKey[]) => keys.find((k) => keyMaterial(k.key) === material);
   const existing = found(await provider.list());
@@ -58,11 +69,16 @@ export async function ensureDeployKey(provider: DeployKeyProvider, title: string
  * removeDeployKeys removes the deploy keys that match every criterion given — `title` exactly, `publicKey`
  * by key material — and returns them. With no criterion it removes nothing: it never empties a repository.
  */
-export async function removeDeployKeys(provider: DeployKeyProvider, match: { title?: string; publicKey?: string }): Promise<DeployKey[]> {
+export async function removeDeployKeys(
+  provider: DeployKeyProvider,
+  match: { title?: string; publicKey?: string },
+): Promise<DeployKey[]> {
   if (match.title === undefined && match.publicKey === undefined) return [];
   const material = match.publicKey === undefined ? undefined : checkedKey(match.publicKey);
   const doomed = (await provider.list()).filter(
-    (k) => (match.title === undefined || k.title === match.title) && (material === undefined || keyMaterial(k.key) === material),
+    (k) =>
+      (match.title === undefined || k.title === match.title) &&
+      (material === undefined || keyMaterial(k.key) === material),
   );
   for (const k of doomed) await provider.remove(k.id);
   return doomed;

@@ -27,15 +27,29 @@ export async function collectPages<T>(
   const seen = new Set<string>();
   let url: URL | undefined = first;
   for (let n = 1; url; n++) {
-    if (n > MAX_PAGES) throw new ProviderError('other', `${subject.provider} at ${subject.api.origin} has more than ${MAX_PAGES} pages of deploy keys for ${subject.repo}; remove unused ones`);
-    if (seen.has(url.href)) throw new ProviderError('other', `${subject.provider} at ${subject.api.origin} sent the same page of deploy keys twice (${url.pathname}${url.search})`);
+    if (n > MAX_PAGES)
+      throw new ProviderError(
+        'other',
+        `${subject.provider} at ${subject.api.origin} has more than ${MAX_PAGES} pages of deploy keys for ` +
+          `${subject.repo}; remove unused ones`,
+      );
+    if (seen.has(url.href))
+      throw new ProviderError(
+        'other',
+        `${subject.provider} at ${subject.api.origin} sent the same page of deploy keys twice ` +
+          `(${url.pathname}${url.search})`,
+      );
     seen.add(url.href);
     const answer = await subject.api.request('GET', url, { deadline });
     if (answer.status < 200 || answer.status > 299) throw fail(answer);
     const page = read(answer);
     items.push(...page.items);
     if (page.next && !subject.api.sameOrigin(page.next)) {
-      throw new ProviderError('other', `${subject.provider} at ${subject.api.origin} points the next page of deploy keys to another host (${page.next.origin}); the token is not sent there`);
+      throw new ProviderError(
+        'other',
+        `${subject.provider} at ${subject.api.origin} points the next page of deploy keys to another host ` +
+          `(${page.next.origin}); the token is not sent there`,
+      );
     }
     url = page.items.length ? page.next : undefined;
   }

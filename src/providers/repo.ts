@@ -7,7 +7,10 @@ export interface GitUrl {
   segments: string[];
 }
 
-/** SEGMENT is what one path segment of a repository may hold on any of the providers (`~user` is Bitbucket's personal project). */
+/**
+ * SEGMENT is what one path segment of a repository may hold on any of the providers (`~user` is Bitbucket's personal
+ * project).
+ */
 const SEGMENT = /^~?[A-Za-z0-9_.-]+$/;
 
 /**
@@ -42,13 +45,17 @@ export function parseGitUrl(repoUrl: string): GitUrl {
   const segments = path.split('/').filter((p) => p !== '');
   if (segments.length) segments[segments.length - 1] = segments[segments.length - 1].replace(/\.git$/, '');
   for (const seg of segments) {
-    if (!SEGMENT.test(seg) || seg === '.' || seg === '..') throw invalid(`has the path segment "${clipSegment(seg)}", which is no repository name`);
+    if (!SEGMENT.test(seg) || seg === '.' || seg === '..')
+      throw invalid(`has the path segment "${clipSegment(seg)}", which is no repository name`);
   }
   if (!host) throw invalid('has no host');
   return { scheme, host, segments };
 
   function invalid(why: string): ProviderError {
-    return new ProviderError('invalid', `the repository URL ${redactUrl(text)} ${why}; use ssh://git@host/owner/repo.git or https://host/owner/repo.git`);
+    return new ProviderError(
+      'invalid',
+      `the repository URL ${redactUrl(text)} ${why}; use ssh://git@host/owner/repo.git or https://host/owner/repo.git`,
+    );
   }
 }
 
@@ -101,10 +108,12 @@ export function bitbucketServerRepo(repoUrl: string): { projectKey: string; slug
     const scm = segments.lastIndexOf('scm');
     const projects = segments.indexOf('projects');
     if (scm >= 0) segments = segments.slice(scm + 1);
-    else if (projects >= 0 && segments[projects + 2] === 'repos') segments = [segments[projects + 1], segments[projects + 3] ?? ''];
+    else if (projects >= 0 && segments[projects + 2] === 'repos')
+      segments = [segments[projects + 1], segments[projects + 3] ?? ''];
     else throw shape(repoUrl, 'Bitbucket Server', 'scm/PROJECT/repo (https) or PROJECT/repo (ssh)');
   }
-  if (segments.length !== 2 || !segments[1]) throw shape(repoUrl, 'Bitbucket Server', 'scm/PROJECT/repo (https) or PROJECT/repo (ssh)');
+  if (segments.length !== 2 || !segments[1])
+    throw shape(repoUrl, 'Bitbucket Server', 'scm/PROJECT/repo (https) or PROJECT/repo (ssh)');
   return { projectKey: segments[0], slug: segments[1] };
 }
 
@@ -124,13 +133,22 @@ function stripPrefix(segments: string[], prefix: string[]): string[] {
 }
 
 function shape(repoUrl: string, provider: string, expected: string): ProviderError {
-  return new ProviderError('invalid', `the repository URL ${redactUrl(repoUrl)} does not name a ${provider} repository: its path should be ${expected}`);
+  return new ProviderError(
+    'invalid',
+    `the repository URL ${redactUrl(repoUrl)} does not name a ${provider} repository: its path should be ${expected}`,
+  );
 }
 
 /** redactUrl drops a password or token from a URL before it goes into a message. */
 export function redactUrl(text: string): string {
-  const keep = (scheme: string, user: string) => (/^ssh/i.test(scheme) && !user.includes(':') ? `${scheme}${user}@` : scheme);
-  return clipSegment(text.trim().replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/\s]*)@/i, (_, scheme: string, user: string) => keep(scheme, user)), 300);
+  const keep = (scheme: string, user: string) =>
+    /^ssh/i.test(scheme) && !user.includes(':') ? `${scheme}${user}@` : scheme;
+  return clipSegment(
+    text
+      .trim()
+      .replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/\s]*)@/i, (_, scheme: string, user: string) => keep(scheme, user)),
+    300,
+  );
 }
 
 function clipSegment(s: string, max = 60): string {

@@ -50,7 +50,8 @@ export interface ProviderOptions {
  * `forbidden`, `notFound`, `conflict`, `invalid`: fix the token or the spec) from a transient one
  * (`rateLimited`: wait until `resetAt`; `unreachable`: no answer, a timeout or a 5xx; `other`).
  */
-export type ProviderErrorKind = 'unauthorized' | 'forbidden' | 'notFound' | 'rateLimited' | 'conflict' | 'invalid' | 'unreachable' | 'other';
+export type ProviderErrorKind =
+  'unauthorized' | 'forbidden' | 'notFound' | 'rateLimited' | 'conflict' | 'invalid' | 'unreachable' | 'other';
 
 /**
  * ProviderError is a failed provider call, with a message that says what to fix. It never contains the
@@ -64,7 +65,11 @@ export class ProviderError extends Error {
   /** resetAt is when a rate limit ends. */
   readonly resetAt?: Date;
 
-  constructor(kind: ProviderErrorKind, message: string, opts: { status?: number; retryAfterMs?: number; resetAt?: Date; cause?: unknown } = {}) {
+  constructor(
+    kind: ProviderErrorKind,
+    message: string,
+    opts: { status?: number; retryAfterMs?: number; resetAt?: Date; cause?: unknown } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'ProviderError';
     this.kind = kind;

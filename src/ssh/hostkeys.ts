@@ -9,7 +9,13 @@ export interface HostKey {
 }
 
 /** SCAN_ALGORITHMS are asked one per connection, as ssh-keyscan does. */
-const SCAN_ALGORITHMS = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512'];
+const SCAN_ALGORITHMS = [
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'rsa-sha2-512',
+];
 
 /** knownHostsName is the host field of a known_hosts line: `host` on port 22, else `[host]:port`. */
 export function knownHostsName(host: string, port: number): string {
@@ -18,7 +24,12 @@ export function knownHostsName(host: string, port: number): string {
 
 /** formatKnownHosts writes known_hosts lines, sorted, one per key. */
 export function formatKnownHosts(keys: HostKey[]): string {
-  return keys.map((k) => `${k.host} ${k.type} ${k.key}`).sort().join('\n') + '\n';
+  return (
+    keys
+      .map((k) => `${k.host} ${k.type} ${k.key}`)
+      .sort()
+      .join('\n') + '\n'
+  );
 }
 
 /** parseKnownHosts reads known_hosts lines, skipping comments, markers and hashed hosts it cannot match. */
@@ -73,12 +84,19 @@ export function scanHostKeysShared(host: string, port: number, ttlMs = 30_000): 
   return keys;
 }
 
-/** forgetHostKeys drops a shared scan, so that the next look at the host scans it again (after git saw its key change). */
+/**
+ * forgetHostKeys drops a shared scan, so that the next look at the host scans it again (after git saw its key change).
+ */
 export function forgetHostKeys(host: string, port: number): void {
   recentScans.delete(`${host}:${port}`);
 }
 
-function scanOne(host: string, port: number, algorithm: string, timeoutMs: number): Promise<{ type: string; key: string } | undefined> {
+function scanOne(
+  host: string,
+  port: number,
+  algorithm: string,
+  timeoutMs: number,
+): Promise<{ type: string; key: string } | undefined> {
   return new Promise((resolve, reject) => {
     const client = new ssh2.Client();
     let captured: { type: string; key: string } | undefined;
@@ -115,8 +133,13 @@ export function hostKeysChanged(pinned: HostKey[], scanned: HostKey[]): string |
     const now = offered.get(p.type);
     if (now === undefined) continue;
     if (now !== p.key)
-      return `host ${p.host} now offers ${p.type} ${fingerprint(Buffer.from(now, 'base64'))}, pinned ${fingerprint(Buffer.from(p.key, 'base64'))}`;
+      return (
+        `host ${p.host} now offers ${p.type} ${fingerprint(Buffer.from(now, 'base64'))}, pinned ` +
+        `${fingerprint(Buffer.from(p.key, 'base64'))}`
+      );
     matched++;
   }
-  return matched === 0 ? `host offers none of the pinned host keys (${pinned.map((p) => p.type).join(', ')})` : undefined;
+  return matched === 0
+    ? `host offers none of the pinned host keys (${pinned.map((p) => p.type).join(', ')})`
+    : undefined;
 }

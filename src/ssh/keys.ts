@@ -16,7 +16,10 @@ export interface KeyOptions {
   comment?: string;
 }
 
-const generate = promisify(ssh2.utils.generateKeyPair) as (type: string, opts: object) => Promise<{ private: string; public: string }>;
+const generate = promisify(ssh2.utils.generateKeyPair) as (
+  type: string,
+  opts: object,
+) => Promise<{ private: string; public: string }>;
 const CURVE_BITS = { p256: 256, p384: 384, p521: 521 } as const;
 
 /**
@@ -26,7 +29,11 @@ const CURVE_BITS = { p256: 256, p384: 384, p521: 521 } as const;
  */
 export async function generateKeyPair(opts: KeyOptions): Promise<KeyPair> {
   const params =
-    opts.algorithm === 'rsa' ? { bits: opts.rsaBits ?? 4096 } : opts.algorithm === 'ecdsa' ? { bits: CURVE_BITS[opts.ecdsaCurve ?? 'p384'] } : {};
+    opts.algorithm === 'rsa'
+      ? { bits: opts.rsaBits ?? 4096 }
+      : opts.algorithm === 'ecdsa'
+        ? { bits: CURVE_BITS[opts.ecdsaCurve ?? 'p384'] }
+        : {};
   for (let attempt = 1; ; attempt++) {
     const keys = await generate(opts.algorithm, { ...params, comment: opts.comment ?? '' });
     const [type, blob] = keys.public.trim().split(/\s+/);

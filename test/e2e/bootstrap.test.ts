@@ -53,7 +53,10 @@ test('the status publishes the public key and waits for it to be registered as a
   const cb = await waitCondition(suite.ns, name, 'DeployKeyAuthorized', 'False', 'DeployKeyNotAuthorized');
   publicKey = cb.status!.identity!.publicKey;
   assert.match(publicKey, /^ssh-ed25519 AAAA/);
-  assert.ok(condition(cb, 'DeployKeyAuthorized')!.message.includes(publicKey), 'the condition carries the key to register');
+  assert.ok(
+    condition(cb, 'DeployKeyAuthorized')!.message.includes(publicKey),
+    'the condition carries the key to register',
+  );
   assert.equal(condition(cb, 'Ready')!.status, 'False');
   assert.ok(cb.status!.hostKeys!.fingerprints.length > 0, 'host key fingerprints are recorded');
   assert.equal(git(['ls-remote', url]), '', 'nothing is committed before the deploy key can read');
@@ -77,14 +80,24 @@ test('once the deploy key is registered, the flux-system files land in one commi
 test('the target cluster gets the CRDs, the namespace, the controllers, the identity Secret and the sync objects', async () => {
   await waitCondition(suite.ns, name, 'Applied', 'True');
   const t = target();
-  assert.ok(await t.get('apiextensions.k8s.io/v1', 'CustomResourceDefinition', undefined, 'kustomizations.kustomize.toolkit.fluxcd.io'));
+  assert.ok(
+    await t.get(
+      'apiextensions.k8s.io/v1',
+      'CustomResourceDefinition',
+      undefined,
+      'kustomizations.kustomize.toolkit.fluxcd.io',
+    ),
+  );
   assert.ok(await t.get('v1', 'Namespace', undefined, 'flux-system'));
   for (const d of ['source-controller', 'kustomize-controller', 'helm-controller', 'notification-controller'])
     assert.ok(await t.get('apps/v1', 'Deployment', 'flux-system', d), `Deployment ${d}`);
   const secret = await t.get('v1', 'Secret', 'flux-system', 'flux-system');
   assert.deepEqual(Object.keys(secret.data).sort(), ['identity', 'identity.pub', 'known_hosts']);
   assert.equal(Buffer.from(secret.data['identity.pub'], 'base64').toString().trim(), publicKey);
-  assert.match(Buffer.from(secret.data.known_hosts, 'base64').toString(), new RegExp(`^\\[127\\.0\\.0\\.1\\]:${lab().LAB_GIT_PORT} `, 'm'));
+  assert.match(
+    Buffer.from(secret.data.known_hosts, 'base64').toString(),
+    new RegExp(`^\\[127\\.0\\.0\\.1\\]:${lab().LAB_GIT_PORT} `, 'm'),
+  );
   assert.ok(await t.get('source.toolkit.fluxcd.io/v1', 'GitRepository', 'flux-system', 'flux-system'));
   assert.ok(await t.get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', 'flux-system', 'flux-system'));
 });
@@ -104,28 +117,55 @@ test('with Flux running, the ClusterBootstrap becomes Ready at the pushed revisi
   process.stderr.write(`\n$ kubectl get clusterbootstrap -n ${suite.ns}\n${table}\n`);
 });
 
-test("once Flux manages itself, the operator's field manager owns no field of any component object: Flux's own apply does", async () => {
-  const objects = yaml.loadAll(readFileSync(join(PROJECT_ROOT, 'src/manifests/flux/v2.9.3/gotk-components.yaml'), 'utf8')) as any[];
-  const owners = async (o: any) => {
-    const live = await target().get<any>(o.apiVersion, o.kind, o.metadata.namespace, o.metadata.name);
-    return (live?.metadata?.managedFields ?? []).map((f: any) => f.manager);
-  };
-  const components = objects.filter((o) => o?.kind && ['Deployment', 'CustomResourceDefinition', 'Service'].includes(o.kind) && ['source-controller', 'kustomize-controller', 'helm-controller', 'notification-controller'].includes(o.metadata.labels?.['app.kubernetes.io/component']));
-  await waitFor('the operator to hand the components over', async () => {
-    for (const o of components) if ((await owners(o)).includes('flux-bootstrap-operator')) return false;
-    return true;
-  }, 60_000);
-  assert.ok((await owners(components.find((o) => o.kind === 'Deployment'))).includes('kustomize-controller'), "kustomize-controller owns the Deployment's fields");
-});
+test(
+  "once Flux manages itself, the operator's field manager owns no field of any component object: Flux's own " +
+    'apply does',
+  async () => {
+    const objects = yaml.loadAll(
+      readFileSync(join(PROJECT_ROOT, 'src/manifests/flux/v2.9.3/gotk-components.yaml'), 'utf8'),
+    ) as any[];
+    const owners = async (o: any) => {
+      const live = await target().get<any>(o.apiVersion, o.kind, o.metadata.namespace, o.metadata.name);
+      return (live?.metadata?.managedFields ?? []).map((f: any) => f.manager);
+    };
+    const components = objects.filter(
+      (o) =>
+        o?.kind &&
+        ['Deployment', 'CustomResourceDefinition', 'Service'].includes(o.kind) &&
+        ['source-controller', 'kustomize-controller', 'helm-controller', 'notification-controller'].includes(
+          o.metadata.labels?.['app.kubernetes.io/component'],
+        ),
+    );
+    await waitFor(
+      'the operator to hand the components over',
+      async () => {
+        for (const o of components) if ((await owners(o)).includes('flux-bootstrap-operator')) return false;
+        return true;
+      },
+      60_000,
+    );
+    assert.ok(
+      (await owners(components.find((o) => o.kind === 'Deployment'))).includes('kustomize-controller'),
+      "kustomize-controller owns the Deployment's fields",
+    );
+  },
+);
 
 test('a manifest committed under the cluster path appears in the target cluster', async () => {
   const dir = clone(url);
   const cmName = `hello-${Date.now()}`;
-  writeFile(join(dir, `clusters/${name}/hello.yaml`), `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${cmName}\n  namespace: default\ndata:\n  from: git\n`);
+  writeFile(
+    join(dir, `clusters/${name}/hello.yaml`),
+    `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${cmName}\n  namespace: default\ndata:\n  from: git\n`,
+  );
   git(['add', '.'], dir);
   git(['-c', 'user.name=user', '-c', 'user.email=user@example.com', 'commit', '-q', '-m', 'Add hello'], dir);
   git(['push', '-q', 'origin', 'HEAD:main'], dir);
-  const cm = await waitFor(`ConfigMap default/${cmName} in the target`, () => target().get<any>('v1', 'ConfigMap', 'default', cmName), 120_000);
+  const cm = await waitFor(
+    `ConfigMap default/${cmName} in the target`,
+    () => target().get<any>('v1', 'ConfigMap', 'default', cmName),
+    120_000,
+  );
   assert.equal(cm.data.from, 'git');
 });
 
@@ -137,27 +177,48 @@ test('bumping spec.flux.version upgrades Flux through git: one new commit, Ready
     flux: { version: 'v2.9.4' },
     sync: { interval: '10s' },
   });
-  const cb = await waitFor('Ready at the upgrade commit', async () => {
-    const cb = await getCB(suite.ns, name);
-    const ready = condition(cb, 'Ready');
-    return ready?.status === 'True' && cb.status!.lastPushedCommit !== before.status!.lastPushedCommit && cb.status!.fluxVersion === 'v2.9.4' ? cb : false;
-  }, 180_000);
+  const cb = await waitFor(
+    'Ready at the upgrade commit',
+    async () => {
+      const cb = await getCB(suite.ns, name);
+      const ready = condition(cb, 'Ready');
+      return ready?.status === 'True' &&
+        cb.status!.lastPushedCommit !== before.status!.lastPushedCommit &&
+        cb.status!.fluxVersion === 'v2.9.4'
+        ? cb
+        : false;
+    },
+    180_000,
+  );
   const dir = clone(url);
-  assert.equal(git(['log', '-1', '--format=%s', cb.status!.lastPushedCommit!], dir), `Bootstrap Flux v2.9.4 on ${suite.ns}/${name}`);
-  assert.deepEqual(git(['show', '--name-only', '--format=', cb.status!.lastPushedCommit!], dir).split('\n'), [`clusters/${name}/flux-system/gotk-components.yaml`]);
+  assert.equal(
+    git(['log', '-1', '--format=%s', cb.status!.lastPushedCommit!], dir),
+    `Bootstrap Flux v2.9.4 on ${suite.ns}/${name}`,
+  );
+  assert.deepEqual(git(['show', '--name-only', '--format=', cb.status!.lastPushedCommit!], dir).split('\n'), [
+    `clusters/${name}/flux-system/gotk-components.yaml`,
+  ]);
   const ks = await target().get<any>('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', 'flux-system', 'flux-system');
   assert.equal(ks.status.lastAppliedRevision, cb.status!.lastPushedRevision);
   const source = await target().get<any>('apps/v1', 'Deployment', 'flux-system', 'source-controller');
   assert.equal(source.metadata.labels['app.kubernetes.io/version'], 'v2.9.4', 'Flux applied its own new manifests');
 });
 
-test('a controller deleted behind Flux\'s back is put back on request (reconcile.fluxcd.io/requestedAt)', async () => {
+test("a controller deleted behind Flux's back is put back on request (reconcile.fluxcd.io/requestedAt)", async () => {
   const t = target();
   await t.delete('apps/v1', 'Deployment', 'flux-system', 'kustomize-controller');
   const requestedAt = new Date().toISOString();
-  await mgmt().mergePatch('fluxbootstrap.dev/v1alpha1', 'ClusterBootstrap', suite.ns, name, { metadata: { annotations: { 'reconcile.fluxcd.io/requestedAt': requestedAt } } });
-  await waitFor('the kustomize-controller Deployment to be back', () => t.get<any>('apps/v1', 'Deployment', 'flux-system', 'kustomize-controller'), 60_000);
-  const cb = await waitFor('the request to be handled', async () => ((await getCB(suite.ns, name)).status?.lastHandledReconcileAt === requestedAt ? getCB(suite.ns, name) : false));
+  await mgmt().mergePatch('fluxbootstrap.dev/v1alpha1', 'ClusterBootstrap', suite.ns, name, {
+    metadata: { annotations: { 'reconcile.fluxcd.io/requestedAt': requestedAt } },
+  });
+  await waitFor(
+    'the kustomize-controller Deployment to be back',
+    () => t.get<any>('apps/v1', 'Deployment', 'flux-system', 'kustomize-controller'),
+    60_000,
+  );
+  const cb = await waitFor('the request to be handled', async () =>
+    (await getCB(suite.ns, name)).status?.lastHandledReconcileAt === requestedAt ? getCB(suite.ns, name) : false,
+  );
   assert.equal(condition(cb, 'Applied')!.status, 'True');
 });
 

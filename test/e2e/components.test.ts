@@ -9,7 +9,12 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { componentsFor, shippedVersions, DEFAULT_COMPONENTS, EXTRA_COMPONENTS } from '../../src/manifests/components.ts';
+import {
+  componentsFor,
+  shippedVersions,
+  DEFAULT_COMPONENTS,
+  EXTRA_COMPONENTS,
+} from '../../src/manifests/components.ts';
 import { kubectl, lab } from './harness.ts';
 
 const ns = `fbo-components-${Math.random().toString(36).slice(2, 7)}`;
@@ -24,30 +29,45 @@ after(() => {
 });
 
 for (const version of shippedVersions()) {
-  test(`all ${all.length} components of Flux ${version}, source-watcher among them, pass the target API server's dry run`, () => {
-    const text = componentsFor({
-      version,
-      components: all,
-      namespace: ns,
-      registry: 'registry.internal/fluxcd',
-      imagePullSecret: 'regcred',
-      networkPolicy: true,
-      watchAllNamespaces: true,
-      clusterDomain: 'cluster.local',
-      tolerationKeys: ['CriticalAddonsOnly'],
-      logLevel: 'info',
-    });
-    const args = ['--kubeconfig', lab().LAB_TARGET_KUBECONFIG, 'apply', '--server-side', '--force-conflicts', '--field-manager=fbo-dry-run', '--dry-run=server', '-f', '-'];
-    const r = spawnSync(join(lab().LAB_BIN, 'kubectl'), args, { input: text, encoding: 'utf8', maxBuffer: 64 << 20 });
-    assert.equal(r.status, 0, `kubectl apply --dry-run=server: ${r.stderr}`);
-    assert.equal(r.stderr.trim(), '', 'no warnings');
-    for (const line of [
-      'customresourcedefinition.apiextensions.k8s.io/artifactgenerators.source.extensions.fluxcd.io serverside-applied (server dry run)',
-      `serviceaccount/source-watcher serverside-applied (server dry run)`,
-      `service/source-watcher serverside-applied (server dry run)`,
-      `deployment.apps/source-watcher serverside-applied (server dry run)`,
-    ])
-      assert.ok(r.stdout.split('\n').includes(line), `${line} in:\n${r.stdout}`);
-    for (const c of all) assert.ok(r.stdout.includes(`deployment.apps/${c} serverside-applied (server dry run)`), c);
-  });
+  test(
+    `all ${all.length} components of Flux ${version}, source-watcher among them, pass the target API server's ` +
+      `dry run`,
+    () => {
+      const text = componentsFor({
+        version,
+        components: all,
+        namespace: ns,
+        registry: 'registry.internal/fluxcd',
+        imagePullSecret: 'regcred',
+        networkPolicy: true,
+        watchAllNamespaces: true,
+        clusterDomain: 'cluster.local',
+        tolerationKeys: ['CriticalAddonsOnly'],
+        logLevel: 'info',
+      });
+      const args = [
+        '--kubeconfig',
+        lab().LAB_TARGET_KUBECONFIG,
+        'apply',
+        '--server-side',
+        '--force-conflicts',
+        '--field-manager=fbo-dry-run',
+        '--dry-run=server',
+        '-f',
+        '-',
+      ];
+      const r = spawnSync(join(lab().LAB_BIN, 'kubectl'), args, { input: text, encoding: 'utf8', maxBuffer: 64 << 20 });
+      assert.equal(r.status, 0, `kubectl apply --dry-run=server: ${r.stderr}`);
+      assert.equal(r.stderr.trim(), '', 'no warnings');
+      for (const line of [
+        'customresourcedefinition.apiextensions.k8s.io/artifactgenerators.source.extensions.fluxcd.io ' +
+          'serverside-applied (server dry run)',
+        `serviceaccount/source-watcher serverside-applied (server dry run)`,
+        `service/source-watcher serverside-applied (server dry run)`,
+        `deployment.apps/source-watcher serverside-applied (server dry run)`,
+      ])
+        assert.ok(r.stdout.split('\n').includes(line), `${line} in:\n${r.stdout}`);
+      for (const c of all) assert.ok(r.stdout.includes(`deployment.apps/${c} serverside-applied (server dry run)`), c);
+    },
+  );
 }

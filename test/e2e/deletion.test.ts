@@ -34,8 +34,16 @@ async function bootstrapped(name: string, fluxNamespace: string, deletionPolicy:
 
 async function deleted(name: string) {
   await mgmt().delete(API_VERSION, KIND, suite.ns, name);
-  await waitFor(`${suite.ns}/${name} to be gone`, async () => (await mgmt().get(API_VERSION, KIND, suite.ns, name)) === undefined, 60_000);
-  await waitFor(`the identity Secret of ${name} to be collected`, async () => (await mgmt().get('v1', 'Secret', suite.ns, `${name}-flux-identity`)) === undefined, 60_000);
+  await waitFor(
+    `${suite.ns}/${name} to be gone`,
+    async () => (await mgmt().get(API_VERSION, KIND, suite.ns, name)) === undefined,
+    60_000,
+  );
+  await waitFor(
+    `the identity Secret of ${name} to be collected`,
+    async () => (await mgmt().get('v1', 'Secret', suite.ns, `${name}-flux-identity`)) === undefined,
+    60_000,
+  );
 }
 
 test('deleting with deletionPolicy Orphan leaves Flux running on the target', async () => {
@@ -53,6 +61,18 @@ test('deleting with deletionPolicy Uninstall removes Flux from the target: objec
   const t = target();
   assert.equal(await t.get('apps/v1', 'Deployment', 'flux-uninstall', 'kustomize-controller'), undefined);
   assert.equal(await t.get('v1', 'Secret', 'flux-uninstall', 'flux-system'), undefined);
-  await waitFor('namespace flux-uninstall to be gone', async () => (await t.get('v1', 'Namespace', undefined, 'flux-uninstall')) === undefined, 60_000);
-  assert.equal(await t.get('apiextensions.k8s.io/v1', 'CustomResourceDefinition', undefined, 'gitrepositories.source.toolkit.fluxcd.io'), undefined);
+  await waitFor(
+    'namespace flux-uninstall to be gone',
+    async () => (await t.get('v1', 'Namespace', undefined, 'flux-uninstall')) === undefined,
+    60_000,
+  );
+  assert.equal(
+    await t.get(
+      'apiextensions.k8s.io/v1',
+      'CustomResourceDefinition',
+      undefined,
+      'gitrepositories.source.toolkit.fluxcd.io',
+    ),
+    undefined,
+  );
 });

@@ -10,7 +10,21 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
 import { API_VERSION, KIND, RECONCILE_REQUESTED_AT } from '../../src/api/types.ts';
-import { applyCB, authorizeWhenPublished, clone, git, mgmt, operatorSuite, repo, secret, target, targetKubeconfigSecret, waitCondition, waitFor, writeFile } from './harness.ts';
+import {
+  applyCB,
+  authorizeWhenPublished,
+  clone,
+  git,
+  mgmt,
+  operatorSuite,
+  repo,
+  secret,
+  target,
+  targetKubeconfigSecret,
+  waitCondition,
+  waitFor,
+  writeFile,
+} from './harness.ts';
 import { readLabEnv } from '../lab/lab.ts';
 import { E2E_LAB_DIR } from './harness.ts';
 
@@ -32,15 +46,21 @@ const suite = operatorSuite('e2e-drift', async (ns) => {
 /** reconcileNow asks for a reconcile as `flux reconcile` does, and waits until it was handled. */
 async function reconcileNow(): Promise<void> {
   const at = `${Date.now()}`;
-  await mgmt().mergePatch(API_VERSION, KIND, suite.ns, name, { metadata: { annotations: { [RECONCILE_REQUESTED_AT]: at } } });
-  await waitFor('the reconcile request to be handled', async () => (await mgmt().get<any>(API_VERSION, KIND, suite.ns, name))?.status?.lastHandledReconcileAt === at);
+  await mgmt().mergePatch(API_VERSION, KIND, suite.ns, name, {
+    metadata: { annotations: { [RECONCILE_REQUESTED_AT]: at } },
+  });
+  await waitFor(
+    'the reconcile request to be handled',
+    async () => (await mgmt().get<any>(API_VERSION, KIND, suite.ns, name))?.status?.lastHandledReconcileAt === at,
+  );
 }
 
 /** driftEvent waits for a DriftRepaired Event whose message matches. */
 async function driftEvent(re: RegExp): Promise<string> {
   return waitFor(`a DriftRepaired Event matching ${re}`, async () => {
     const events = await mgmt().list<any>('v1', 'Event', suite.ns);
-    return events.find((e) => e.reason === 'DriftRepaired' && e.involvedObject.name === name && re.test(e.message))?.message;
+    return events.find((e) => e.reason === 'DriftRepaired' && e.involvedObject.name === name && re.test(e.message))
+      ?.message;
   });
 }
 
@@ -52,32 +72,45 @@ test("Flux's git Secret deleted from the target is put back, and said", async ()
 });
 
 test('a GitRepository changed and a Kustomization deleted in the target are put back, and said', async () => {
-  await target().mergePatch('source.toolkit.fluxcd.io/v1', 'GitRepository', 'flux-drift', 'flux-drift', { spec: { url: 'ssh://git@evil.example/elsewhere.git' } });
+  await target().mergePatch('source.toolkit.fluxcd.io/v1', 'GitRepository', 'flux-drift', 'flux-drift', {
+    spec: { url: 'ssh://git@evil.example/elsewhere.git' },
+  });
   await target().delete('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', 'flux-drift', 'flux-drift');
   await reconcileNow();
   const message = await driftEvent(/GitRepository flux-drift\/flux-drift \(changed\)/);
   assert.match(message, /Kustomization flux-drift\/flux-drift \(missing\)/);
-  assert.equal((await target().get<any>('source.toolkit.fluxcd.io/v1', 'GitRepository', 'flux-drift', 'flux-drift')).spec.url, url);
+  assert.equal(
+    (await target().get<any>('source.toolkit.fluxcd.io/v1', 'GitRepository', 'flux-drift', 'flux-drift')).spec.url,
+    url,
+  );
   assert.ok(await target().get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', 'flux-drift', 'flux-drift'));
 });
 
-test("until Flux manages itself, a controller deleted is put back, and said; a pass that finds them all there applies none again", async () => {
-  const applied = async () => (await mgmt().get<any>(API_VERSION, KIND, suite.ns, name)).status.appliedComponents;
-  const before = await applied();
-  await target().delete('apps/v1', 'Deployment', 'flux-drift', 'source-controller');
-  await reconcileNow();
-  await driftEvent(/Deployment flux-drift\/source-controller \(missing\)/);
-  assert.ok(await target().get('apps/v1', 'Deployment', 'flux-drift', 'source-controller'));
-  const repaired = await applied();
-  assert.match(repaired.digest, /^sha256:[0-9a-f]{64}$/);
-  assert.ok(Date.parse(repaired.appliedAt) > Date.parse(before.appliedAt), 'the components were applied again');
-  await reconcileNow();
-  assert.deepEqual(await applied(), repaired, 'the next pass found them all there and applied none');
-});
+test(
+  'until Flux manages itself, a controller deleted is put back, and said; a pass that finds them all there ' +
+    'applies none again',
+  async () => {
+    const applied = async () => (await mgmt().get<any>(API_VERSION, KIND, suite.ns, name)).status.appliedComponents;
+    const before = await applied();
+    await target().delete('apps/v1', 'Deployment', 'flux-drift', 'source-controller');
+    await reconcileNow();
+    await driftEvent(/Deployment flux-drift\/source-controller \(missing\)/);
+    assert.ok(await target().get('apps/v1', 'Deployment', 'flux-drift', 'source-controller'));
+    const repaired = await applied();
+    assert.match(repaired.digest, /^sha256:[0-9a-f]{64}$/);
+    assert.ok(Date.parse(repaired.appliedAt) > Date.parse(before.appliedAt), 'the components were applied again');
+    await reconcileNow();
+    assert.deepEqual(await applied(), repaired, 'the next pass found them all there and applied none');
+  },
+);
 
 test("Flux's namespace deleted from the target comes back with what the operator keeps in it, and said", async () => {
   await target().delete('v1', 'Namespace', undefined, 'flux-drift');
-  await waitFor('the namespace to be gone', async () => !(await target().get('v1', 'Namespace', undefined, 'flux-drift')), 90_000);
+  await waitFor(
+    'the namespace to be gone',
+    async () => !(await target().get('v1', 'Namespace', undefined, 'flux-drift')),
+    90_000,
+  );
   await reconcileNow();
   const message = await driftEvent(/Namespace flux-drift \(missing\)/);
   assert.match(message, /Secret flux-drift\/flux-drift \(missing\)/);
@@ -85,28 +118,38 @@ test("Flux's namespace deleted from the target comes back with what the operator
   assert.ok(await target().get('apps/v1', 'Deployment', 'flux-drift', 'source-controller'));
 });
 
-test("the flux-system files edited or deleted in git are restored, and said; the user's patch in kustomization.yaml is kept", async () => {
-  const dir = clone(url);
-  const fs = join(dir, 'clusters', name, 'flux-system');
-  writeFile(join(fs, 'gotk-components.yaml'), '# edited by hand\n');
-  git(['rm', '-q', join(fs, 'gotk-sync.yaml')], dir);
-  const patched = readFileSync(join(fs, 'kustomization.yaml'), 'utf8') + 'patches:\n- patch: |\n    - op: add\n      path: /metadata/labels/team\n      value: platform\n  target:\n    kind: Deployment\n';
-  writeFile(join(fs, 'kustomization.yaml'), patched);
-  git(['add', '-A'], dir);
-  git(['-c', 'user.name=someone', '-c', 'user.email=someone@example.com', 'commit', '-qm', 'hand edits'], dir);
-  git(['push', '-q', 'origin', 'HEAD:main'], dir);
-  await reconcileNow();
-  await driftEvent(/restored clusters\/drifty\/flux-system in the repository/);
-  git(['pull', '-q', 'origin', 'main'], dir);
-  assert.match(readFileSync(join(fs, 'gotk-components.yaml'), 'utf8'), /kind: CustomResourceDefinition/);
-  assert.ok(existsSync(join(fs, 'gotk-sync.yaml')));
-  assert.match(readFileSync(join(fs, 'kustomization.yaml'), 'utf8'), /value: platform/, "the user's patch is kept");
-});
+test(
+  "the flux-system files edited or deleted in git are restored, and said; the user's patch in kustomization.yaml " +
+    'is kept',
+  async () => {
+    const dir = clone(url);
+    const fs = join(dir, 'clusters', name, 'flux-system');
+    writeFile(join(fs, 'gotk-components.yaml'), '# edited by hand\n');
+    git(['rm', '-q', join(fs, 'gotk-sync.yaml')], dir);
+    const patched =
+      readFileSync(join(fs, 'kustomization.yaml'), 'utf8') +
+      'patches:\n- patch: |\n    - op: add\n      path: /metadata/labels/team\n      value: platform\n  target:\n    ' +
+      'kind: Deployment\n';
+    writeFile(join(fs, 'kustomization.yaml'), patched);
+    git(['add', '-A'], dir);
+    git(['-c', 'user.name=someone', '-c', 'user.email=someone@example.com', 'commit', '-qm', 'hand edits'], dir);
+    git(['push', '-q', 'origin', 'HEAD:main'], dir);
+    await reconcileNow();
+    await driftEvent(/restored clusters\/drifty\/flux-system in the repository/);
+    git(['pull', '-q', 'origin', 'main'], dir);
+    assert.match(readFileSync(join(fs, 'gotk-components.yaml'), 'utf8'), /kind: CustomResourceDefinition/);
+    assert.ok(existsSync(join(fs, 'gotk-sync.yaml')));
+    assert.match(readFileSync(join(fs, 'kustomization.yaml'), 'utf8'), /value: platform/, "the user's patch is kept");
+  },
+);
 
 test('a deleted identity Secret in the management cluster gets a new key, and says which', async () => {
   const before = (await mgmt().get<any>(API_VERSION, KIND, suite.ns, name)).status.identity.fingerprint;
   await mgmt().delete('v1', 'Secret', suite.ns, `${name}-flux-identity`);
-  await waitFor('the Secret to be gone', async () => !(await mgmt().get('v1', 'Secret', suite.ns, `${name}-flux-identity`)));
+  await waitFor(
+    'the Secret to be gone',
+    async () => !(await mgmt().get('v1', 'Secret', suite.ns, `${name}-flux-identity`)),
+  );
   await reconcileNow();
   const message = await driftEvent(/was missing: made a new key/);
   const after = (await mgmt().get<any>(API_VERSION, KIND, suite.ns, name)).status.identity.fingerprint;

@@ -48,8 +48,16 @@ async function past(name: string) {
 }
 
 test('the schema refuses a path escaping the repository, an unknown component and a malformed URL', async () => {
-  await expectRejected('escape', { git: gitSpec('ssh://git@h/r.git', { path: 'clusters/../../etc' }) }, /must not contain '\.\.'/);
-  await expectRejected('component', { git: gitSpec('ssh://git@h/r.git'), flux: { components: ['source-controller', 'nope-controller'] } }, /Unsupported value: "nope-controller"/);
+  await expectRejected(
+    'escape',
+    { git: gitSpec('ssh://git@h/r.git', { path: 'clusters/../../etc' }) },
+    /must not contain '\.\.'/,
+  );
+  await expectRejected(
+    'component',
+    { git: gitSpec('ssh://git@h/r.git'), flux: { components: ['source-controller', 'nope-controller'] } },
+    /Unsupported value: "nope-controller"/,
+  );
   await expectRejected('url', { git: gitSpec('not a url') }, /spec\.git\.url/);
   await expectRejected('policy', { git: gitSpec('ssh://git@h/r.git'), deletionPolicy: 'Shred' }, /deletionPolicy/);
 });
@@ -77,8 +85,18 @@ test('an unreachable git host is HostKeyTrusted=False with GitHostUnreachable, a
 test('the host key scan matches ssh-keyscan, key for key', async () => {
   const port = Number(lab().LAB_GIT_PORT);
   const ours = formatKnownHosts(await scanHostKeys('127.0.0.1', port));
-  const theirs = execFileSync('ssh-keyscan', ['-p', String(port), '127.0.0.1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-  assert.equal(ours, theirs.split('\n').filter((l) => l && !l.startsWith('#')).sort().join('\n') + '\n');
+  const theirs = execFileSync('ssh-keyscan', ['-p', String(port), '127.0.0.1'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  assert.equal(
+    ours,
+    theirs
+      .split('\n')
+      .filter((l) => l && !l.startsWith('#'))
+      .sort()
+      .join('\n') + '\n',
+  );
 });
 
 test('a host key that differs from the pinned one is refused with HostKeyChanged', async () => {
@@ -91,7 +109,9 @@ test('a host key that differs from the pinned one is refused with HostKeyChanged
 });
 
 test('a repository that does not exist is RepositoryNotFound', async () => {
-  await applyCB(suite.ns, 'missing-repo', { git: gitSpec(`${lab().LAB_GIT_BASE_URL}/never-created-${Date.now()}.git`) });
+  await applyCB(suite.ns, 'missing-repo', {
+    git: gitSpec(`${lab().LAB_GIT_BASE_URL}/never-created-${Date.now()}.git`),
+  });
   await past('missing-repo');
   const cb = await waitCondition(suite.ns, 'missing-repo', 'DeployKeyAuthorized', 'False', 'RepositoryNotFound');
   assert.match(condition(cb, 'Ready')!.message, /does not exist/);
@@ -114,7 +134,10 @@ test('a missing push Secret is GitCredentialsMissing, and wrong push credentials
 test('a push refused by a protected branch is PushRejected and the branch is untouched', async () => {
   const url = await repo('protected');
   const bare = join(lab().LAB_GIT_ROOT, url.split('/').at(-1)!);
-  writeFileSync(join(bare, 'hooks', 'pre-receive'), '#!/bin/sh\necho "GL-HOOK-ERR: main is a protected branch" >&2\nexit 1\n');
+  writeFileSync(
+    join(bare, 'hooks', 'pre-receive'),
+    '#!/bin/sh\necho "GL-HOOK-ERR: main is a protected branch" >&2\nexit 1\n',
+  );
   chmodSync(join(bare, 'hooks', 'pre-receive'), 0o755);
   await applyCB(suite.ns, 'protected', { git: gitSpec(url) });
   await past('protected');
@@ -123,7 +146,10 @@ test('a push refused by a protected branch is PushRejected and the branch is unt
 });
 
 test('a missing kubeconfig Secret is KubeconfigSecretMissing, after the commit', async () => {
-  await applyCB(suite.ns, 'no-kubeconfig', { git: gitSpec(await repo('faults')), target: { kubeconfigSecretRef: { name: 'no-kubeconfig-kubeconfig' } } });
+  await applyCB(suite.ns, 'no-kubeconfig', {
+    git: gitSpec(await repo('faults')),
+    target: { kubeconfigSecretRef: { name: 'no-kubeconfig-kubeconfig' } },
+  });
   await past('no-kubeconfig');
   const cb = await waitCondition(suite.ns, 'no-kubeconfig', 'Applied', 'False', 'KubeconfigSecretMissing');
   assert.equal(condition(cb, 'Committed')!.status, 'True');
@@ -132,7 +158,10 @@ test('a missing kubeconfig Secret is KubeconfigSecretMissing, after the commit',
 
 test('a malformed kubeconfig is KubeconfigInvalid', async () => {
   await targetKubeconfigSecret(suite.ns, 'garbled', 'this: [is not a kubeconfig');
-  await applyCB(suite.ns, 'garbled', { git: gitSpec(await repo('faults')), target: { kubeconfigSecretRef: { name: 'garbled-kubeconfig' } } });
+  await applyCB(suite.ns, 'garbled', {
+    git: gitSpec(await repo('faults')),
+    target: { kubeconfigSecretRef: { name: 'garbled-kubeconfig' } },
+  });
   await past('garbled');
   await waitCondition(suite.ns, 'garbled', 'Applied', 'False', 'KubeconfigInvalid');
 });
@@ -148,37 +177,51 @@ current-context: c
 
 test('an unreachable target API server is TargetUnreachable, and retried', async () => {
   await targetKubeconfigSecret(suite.ns, 'gone', localKubeconfig(closedPort));
-  await applyCB(suite.ns, 'gone', { git: gitSpec(await repo('faults')), target: { kubeconfigSecretRef: { name: 'gone-kubeconfig' } } });
+  await applyCB(suite.ns, 'gone', {
+    git: gitSpec(await repo('faults')),
+    target: { kubeconfigSecretRef: { name: 'gone-kubeconfig' } },
+  });
   await past('gone');
   const cb = await waitCondition(suite.ns, 'gone', 'Applied', 'False', 'TargetUnreachable');
   assert.match(condition(cb, 'Applied')!.message, /does not answer/);
   assert.equal(condition(cb, 'Stalled'), undefined);
 });
 
-test('a target API server that accepts connections and never answers holds up only its own ClusterBootstrap: another is Applied meanwhile', async () => {
-  const mute = await listener();
-  try {
-    const url = await repo('faults-mute');
-    await targetKubeconfigSecret(suite.ns, 'mute', localKubeconfig(mute.port));
-    await applyCB(suite.ns, 'mute', { git: gitSpec(url, { path: 'clusters/mute' }), target: { kubeconfigSecretRef: { name: 'mute-kubeconfig' } } });
-    await authorizeWhenPublished(suite.ns, 'mute');
-    await waitFor('the mute target to be called', async () => mute.connections() > 0, 60_000);
-    await targetKubeconfigSecret(suite.ns, 'beside-mute');
-    await applyCB(suite.ns, 'beside-mute', {
-      git: gitSpec(url, { path: 'clusters/beside-mute' }),
-      target: { kubeconfigSecretRef: { name: 'beside-mute-kubeconfig' } },
-      flux: { namespace: 'flux-beside-mute' },
-    });
-    await authorizeWhenPublished(suite.ns, 'beside-mute');
-    await waitCondition(suite.ns, 'beside-mute', 'Applied', 'True', undefined, 60_000);
-    // The mute target's call waits for its 30-second deadline: that pass has not ended (one operator working
-    // through its ClusterBootstraps one at a time would have reported it before getting to the other).
-    assert.notEqual(condition(await getCB(suite.ns, 'mute'), 'Applied')?.reason, 'TargetUnreachable', 'the mute target is still being waited for');
-    await waitCondition(suite.ns, 'mute', 'Applied', 'False', 'TargetUnreachable', 90_000);
-  } finally {
-    mute.server.close();
-  }
-});
+test(
+  'a target API server that accepts connections and never answers holds up only its own ClusterBootstrap: ' +
+    'another is Applied meanwhile',
+  async () => {
+    const mute = await listener();
+    try {
+      const url = await repo('faults-mute');
+      await targetKubeconfigSecret(suite.ns, 'mute', localKubeconfig(mute.port));
+      await applyCB(suite.ns, 'mute', {
+        git: gitSpec(url, { path: 'clusters/mute' }),
+        target: { kubeconfigSecretRef: { name: 'mute-kubeconfig' } },
+      });
+      await authorizeWhenPublished(suite.ns, 'mute');
+      await waitFor('the mute target to be called', async () => mute.connections() > 0, 60_000);
+      await targetKubeconfigSecret(suite.ns, 'beside-mute');
+      await applyCB(suite.ns, 'beside-mute', {
+        git: gitSpec(url, { path: 'clusters/beside-mute' }),
+        target: { kubeconfigSecretRef: { name: 'beside-mute-kubeconfig' } },
+        flux: { namespace: 'flux-beside-mute' },
+      });
+      await authorizeWhenPublished(suite.ns, 'beside-mute');
+      await waitCondition(suite.ns, 'beside-mute', 'Applied', 'True', undefined, 60_000);
+      // The mute target's call waits for its 30-second deadline: that pass has not ended (one operator working
+      // through its ClusterBootstraps one at a time would have reported it before getting to the other).
+      assert.notEqual(
+        condition(await getCB(suite.ns, 'mute'), 'Applied')?.reason,
+        'TargetUnreachable',
+        'the mute target is still being waited for',
+      );
+      await waitCondition(suite.ns, 'mute', 'Applied', 'False', 'TargetUnreachable', 90_000);
+    } finally {
+      mute.server.close();
+    }
+  },
+);
 
 test('a second ClusterBootstrap on the same repository path is Stalled with PathConflict; the first is not', async () => {
   const url = await repo('conflict');
@@ -195,13 +238,20 @@ test('a suspended ClusterBootstrap is left alone until it is resumed', async () 
   await applyCB(suite.ns, 'suspended', spec);
   const cb = await waitCondition(suite.ns, 'suspended', 'Reconciling', 'False', 'Suspended');
   assert.equal(cb.status?.identity, undefined);
-  assert.equal(await mgmt().get('v1', 'Secret', suite.ns, 'suspended-flux-identity'), undefined, 'no key was made while suspended');
+  assert.equal(
+    await mgmt().get('v1', 'Secret', suite.ns, 'suspended-flux-identity'),
+    undefined,
+    'no key was made while suspended',
+  );
   await applyCB(suite.ns, 'suspended', { ...spec, suspend: false });
   await waitCondition(suite.ns, 'suspended', 'IdentityReady', 'True');
 });
 
-test('the key algorithm follows spec.identity, and a later change is reported, never applied behind the user\'s back', async () => {
-  const spec = { git: gitSpec(await repo('identity')), identity: { algorithm: 'ecdsa' as const, ecdsaCurve: 'p256' as const } };
+test("the key algorithm follows spec.identity, and a later change is reported, never applied behind the user's back", async () => {
+  const spec = {
+    git: gitSpec(await repo('identity')),
+    identity: { algorithm: 'ecdsa' as const, ecdsaCurve: 'p256' as const },
+  };
   await applyCB(suite.ns, 'ecdsa', spec);
   const cb = await waitCondition(suite.ns, 'ecdsa', 'IdentityReady', 'True');
   assert.match(cb.status!.identity!.publicKey, /^ecdsa-sha2-nistp256 AAAA/);
@@ -217,6 +267,9 @@ test('after all of this the operator is still running and answering', async () =
   assert.equal(suite.operator.proc.exitCode, null);
   assert.ok((await fetch(`${suite.operator.healthUrl}/readyz`)).ok);
   const metrics = await (await fetch(suite.operator.metricsUrl)).text();
-  assert.match(metrics, /controller_runtime_reconcile_total\{controller="clusterbootstrap",result="requeue_after"\} [1-9]/);
+  assert.match(
+    metrics,
+    /controller_runtime_reconcile_total\{controller="clusterbootstrap",result="requeue_after"\} [1-9]/,
+  );
   assert.match(metrics, /fluxbootstrap_phase_duration_seconds_count\{phase="IdentityReady"\} \d+/);
 });

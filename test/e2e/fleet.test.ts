@@ -23,9 +23,23 @@ const suite = operatorSuite('e2e-fleet', async (ns) => {
   await secret(ns, 'gitea-token', { token: lab().LAB_GITEA_TOKEN! });
   for (const [i, c] of CLUSTERS.entries()) {
     await secret(ns, `${c}-kubeconfig`, { value: readFileSync(kubeconfigs[i], 'utf8') });
-    const spec = { controlPlaneRef: { apiGroup: 'controlplane.cluster.x-k8s.io', kind: 'KubeadmControlPlane', name: c } };
-    await mgmt().create({ apiVersion: CAPI, kind: 'Cluster', metadata: { name: c, namespace: ns, labels: i < 3 ? { flux: 'enabled' } : {} }, spec });
-    await mgmt().mergePatch(CAPI, 'Cluster', ns, c, { status: { initialization: { controlPlaneInitialized: true } } }, 'status');
+    const spec = {
+      controlPlaneRef: { apiGroup: 'controlplane.cluster.x-k8s.io', kind: 'KubeadmControlPlane', name: c },
+    };
+    await mgmt().create({
+      apiVersion: CAPI,
+      kind: 'Cluster',
+      metadata: { name: c, namespace: ns, labels: i < 3 ? { flux: 'enabled' } : {} },
+      spec,
+    });
+    await mgmt().mergePatch(
+      CAPI,
+      'Cluster',
+      ns,
+      c,
+      { status: { initialization: { controlPlaneInitialized: true } } },
+      'status',
+    );
   }
 });
 
@@ -37,7 +51,11 @@ const set = (version: string) => ({
     clusterSelector: { matchLabels: { flux: 'enabled' } },
     template: {
       spec: {
-        git: { url, secretRef: { name: 'git-push' }, provider: { type: 'gitea', url: lab().LAB_GITEA_API, secretRef: { name: 'gitea-token' } } },
+        git: {
+          url,
+          secretRef: { name: 'git-push' },
+          provider: { type: 'gitea', url: lab().LAB_GITEA_API, secretRef: { name: 'gitea-token' } },
+        },
         flux: { version },
       },
     },
@@ -45,34 +63,51 @@ const set = (version: string) => ({
 });
 
 const commits = async (): Promise<number> => {
-  const r = await giteaRequest('GET', `/repos/${lab().LAB_GITEA_OWNER}/${repoName}/commits?sha=main&limit=50&stat=false`, undefined, { dir: E2E_LAB_DIR });
+  const r = await giteaRequest(
+    'GET',
+    `/repos/${lab().LAB_GITEA_OWNER}/${repoName}/commits?sha=main&limit=50&stat=false`,
+    undefined,
+    { dir: E2E_LAB_DIR },
+  );
   return r.status === 200 ? r.json.length : 0;
 };
 
 const readyAt = (name: string, version: string) =>
-  waitFor(`${name} Ready with Flux ${version}`, async () => {
-    const cb = await getCB(suite.ns, name).catch(() => undefined);
-    const ready = cb?.status?.conditions?.find((c) => c.type === 'Ready');
-    return ready?.status === 'True' && cb?.status?.fluxVersion === version ? cb : false;
-  }, 240_000);
+  waitFor(
+    `${name} Ready with Flux ${version}`,
+    async () => {
+      const cb = await getCB(suite.ns, name).catch(() => undefined);
+      const ready = cb?.status?.conditions?.find((c) => c.type === 'Ready');
+      return ready?.status === 'True' && cb?.status?.fluxVersion === version ? cb : false;
+    },
+    240_000,
+  );
 
-test('a set selecting 3 Cluster API clusters bootstraps all 3 real targets to Ready from one repository, with no person acting', async () => {
-  await mgmt().apply(set('v2.9.3') as any, { fieldManager: 'e2e' });
-  for (const c of CLUSTERS.slice(0, 3)) await waitCondition(suite.ns, c, 'Applied', 'True', undefined, 180_000);
-  await fluxStart({ dir: E2E_LAB_DIR, targets: [1, 2, 3] });
-  for (const c of CLUSTERS.slice(0, 3)) {
-    const cb = await readyAt(c, 'v2.9.3');
-    assert.equal(cb.metadata.labels?.['cluster.x-k8s.io/cluster-name'], c);
-    assert.equal(cb.spec.git.path, undefined, 'the path defaults to clusters/<cluster>');
-  }
-  const s = await waitFor('the set to count 3 Ready', async () => {
-    const x = await mgmt().get<any>(API_VERSION, SET_KIND, suite.ns, 'fleet');
-    return x?.status?.ready === 3 ? x : false;
-  });
-  assert.equal(s.status.selected, 3);
-  assert.equal(s.status.conditions.find((c: any) => c.type === 'Ready').status, 'True');
-  assert.equal(await mgmt().get(API_VERSION, KIND, suite.ns, 'c3'), undefined, 'the unlabelled cluster is left alone');
-});
+test(
+  'a set selecting 3 Cluster API clusters bootstraps all 3 real targets to Ready from one repository, with no ' +
+    'person acting',
+  async () => {
+    await mgmt().apply(set('v2.9.3') as any, { fieldManager: 'e2e' });
+    for (const c of CLUSTERS.slice(0, 3)) await waitCondition(suite.ns, c, 'Applied', 'True', undefined, 180_000);
+    await fluxStart({ dir: E2E_LAB_DIR, targets: [1, 2, 3] });
+    for (const c of CLUSTERS.slice(0, 3)) {
+      const cb = await readyAt(c, 'v2.9.3');
+      assert.equal(cb.metadata.labels?.['cluster.x-k8s.io/cluster-name'], c);
+      assert.equal(cb.spec.git.path, undefined, 'the path defaults to clusters/<cluster>');
+    }
+    const s = await waitFor('the set to count 3 Ready', async () => {
+      const x = await mgmt().get<any>(API_VERSION, SET_KIND, suite.ns, 'fleet');
+      return x?.status?.ready === 3 ? x : false;
+    });
+    assert.equal(s.status.selected, 3);
+    assert.equal(s.status.conditions.find((c: any) => c.type === 'Ready').status, 'True');
+    assert.equal(
+      await mgmt().get(API_VERSION, KIND, suite.ns, 'c3'),
+      undefined,
+      'the unlabelled cluster is left alone',
+    );
+  },
+);
 
 test('a 4th cluster labelled later is bootstrapped with no action', async () => {
   await mgmt().mergePatch(CAPI, 'Cluster', suite.ns, 'c3', { metadata: { labels: { flux: 'enabled' } } });
@@ -88,19 +123,30 @@ test('a template change rolls out to every cluster, the changes made together sh
   for (const c of CLUSTERS) await readyAt(c, 'v2.9.4');
   const made = (await commits()) - before;
   process.stderr.write(`[fleet] a version change of ${CLUSTERS.length} clusters made ${made} commit(s)\n`);
-  assert.ok(made >= 1 && made < CLUSTERS.length, `${made} commits for ${CLUSTERS.length} clusters: changes ready together share one`);
+  assert.ok(
+    made >= 1 && made < CLUSTERS.length,
+    `${made} commits for ${CLUSTERS.length} clusters: changes ready together share one`,
+  );
 });
 
-test('a cluster that stops matching has its ClusterBootstrap removed by its deletion policy (Orphan: Flux keeps running there)', async () => {
-  await mgmt().mergePatch(CAPI, 'Cluster', suite.ns, 'c1', { metadata: { labels: { flux: null } } });
-  await waitFor('c1 to lose its ClusterBootstrap', async () => !(await mgmt().get(API_VERSION, KIND, suite.ns, 'c1')), 60_000);
-  const kc = lab().LAB_TARGET_KUBECONFIGS!.split(' ')[1];
-  const { KubeClient } = await import('../../src/kube/client.ts');
-  const c1 = KubeClient.fromTrustedKubeconfig(readFileSync(kc, 'utf8'));
-  assert.ok(await c1.get('apps/v1', 'Deployment', 'flux-system', 'source-controller'), 'Flux still runs on c1');
-  const s = await waitFor('the set to count 3', async () => {
-    const x = await mgmt().get<any>(API_VERSION, SET_KIND, suite.ns, 'fleet');
-    return x?.status?.selected === 3 ? x : false;
-  });
-  assert.equal(s.status.ready, 3);
-});
+test(
+  'a cluster that stops matching has its ClusterBootstrap removed by its deletion policy (Orphan: Flux keeps ' +
+    'running there)',
+  async () => {
+    await mgmt().mergePatch(CAPI, 'Cluster', suite.ns, 'c1', { metadata: { labels: { flux: null } } });
+    await waitFor(
+      'c1 to lose its ClusterBootstrap',
+      async () => !(await mgmt().get(API_VERSION, KIND, suite.ns, 'c1')),
+      60_000,
+    );
+    const kc = lab().LAB_TARGET_KUBECONFIGS!.split(' ')[1];
+    const { KubeClient } = await import('../../src/kube/client.ts');
+    const c1 = KubeClient.fromTrustedKubeconfig(readFileSync(kc, 'utf8'));
+    assert.ok(await c1.get('apps/v1', 'Deployment', 'flux-system', 'source-controller'), 'Flux still runs on c1');
+    const s = await waitFor('the set to count 3', async () => {
+      const x = await mgmt().get<any>(API_VERSION, SET_KIND, suite.ns, 'fleet');
+      return x?.status?.selected === 3 ? x : false;
+    });
+    assert.equal(s.status.ready, 3);
+  },
+);

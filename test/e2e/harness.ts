@@ -18,7 +18,9 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { NODE_ENV, NODE_FLAGS } from '../node-runtime.ts';
 
 /** E2E_LAB_DIR is the lab of the e2e suite, one per checkout. */
-export const E2E_LAB_DIR = process.env.E2E_LAB_DIR ?? join(tmpdir(), `fbo-e2e-${createHash('sha256').update(PROJECT_ROOT).digest('hex').slice(0, 8)}`);
+export const E2E_LAB_DIR =
+  process.env.E2E_LAB_DIR ??
+  join(tmpdir(), `fbo-e2e-${createHash('sha256').update(PROJECT_ROOT).digest('hex').slice(0, 8)}`);
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -32,7 +34,11 @@ export const mgmt = () => KubeClient.fromTrustedKubeconfig(readFileSync(lab().LA
 export const target = () => KubeClient.fromTrustedKubeconfig(readFileSync(lab().LAB_TARGET_KUBECONFIG, 'utf8'));
 
 /** waitFor polls until `fn` returns a truthy value, or fails with the last value seen. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<Exclude<T, false | undefined>> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false>,
+  timeoutMs = 60_000,
+): Promise<Exclude<T, false | undefined>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -43,7 +49,11 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)?.slice(0, 500)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}; last: ` +
+          `${last instanceof Error ? last.message : JSON.stringify(last)?.slice(0, 500)}`,
+      );
     await sleep(250);
   }
 }
@@ -51,7 +61,9 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
 /** installCRD applies crds/ to the management cluster and waits until the API serves ClusterBootstraps. */
 export async function installCRD(client = mgmt()): Promise<void> {
   for (const file of ['fluxbootstrap.dev_clusterbootstraps.yaml', 'fluxbootstrap.dev_clusterbootstrapsets.yaml'])
-    await client.apply(yaml.load(readFileSync(join(PROJECT_ROOT, 'crds', file), 'utf8')) as any, { fieldManager: 'e2e' });
+    await client.apply(yaml.load(readFileSync(join(PROJECT_ROOT, 'crds', file), 'utf8')) as any, {
+      fieldManager: 'e2e',
+    });
   await waitFor('the ClusterBootstrap CRD to be served', async () => {
     client.forget();
     return client.list(API_VERSION, KIND, 'default').then(() => true);
@@ -67,7 +79,10 @@ export async function namespace(prefix: string, client = mgmt()): Promise<string
 
 /** secret creates a Secret from string data. */
 export async function secret(ns: string, name: string, data: Record<string, string>, client = mgmt()): Promise<void> {
-  await client.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: ns }, stringData: data }, { fieldManager: 'e2e' });
+  await client.apply(
+    { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: ns }, stringData: data },
+    { fieldManager: 'e2e' },
+  );
 }
 
 /** pushSecret holds the lab's writer key: what a platform team gives the operator. */
@@ -76,8 +91,15 @@ export async function pushSecret(ns: string, name = 'git-push'): Promise<string>
   return name;
 }
 
-/** targetKubeconfigSecret stores the target cluster's kubeconfig as Cluster API does (`<cluster>-kubeconfig`, key `value`). */
-export async function targetKubeconfigSecret(ns: string, cluster: string, kubeconfig = readFileSync(lab().LAB_TARGET_KUBECONFIG, 'utf8')): Promise<string> {
+/**
+ * targetKubeconfigSecret stores the target cluster's kubeconfig as Cluster API does (`<cluster>-kubeconfig`, key
+ * `value`).
+ */
+export async function targetKubeconfigSecret(
+  ns: string,
+  cluster: string,
+  kubeconfig = readFileSync(lab().LAB_TARGET_KUBECONFIG, 'utf8'),
+): Promise<string> {
   const name = `${cluster}-kubeconfig`;
   await secret(ns, name, { value: kubeconfig });
   return name;
@@ -89,7 +111,11 @@ export function listener(): Promise<{ server: Server; port: number; connections:
   const sockets = new Set<Socket>();
   const server = createServer((s) => (n++, sockets.add(s), s.on('close', () => sockets.delete(s))));
   server.on('close', () => sockets.forEach((s) => s.destroy()));
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as any).port, connections: () => n })));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({ server, port: (server.address() as any).port, connections: () => n }),
+    ),
+  );
 }
 
 /** repo makes a fresh empty repository on the lab's git server. */
@@ -103,8 +129,15 @@ export function authorize(publicKey: string): void {
 }
 
 /** applyCB creates or updates a ClusterBootstrap. */
-export async function applyCB(ns: string, name: string, spec: Partial<ClusterBootstrapSpec> & { git: ClusterBootstrapSpec['git'] }, client = mgmt()) {
-  return client.apply({ apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace: ns }, spec } as any, { fieldManager: 'e2e' });
+export async function applyCB(
+  ns: string,
+  name: string,
+  spec: Partial<ClusterBootstrapSpec> & { git: ClusterBootstrapSpec['git'] },
+  client = mgmt(),
+) {
+  return client.apply({ apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace: ns }, spec } as any, {
+    fieldManager: 'e2e',
+  });
 }
 
 /** getCB reads a ClusterBootstrap. */
@@ -120,12 +153,23 @@ export function condition(cb: ClusterBootstrap, type: string) {
 }
 
 /** waitCondition waits until a condition has the status (and reason, if given). */
-export async function waitCondition(ns: string, name: string, type: string, status: string, reason?: string, timeoutMs = 90_000): Promise<ClusterBootstrap> {
-  return waitFor(`${ns}/${name} ${type}=${status}${reason ? ` (${reason})` : ''}`, async () => {
-    const cb = await getCB(ns, name);
-    const c = condition(cb, type);
-    return c?.status === status && (!reason || c.reason === reason) ? cb : (false as const);
-  }, timeoutMs);
+export async function waitCondition(
+  ns: string,
+  name: string,
+  type: string,
+  status: string,
+  reason?: string,
+  timeoutMs = 90_000,
+): Promise<ClusterBootstrap> {
+  return waitFor(
+    `${ns}/${name} ${type}=${status}${reason ? ` (${reason})` : ''}`,
+    async () => {
+      const cb = await getCB(ns, name);
+      const c = condition(cb, type);
+      return c?.status === status && (!reason || c.reason === reason) ? cb : (false as const);
+    },
+    timeoutMs,
+  );
 }
 
 /** authorizeWhenPublished waits for the public key in status and registers it on the lab's git server. */
@@ -140,7 +184,11 @@ export async function authorizeWhenPublished(ns: string, name: string): Promise<
 
 /** git runs git against the lab's git server with the writer key. */
 export function git(args: string[], cwd?: string): string {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, GIT_SSH_COMMAND: lab().LAB_GIT_SSH_COMMAND };
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    GIT_SSH_COMMAND: lab().LAB_GIT_SSH_COMMAND,
+  };
   return execFileSync('git', args, { cwd, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 }
 
@@ -197,7 +245,12 @@ export async function startOperator(opts: {
     `--allow-targetless-namespaces=${(opts.targetless ?? opts.namespaces).join(',')}`,
     ...(opts.args ?? []),
   ];
-  const env: NodeJS.ProcessEnv = { ...NODE_ENV, PATH: process.env.PATH, HOME: process.env.HOME, KUBECONFIG: opts.kubeconfig ?? lab().LAB_MGMT_KUBECONFIG };
+  const env: NodeJS.ProcessEnv = {
+    ...NODE_ENV,
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    KUBECONFIG: opts.kubeconfig ?? lab().LAB_MGMT_KUBECONFIG,
+  };
   const proc = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   const collect = (chunk: Buffer) => {
@@ -232,7 +285,11 @@ export async function startOperator(opts: {
  * Secret, one operator watching that namespace (stopped after the file), then the file's own setup. Read
  * `ns` and `operator` in tests.
  */
-export function operatorSuite(prefix: string, setup?: (ns: string) => Promise<void>, opts: { targetless?: string[] } = {}): { ns: string; operator: RunningOperator } {
+export function operatorSuite(
+  prefix: string,
+  setup?: (ns: string) => Promise<void>,
+  opts: { targetless?: string[] } = {},
+): { ns: string; operator: RunningOperator } {
   const suite = {} as { ns: string; operator: RunningOperator };
   // One hook: node:test runs a file's top-level before hooks concurrently, so the file's own setup goes here.
   before(async () => {
@@ -250,20 +307,29 @@ export function operatorSuite(prefix: string, setup?: (ns: string) => Promise<vo
 
 /** kubectl runs the lab's kubectl against the management cluster. */
 export function kubectl(args: string[], kubeconfig = lab().LAB_MGMT_KUBECONFIG): string {
-  return execFileSync(join(lab().LAB_BIN, 'kubectl'), ['--kubeconfig', kubeconfig, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return execFileSync(join(lab().LAB_BIN, 'kubectl'), ['--kubeconfig', kubeconfig, ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
 }
 
 /**
  * serviceAccountKubeconfig writes a kubeconfig for the management cluster that carries nothing but a fresh token
  * of a ServiceAccount (`kubectl create token`), as a pod of it would run with, and returns its path.
  */
-export function serviceAccountKubeconfig(sa: string, namespace: string, dir = mkdtempSync(join(tmpdir(), 'e2e-sa-kubeconfig-'))): string {
+export function serviceAccountKubeconfig(
+  sa: string,
+  namespace: string,
+  dir = mkdtempSync(join(tmpdir(), 'e2e-sa-kubeconfig-')),
+): string {
   const token = kubectl(['create', 'token', sa, '-n', namespace, '--duration=1h']).trim();
   const path = join(dir, 'kubeconfig');
   const config = {
     apiVersion: 'v1',
     kind: 'Config',
-    clusters: [{ name: 'mgmt', cluster: { server: lab().LAB_MGMT_SERVER, 'certificate-authority': lab().LAB_CA_FILE } }],
+    clusters: [
+      { name: 'mgmt', cluster: { server: lab().LAB_MGMT_SERVER, 'certificate-authority': lab().LAB_CA_FILE } },
+    ],
     users: [{ name: sa, user: { token } }],
     contexts: [{ name: sa, context: { cluster: 'mgmt', user: sa } }],
     'current-context': sa,

@@ -44,7 +44,10 @@ after(async () => {
 
 test('of two replicas exactly one leads, and only the leader reconciles', async () => {
   await waitFor('a leader', async () => leads(a) || leads(b));
-  await applyCB(ns, 'ha', { git: { url: await repo('ha'), secretRef: { name: 'git-push' } }, target: { kubeconfigSecretRef: { name: 'absent' } } });
+  await applyCB(ns, 'ha', {
+    git: { url: await repo('ha'), secretRef: { name: 'git-push' } },
+    target: { kubeconfigSecretRef: { name: 'absent' } },
+  });
   await waitCondition(ns, 'ha', 'DeployKeyAuthorized', 'False');
   const [leader, standby] = leads(a) ? [a, b] : [b, a];
   assert.equal(leads(standby), false);
@@ -65,7 +68,9 @@ test('when the leader is killed mid-bootstrap the other takes over and completes
   const dir = clone(url);
   assert.equal(git(['rev-list', '--count', 'HEAD'], dir), '1', 'no duplicate commit');
   assert.equal(cb.status!.lastPushedCommit, git(['rev-parse', 'HEAD'], dir));
-  process.stderr.write(`standby took over ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the leader was killed\n`);
+  process.stderr.write(
+    `standby took over ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the leader was killed\n`,
+  );
 });
 
 test('a leader stopped with SIGTERM exits 0 and releases the Lease at once', async () => {
@@ -98,16 +103,29 @@ test('a leader cut off from the API server stops leading before any other replic
     server.on('error', () => client.destroy());
   });
   await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  const kubeconfig = readFileSync(lab().LAB_MGMT_KUBECONFIG, 'utf8').replace(lab().LAB_MGMT_SERVER, `https://127.0.0.1:${(proxy.address() as any).port}`);
+  const kubeconfig = readFileSync(lab().LAB_MGMT_KUBECONFIG, 'utf8').replace(
+    lab().LAB_MGMT_SERVER,
+    `https://127.0.0.1:${(proxy.address() as any).port}`,
+  );
   const log = createLogger('silent');
   const opts = { namespace: ns, name: 'overlap', log };
   const timeline: string[] = [];
   const at = (what: string): void => void timeline.push(what);
-  const A = new LeaderElector({ ...opts, client: KubeClient.fromTrustedKubeconfig(kubeconfig, { timeoutMs: 2_000, maxAttempts: 1 }), identity: 'a' });
+  const A = new LeaderElector({
+    ...opts,
+    client: KubeClient.fromTrustedKubeconfig(kubeconfig, { timeoutMs: 2_000, maxAttempts: 1 }),
+    identity: 'a',
+  });
   const B = new LeaderElector({ ...opts, client: mgmt(), identity: 'b' });
-  void A.run(async () => at('a leads'), async () => at('a stops leading'));
+  void A.run(
+    async () => at('a leads'),
+    async () => at('a stops leading'),
+  );
   await waitFor('a to lead', async () => A.leading);
-  void B.run(async () => at('b leads'), async () => at('b stops leading'));
+  void B.run(
+    async () => at('b leads'),
+    async () => at('b stops leading'),
+  );
   await new Promise((r) => setTimeout(r, 3_000));
   cut = true;
   for (const s of sockets) s.destroy();

@@ -50,10 +50,22 @@ test('a success, a terminal error, a retry and a wait each count under their con
     return value(text, 'workqueue_retries_total{name="clusterbootstrap"}') >= 1 ? text : false;
   });
   const c = 'controller="clusterbootstrap"';
-  assert.ok(value(m, `controller_runtime_reconcile_total{${c},result="success"}`) >= 1, 'the suspended one is a success');
-  assert.ok(value(m, `controller_runtime_reconcile_total{${c},result="requeue_after"}`) >= 1, 'the one waiting for its deploy key is requeued after a delay');
-  assert.ok(value(m, `controller_runtime_reconcile_total{${c},result="error"}`) >= 2, 'the invalid and the unreachable ones are errors');
-  assert.ok(value(m, `controller_runtime_terminal_reconcile_errors_total{${c}}`) >= 1, 'the invalid one is a terminal error');
+  assert.ok(
+    value(m, `controller_runtime_reconcile_total{${c},result="success"}`) >= 1,
+    'the suspended one is a success',
+  );
+  assert.ok(
+    value(m, `controller_runtime_reconcile_total{${c},result="requeue_after"}`) >= 1,
+    'the one waiting for its deploy key is requeued after a delay',
+  );
+  assert.ok(
+    value(m, `controller_runtime_reconcile_total{${c},result="error"}`) >= 2,
+    'the invalid and the unreachable ones are errors',
+  );
+  assert.ok(
+    value(m, `controller_runtime_terminal_reconcile_errors_total{${c}}`) >= 1,
+    'the invalid one is a terminal error',
+  );
   assert.ok(value(m, `controller_runtime_reconcile_errors_total{${c}}`) >= 2);
   assert.equal(value(m, `controller_runtime_max_concurrent_reconciles{${c}}`), Number(OPTIONS.concurrency.default));
   assert.equal(value(m, 'leader_election_master_status{name="clusterbootstrap"}'), 1);
@@ -69,7 +81,10 @@ test('a success, a terminal error, a retry and a wait each count under their con
     'fluxbootstrap_phase_duration_seconds_count{phase="IdentityReady"}',
   ])
     assert.match(m, new RegExp(`^${series.replace(/[{}"()]/g, '\\$&')} \\d`, 'm'), `${series} is exported`);
-  assert.ok(sum(m, 'rest_client_requests_total', ['code="200"', 'method="GET"']) > 0, 'REST calls are counted by code, method and host');
+  assert.ok(
+    sum(m, 'rest_client_requests_total', ['code="200"', 'method="GET"']) > 0,
+    'REST calls are counted by code, method and host',
+  );
 });
 
 test('reconciling N ClusterBootstraps again costs O(N) calls to the management API server, not O(N²)', async () => {
@@ -79,8 +94,15 @@ test('reconciling N ClusterBootstraps again costs O(N) calls to the management A
   const gets = async () => sum(await scrape(), 'rest_client_requests_total', ['method="GET"']);
   const before = await gets();
   const at = String(Date.now());
-  for (let i = 0; i < N; i++) await mgmt().mergePatch(API_VERSION, KIND, suite.ns, `fleet-${i}`, { metadata: { annotations: { [RECONCILE_REQUESTED_AT]: at } } });
-  for (let i = 0; i < N; i++) await waitFor(`fleet-${i} to handle the request`, async () => (await getCB(suite.ns, `fleet-${i}`)).status?.lastHandledReconcileAt === at);
+  for (let i = 0; i < N; i++)
+    await mgmt().mergePatch(API_VERSION, KIND, suite.ns, `fleet-${i}`, {
+      metadata: { annotations: { [RECONCILE_REQUESTED_AT]: at } },
+    });
+  for (let i = 0; i < N; i++)
+    await waitFor(
+      `fleet-${i} to handle the request`,
+      async () => (await getCB(suite.ns, `fleet-${i}`)).status?.lastHandledReconcileAt === at,
+    );
   const calls = (await gets()) - before;
   assert.ok(calls <= N + 3, `${N} reconciles made ${calls} GET calls: one read each, no list`);
 });

@@ -39,11 +39,18 @@ const SA = 'flux-bootstrap-operator';
 const DEPLOY = join(PROJECT_ROOT, 'deploy');
 const name = 'rbac-eu';
 
-type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [k: string]: any }; [k: string]: any };
+type Obj = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; [k: string]: any };
+  [k: string]: any;
+};
 
 /** kubectlFull runs the lab's kubectl against the management cluster and keeps stdout, stderr and the exit code. */
 function kubectlFull(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(join(lab().LAB_BIN, 'kubectl'), ['--kubeconfig', lab().LAB_MGMT_KUBECONFIG, ...args], { encoding: 'utf8' });
+  const r = spawnSync(join(lab().LAB_BIN, 'kubectl'), ['--kubeconfig', lab().LAB_MGMT_KUBECONFIG, ...args], {
+    encoding: 'utf8',
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -116,58 +123,109 @@ after(async () => {
 test('kubectl apply -k deploy/ --dry-run=server is accepted by the API server for every object, without warnings', () => {
   const r = kubectlFull(['apply', '-k', DEPLOY, '--dry-run=server']);
   assert.equal(r.status, 0, r.stderr);
-  assert.equal(r.stderr.trim(), '', 'no warnings (the Deployment meets the restricted Pod Security Standard of its namespace)');
+  assert.equal(
+    r.stderr.trim(),
+    '',
+    'no warnings (the Deployment meets the restricted Pod Security Standard of its namespace)',
+  );
   const lines = r.stdout.trim().split('\n');
   assert.equal(lines.length, objects.length, r.stdout);
   for (const o of objects) {
     const group = o.apiVersion.includes('/') ? `.${o.apiVersion.split('/')[0]}` : '';
     const ref = `${o.kind.toLowerCase()}${group}/${o.metadata.name}`;
-    assert.ok(lines.some((l) => l.startsWith(`${ref} `) && l.endsWith('(server dry run)')), `${ref} in:\n${r.stdout}`);
+    assert.ok(
+      lines.some((l) => l.startsWith(`${ref} `) && l.endsWith('(server dry run)')),
+      `${ref} in:\n${r.stdout}`,
+    );
   }
 });
 
-test('with only its service account token, the operator wins the Lease in flux-bootstrap-system and bootstraps through Committed and Applied', async () => {
-  await authorizeWhenPublished(ns, name);
-  await waitCondition(ns, name, 'Committed', 'True');
-  const cb = await waitCondition(ns, name, 'Applied', 'True');
-  assert.equal(condition(cb, 'IdentityReady')!.status, 'True');
+test(
+  'with only its service account token, the operator wins the Lease in flux-bootstrap-system and bootstraps ' +
+    'through Committed and Applied',
+  async () => {
+    await authorizeWhenPublished(ns, name);
+    await waitCondition(ns, name, 'Committed', 'True');
+    const cb = await waitCondition(ns, name, 'Applied', 'True');
+    assert.equal(condition(cb, 'IdentityReady')!.status, 'True');
 
-  const lease = await mgmt().get('coordination.k8s.io/v1', 'Lease', SYSTEM, 'flux-bootstrap-operator');
-  assert.equal(lease?.spec?.holderIdentity, `${hostname()}-${operator.proc.pid}`, 'the operator leads through its Role on Leases');
+    const lease = await mgmt().get('coordination.k8s.io/v1', 'Lease', SYSTEM, 'flux-bootstrap-operator');
+    assert.equal(
+      lease?.spec?.holderIdentity,
+      `${hostname()}-${operator.proc.pid}`,
+      'the operator leads through its Role on Leases',
+    );
 
-  const identity = await mgmt().get('v1', 'Secret', ns, `${name}-flux-identity`);
-  assert.ok(identity?.data?.identity, 'the identity Secret was created (secrets create)');
-  assert.ok(identity.data.known_hosts, 'the host keys were pinned into it (secrets patch)');
-  assert.deepEqual(cb.metadata.finalizers, ['fluxbootstrap.dev/finalizer'], 'the finalizer was added (clusterbootstraps patch)');
+    const identity = await mgmt().get('v1', 'Secret', ns, `${name}-flux-identity`);
+    assert.ok(identity?.data?.identity, 'the identity Secret was created (secrets create)');
+    assert.ok(identity.data.known_hosts, 'the host keys were pinned into it (secrets patch)');
+    assert.deepEqual(
+      cb.metadata.finalizers,
+      ['fluxbootstrap.dev/finalizer'],
+      'the finalizer was added (clusterbootstraps patch)',
+    );
 
-  const events = await mgmt().list('v1', 'Event', ns);
-  const mine = events.filter((e: any) => e.involvedObject?.name === name && e.source?.component === 'flux-bootstrap-operator');
-  assert.ok(mine.some((e: any) => e.reason === 'Pushed'), `Events were recorded (events create): ${mine.map((e: any) => e.reason).join(', ')}`);
+    const events = await mgmt().list('v1', 'Event', ns);
+    const mine = events.filter(
+      (e: any) => e.involvedObject?.name === name && e.source?.component === 'flux-bootstrap-operator',
+    );
+    assert.ok(
+      mine.some((e: any) => e.reason === 'Pushed'),
+      `Events were recorded (events create): ${mine.map((e: any) => e.reason).join(', ')}`,
+    );
 
-  const bad = forbiddenLines(operator).filter((l) => l.includes(ns) && !l.includes(unbound));
-  assert.deepEqual(bad, [], 'no 403 for the bound namespace');
-});
+    const bad = forbiddenLines(operator).filter((l) => l.includes(ns) && !l.includes(unbound));
+    assert.deepEqual(bad, [], 'no 403 for the bound namespace');
+  },
+);
 
 test('with the same token, Secrets stay unreadable outside the namespaces bound by a RoleBinding, and never listable', async () => {
-  const status = (p: Promise<unknown>) => p.then(() => 200, (err) => (err instanceof KubeError ? err.code : err));
+  const status = (p: Promise<unknown>) =>
+    p.then(
+      () => 200,
+      (err) => (err instanceof KubeError ? err.code : err),
+    );
   assert.equal(await status(asOperator.request('GET', `/api/v1/namespaces/${unbound}/secrets/not-yours`)), 403);
   assert.equal(await status(asOperator.request('GET', `/api/v1/namespaces/${SYSTEM}/secrets`)), 403);
-  assert.equal(await status(asOperator.request('GET', `/api/v1/namespaces/${ns}/secrets`)), 403, 'no list, even where bound');
+  assert.equal(
+    await status(asOperator.request('GET', `/api/v1/namespaces/${ns}/secrets`)),
+    403,
+    'no list, even where bound',
+  );
   assert.equal(await status(asOperator.request('GET', '/api/v1/secrets')), 403, 'no cluster-wide list');
-  assert.equal(await status(asOperator.request('GET', `/api/v1/namespaces/${ns}/secrets/git-push`)), 200, 'get where bound');
-  assert.equal(await status(asOperator.request('DELETE', `/api/v1/namespaces/${ns}/secrets/git-push`)), 403, 'no delete');
-  assert.equal(await status(asOperator.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`)), 403, 'Leases only in flux-bootstrap-system');
+  assert.equal(
+    await status(asOperator.request('GET', `/api/v1/namespaces/${ns}/secrets/git-push`)),
+    200,
+    'get where bound',
+  );
+  assert.equal(
+    await status(asOperator.request('DELETE', `/api/v1/namespaces/${ns}/secrets/git-push`)),
+    403,
+    'no delete',
+  );
+  assert.equal(
+    await status(asOperator.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`)),
+    403,
+    'Leases only in flux-bootstrap-system',
+  );
 
   // The ClusterBootstrap in the namespace without the binding stops at its first Secret, and says why.
   const cb = await waitCondition(unbound, name, 'IdentityReady', 'False', 'Forbidden');
-  assert.match(condition(cb, 'IdentityReady')!.message, /bind ClusterRole flux-bootstrap-operator-secrets in namespace .*tenant-rolebinding\.yaml.*forbidden/i);
+  assert.match(
+    condition(cb, 'IdentityReady')!.message,
+    /bind ClusterRole flux-bootstrap-operator-secrets in namespace .*tenant-rolebinding\.yaml.*forbidden/i,
+  );
   assert.equal(cb.status?.identity, undefined);
   assert.equal(await mgmt().get('v1', 'Secret', unbound, `${name}-flux-identity`), undefined);
 
   // Every 403 the operator logged was about that namespace: none about the bound one.
   const forbidden = forbiddenLines(operator);
   assert.ok(forbidden.length > 0, 'the operator reports the missing binding');
-  assert.deepEqual(forbidden.filter((l) => !l.includes(unbound)), [], 'a 403 outside the unbound namespace');
+  assert.deepEqual(
+    forbidden.filter((l) => !l.includes(unbound)),
+    [],
+    'a 403 outside the unbound namespace',
+  );
 });
 
 test('the tenant RoleBinding of deploy/examples is all a new namespace needs', async () => {

@@ -47,13 +47,18 @@ after(async () => {
 test('an operator killed mid-bootstrap resumes with the same key pair and makes no second commit', async () => {
   const url = await repo('crash');
   // No kubeconfig Secret: the bootstrap stops after the commit, at Applied, which is all this test needs.
-  await applyCB(ns, 'crash', { git: { url, secretRef: { name: 'git-push' } }, target: { kubeconfigSecretRef: { name: 'absent' } } });
+  await applyCB(ns, 'crash', {
+    git: { url, secretRef: { name: 'git-push' } },
+    target: { kubeconfigSecretRef: { name: 'absent' } },
+  });
 
   let op = await start();
   const secret = await waitFor('the identity Secret', () => mgmt().get<any>('v1', 'Secret', ns, 'crash-flux-identity'));
   await op.kill();
   op = await start();
-  const { status } = await waitFor('the public key in status', async () => ((await getCB(ns, 'crash')).status?.identity ? getCB(ns, 'crash') : false));
+  const { status } = await waitFor('the public key in status', async () =>
+    (await getCB(ns, 'crash')).status?.identity ? getCB(ns, 'crash') : false,
+  );
   const again = await mgmt().get<any>('v1', 'Secret', ns, 'crash-flux-identity');
   assert.equal(again.metadata.uid, secret.metadata.uid, 'the identity Secret was not replaced');
   assert.equal(again.data.identity, secret.data.identity, 'the key pair was not regenerated');
@@ -73,7 +78,10 @@ test('many ClusterBootstraps and another writer pushing to one repository at onc
   const url = await repo('fleet');
   const names = ['c1', 'c2', 'c3', 'c4', 'c5', 'c6'];
   for (const name of names)
-    await applyCB(ns, name, { git: { url, secretRef: { name: 'git-push' } }, target: { kubeconfigSecretRef: { name: 'absent' } } });
+    await applyCB(ns, name, {
+      git: { url, secretRef: { name: 'git-push' } },
+      target: { kubeconfigSecretRef: { name: 'absent' } },
+    });
   await start();
   await Promise.all(names.map((n) => authorizeWhenPublished(ns, n)));
 
@@ -104,7 +112,11 @@ test('many ClusterBootstraps and another writer pushing to one repository at onc
   const dir = clone(url);
   const subjects = git(['log', '--format=%s', 'HEAD'], dir).split('\n');
   for (const n of names) {
-    assert.equal(git(['log', '--format=%H', '--', `clusters/${n}/flux-system`], dir).split('\n').length, 1, `${n} is written by exactly one commit`);
+    assert.equal(
+      git(['log', '--format=%H', '--', `clusters/${n}/flux-system`], dir).split('\n').length,
+      1,
+      `${n} is written by exactly one commit`,
+    );
     assert.ok(git(['ls-files', `clusters/${n}/flux-system`], dir).split('\n').length === 3, `files of ${n}`);
   }
   for (const m of mine) assert.ok(subjects.includes(m), `the person's commit "${m}" survived`);

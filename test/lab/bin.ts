@@ -17,7 +17,9 @@ export const BINARIES = [
 /** BinaryName is one of BINARIES. */
 export type BinaryName = (typeof BINARIES)[number];
 
-/** ensureBinaries builds (or finds in the cache) the six binaries and links them into `<dir>/bin`. Returns that folder. */
+/**
+ * ensureBinaries builds (or finds in the cache) the six binaries and links them into `<dir>/bin`. Returns that folder.
+ */
 export async function ensureBinaries(opts: LabOptions = {}): Promise<string> {
   const dir = labDir(opts);
   const log = logger(opts);

@@ -10,7 +10,10 @@ import { cacheKey, ensureBinary, GITEA_BUILD, LAB_BUILDS, type BuildSpec } from 
 
 function haveGo(): boolean {
   try {
-    execFileSync(process.env.GO ?? 'go', ['version'], { stdio: 'ignore', env: { ...process.env, GOTOOLCHAIN: 'local' } });
+    execFileSync(process.env.GO ?? 'go', ['version'], {
+      stdio: 'ignore',
+      env: { ...process.env, GOTOOLCHAIN: 'local' },
+    });
     return true;
   } catch {
     return false;
@@ -77,18 +80,37 @@ describe('lab build', { skip: haveGo() ? false : 'go not installed' }, () => {
   });
 
   it('lets concurrent ensures of one entry build it once', async () => {
-    const spec: BuildSpec = { name: 'hello', moduleDir, pkg: 'example.com/labtest/hello', flags: ['-trimpath', '-ldflags=-s'] };
+    const spec: BuildSpec = {
+      name: 'hello',
+      moduleDir,
+      pkg: 'example.com/labtest/hello',
+      flags: ['-trimpath', '-ldflags=-s'],
+    };
     const a: string[] = [];
     const b: string[] = [];
-    const [p1, p2] = await Promise.all([ensureBinary(spec, { log: (l) => a.push(l) }), ensureBinary(spec, { log: (l) => b.push(l) })]);
+    const [p1, p2] = await Promise.all([
+      ensureBinary(spec, { log: (l) => a.push(l) }),
+      ensureBinary(spec, { log: (l) => b.push(l) }),
+    ]);
     assert.equal(p1, p2);
     const built = [...a, ...b].filter((l) => / built in /.test(l));
     assert.equal(built.length, 1, [...a, ...b].join('\n'));
   });
 
   it('breaks the lock of a dead builder', async () => {
-    const spec: BuildSpec = { name: 'hello', moduleDir, pkg: 'example.com/labtest/hello', flags: ['-trimpath', '-ldflags=-w'] };
-    const key = await cacheKey(spec, execFileSync(process.env.GO ?? 'go', ['version'], { encoding: 'utf8', env: { ...process.env, GOTOOLCHAIN: 'local' } }));
+    const spec: BuildSpec = {
+      name: 'hello',
+      moduleDir,
+      pkg: 'example.com/labtest/hello',
+      flags: ['-trimpath', '-ldflags=-w'],
+    };
+    const key = await cacheKey(
+      spec,
+      execFileSync(process.env.GO ?? 'go', ['version'], {
+        encoding: 'utf8',
+        env: { ...process.env, GOTOOLCHAIN: 'local' },
+      }),
+    );
     const dead = spawnSync(process.execPath, ['-e', '0']).pid;
     const lock = path.join(dir, 'cache', `.lock-hello-${key}`);
     await mkdir(lock, { recursive: true });

@@ -19,12 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export type LabBinary =
-  | 'etcd'
-  | 'kube-apiserver'
-  | 'kube-controller-manager'
-  | 'kubectl'
-  | 'source-controller'
-  | 'kustomize-controller';
+  'etcd' | 'kube-apiserver' | 'kube-controller-manager' | 'kubectl' | 'source-controller' | 'kustomize-controller';
 
 export type LabBinaries = Record<LabBinary, string>;
 
@@ -147,7 +142,11 @@ interface RunResult {
 }
 
 /** Runs a command, collecting stdout+stderr (and teeing it into logFile when given). */
-function run(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; logFile?: string }): Promise<RunResult> {
+function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd: string; env: NodeJS.ProcessEnv; logFile?: string },
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
     const log = opts.logFile ? createWriteStream(opts.logFile) : undefined;
@@ -358,7 +357,10 @@ export const HELM_BUILD: BuildSpec = {
     [
       `-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}`,
       '-X helm.sh/helm/v3/internal/version.gitTreeState=clean',
-      ...['pkg/lint/rules', 'pkg/chartutil'].flatMap((p) => [`-X helm.sh/helm/v3/${p}.k8sVersionMajor=1`, `-X helm.sh/helm/v3/${p}.k8sVersionMinor=37`]),
+      ...['pkg/lint/rules', 'pkg/chartutil'].flatMap((p) => [
+        `-X helm.sh/helm/v3/${p}.k8sVersionMajor=1`,
+        `-X helm.sh/helm/v3/${p}.k8sVersionMinor=37`,
+      ]),
     ].join(' '),
   ],
 };
@@ -406,7 +408,10 @@ export async function ensureGitea(opts?: EnsureOptions): Promise<string> {
 /** giteaStaticRoot is the gitea module's folder in the Go module cache (templates, locales), downloading it if gone. */
 export async function giteaStaticRoot(): Promise<string> {
   const go = await findGo();
-  const res = await run(go, ['mod', 'download', '-json', 'code.gitea.io/gitea'], { cwd: GITEA_BUILD.moduleDir, env: goEnv() });
+  const res = await run(go, ['mod', 'download', '-json', 'code.gitea.io/gitea'], {
+    cwd: GITEA_BUILD.moduleDir,
+    env: goEnv(),
+  });
   if (res.code !== 0) throw new Error(`go mod download code.gitea.io/gitea failed: ${tail(res.output)}`);
   const dir = (JSON.parse(res.output) as { Dir?: string }).Dir;
   if (!dir) throw new Error(`go mod download code.gitea.io/gitea gave no Dir: ${tail(res.output)}`);
@@ -437,7 +442,8 @@ export async function goModDownload(module: string, version: string): Promise<Go
   } catch {
     throw new Error(`go mod download ${module}@${version} failed: ${tail(res.output)}`);
   }
-  if (res.code !== 0 || info.Error || !info.Dir) throw new Error(`go mod download ${module}@${version} failed: ${info.Error ?? tail(res.output)}`);
+  if (res.code !== 0 || info.Error || !info.Dir)
+    throw new Error(`go mod download ${module}@${version} failed: ${info.Error ?? tail(res.output)}`);
   return info;
 }
 

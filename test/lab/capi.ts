@@ -36,7 +36,11 @@ export async function ensureClusterApiCRDs(opts: { log?: (line: string) => void 
   log(`capi: go mod download ${CLUSTER_API_MODULE}@${CLUSTER_API_VERSION}`);
   const mod = await goModDownload(CLUSTER_API_MODULE, CLUSTER_API_VERSION);
   const sub = CRD_DIRS.find((d) => fs.existsSync(path.join(mod.Dir, d, CLUSTER_CRD_FILE)));
-  if (!sub) throw new Error(`${CLUSTER_API_MODULE}@${CLUSTER_API_VERSION} (${mod.Dir}) has no ${CLUSTER_CRD_FILE} in ${CRD_DIRS.join(' or ')}`);
+  if (!sub)
+    throw new Error(
+      `${CLUSTER_API_MODULE}@${CLUSTER_API_VERSION} (${mod.Dir}) has no ${CLUSTER_CRD_FILE} in ` +
+        `${CRD_DIRS.join(' or ')}`,
+    );
   fs.mkdirSync(cache, { recursive: true });
   const tmp = fs.mkdtempSync(path.join(cache, `.tmp-cluster-api-${CLUSTER_API_VERSION}-`));
   try {
@@ -77,7 +81,8 @@ export async function installClusterApiCRDs(
   target?: string | KubeCreds,
   opts: { files?: string[]; log?: (line: string) => void; timeoutMs?: number } = {},
 ): Promise<string[]> {
-  const creds = typeof target === 'object' ? target : labCreds(labDir({ dir: target }), readLabEnv(target).LAB_MGMT_SERVER);
+  const creds =
+    typeof target === 'object' ? target : labCreds(labDir({ dir: target }), readLabEnv(target).LAB_MGMT_SERVER);
   const crds = await ensureClusterApiCRDs(opts);
   const names: string[] = [];
   for (const file of opts.files ?? [CLUSTER_CRD_FILE]) {
@@ -85,9 +90,15 @@ export async function installClusterApiCRDs(
     const text = fs.readFileSync(path.join(crds, file), 'utf8').replace(/^---\n/, '');
     if (/^---/m.test(text)) throw new Error(`${file} holds more than one document`);
     const name = crdName(text, file);
-    const r = await kubeRequest(creds, 'PATCH', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}?fieldManager=flux-lab&force=true`,
-      text, 'application/apply-patch+yaml');
-    if (r.status !== 200 && r.status !== 201) throw new Error(`applying ${file} to ${creds.server}: HTTP ${r.status} ${r.text.slice(0, 300)}`);
+    const r = await kubeRequest(
+      creds,
+      'PATCH',
+      `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}?fieldManager=flux-lab&force=true`,
+      text,
+      'application/apply-patch+yaml',
+    );
+    if (r.status !== 200 && r.status !== 201)
+      throw new Error(`applying ${file} to ${creds.server}: HTTP ${r.status} ${r.text.slice(0, 300)}`);
     names.push(name);
   }
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000);

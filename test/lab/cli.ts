@@ -6,7 +6,7 @@
  *   node test/lab/cli.ts up                         start the lab (no-op when up), print .lab/env
  *   node test/lab/cli.ts up --gitea                 the same with Gitea (also LAB_GITEA=1; added to a lab already up)
  *   node test/lab/cli.ts up --targets N             the same with N extra target clusters (also LAB_TARGETS=N; added
- *                                                   to a lab already up); --target-controllers (LAB_TARGET_CONTROLLERS=1)
+ * to a lab already up); --target-controllers (LAB_TARGET_CONTROLLERS=1)
  *                                                   gives each a controller manager
  *   node test/lab/cli.ts up --capi                  the same with Cluster API's Cluster CRD in the management cluster
  *                                                   (also LAB_CAPI=1; added to a lab already up)
@@ -22,11 +22,25 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ensureGitea } from './build.ts';
-import { authorizeKey, ensureBinaries, ensureHelm, fluxStart, fluxStop, labDown, labPids, labTargets, labUp, readLabEnv, rssKiB } from './lab.ts';
+import {
+  authorizeKey,
+  ensureBinaries,
+  ensureHelm,
+  fluxStart,
+  fluxStop,
+  labDown,
+  labPids,
+  labTargets,
+  labUp,
+  readLabEnv,
+  rssKiB,
+} from './lab.ts';
 
 const dir = process.env.LAB_DIR || undefined;
 const log = (line: string) => process.stderr.write(`[lab ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
-const usage = 'usage: node test/lab/cli.ts build [helm|gitea] | up [--gitea] [--targets N] [--target-controllers] [--capi] | down | ' +
+const usage =
+  'usage: node test/lab/cli.ts build [helm|gitea] | up [--gitea] [--targets N] [--target-controllers] [--capi] | ' +
+  'down | ' +
   'authorize-key <pubkey-file> [--rw] | flux start|stop [--targets 0,1,…|all] | env | status';
 const yes = (v: string | undefined) => ['1', 'true', 'yes'].includes(v ?? '');
 
@@ -48,7 +62,8 @@ function fluxTargets(args: string[]): number[] | undefined {
   if (v === undefined) return undefined;
   if (v === 'all') return [0, ...labTargets(readLabEnv(dir)).map((t) => t.index)];
   const list = v.split(',').map((x) => Number(x.trim()));
-  if (!list.length || list.some((n) => !Number.isInteger(n) || n < 0)) throw new Error(`--targets: expected all or 0,1,…: ${v}`);
+  if (!list.length || list.some((n) => !Number.isInteger(n) || n < 0))
+    throw new Error(`--targets: expected all or 0,1,…: ${v}`);
   return list;
 }
 
@@ -70,7 +85,8 @@ async function main(argv: string[]): Promise<number> {
       const targetControllers = rest.includes('--target-controllers') || yes(process.env.LAB_TARGET_CONTROLLERS);
       const n = flag(rest, '--targets') ?? (process.env.LAB_TARGETS || undefined);
       const targets = n === undefined ? undefined : Number(n);
-      if (targets !== undefined && !(Number.isInteger(targets) && targets >= 0)) throw new Error(`--targets / LAB_TARGETS: expected a number: ${n}`);
+      if (targets !== undefined && !(Number.isInteger(targets) && targets >= 0))
+        throw new Error(`--targets / LAB_TARGETS: expected a number: ${n}`);
       await labUp({ dir, log, gitea, capi, targets, targetControllers });
       process.stdout.write(fs.readFileSync(path.join(readLabEnv(dir).LAB_DIR, 'env'), 'utf8'));
       log(`up (${((Date.now() - t0) / 1000).toFixed(1)} s)`);

@@ -60,7 +60,10 @@ export interface ClusterSpec {
   apiserverEnv?: NodeJS.ProcessEnv;
 }
 
-/** labCluster is the spec of the lab's management or target cluster (`<dir>/pki`, `/lab-<name>`, `<dir>/<name>.kubeconfig`). */
+/**
+ * labCluster is the spec of the lab's management or target cluster (`<dir>/pki`, `/lab-<name>`,
+ * `<dir>/<name>.kubeconfig`).
+ */
 export function labCluster(dir: string, name: 'mgmt' | 'target'): ClusterSpec {
   return {
     name,
@@ -77,7 +80,13 @@ export function labCluster(dir: string, name: 'mgmt' | 'target'): ClusterSpec {
  * startApiserver starts the kube-apiserver of a cluster (`mgmt` or `target`, or a ClusterSpec) on its etcd prefix,
  * writes its kubeconfig and waits for /readyz; returns its https://127.0.0.1:PORT.
  */
-export async function startApiserver(dir: string, bin: string, cluster: 'mgmt' | 'target' | ClusterSpec, etcdUrl: string, log: (line: string) => void): Promise<string> {
+export async function startApiserver(
+  dir: string,
+  bin: string,
+  cluster: 'mgmt' | 'target' | ClusterSpec,
+  etcdUrl: string,
+  log: (line: string) => void,
+): Promise<string> {
   const c = typeof cluster === 'string' ? labCluster(dir, cluster) : cluster;
   const pki = c.pki;
   const [port] = await startServer(dir, `${c.name}-apiserver`, {
@@ -85,37 +94,52 @@ export async function startApiserver(dir: string, bin: string, cluster: 'mgmt' |
     start: ([port]) => {
       const server = `https://127.0.0.1:${port}`;
       fs.writeFileSync(c.kubeconfig, kubeconfig(c.contextName, server, pki), { mode: 0o600 });
-      startDetached(dir, `${c.name}-apiserver`, path.join(bin, 'kube-apiserver'), [
-        `--etcd-servers=${etcdUrl}`,
-        `--etcd-prefix=${c.etcdPrefix}`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
-        `--secure-port=${port}`,
-        `--cert-dir=${path.join(c.stateDir, 'apiserver-certs')}`,
-        `--tls-cert-file=${path.join(pki, 'serving.crt')}`,
-        `--tls-private-key-file=${path.join(pki, 'serving.key')}`,
-        `--client-ca-file=${path.join(pki, 'ca.crt')}`,
-        `--service-account-issuer=${server}`,
-        `--service-account-key-file=${path.join(pki, `${c.sa}-sa.pub`)}`,
-        `--service-account-signing-key-file=${path.join(pki, `${c.sa}-sa.key`)}`,
-        '--service-cluster-ip-range=10.0.0.0/24',
-        '--authorization-mode=RBAC',
-        '--endpoint-reconciler-type=none',
-        '--allow-privileged=true',
-        '--profiling=false',
-        '--v=1',
-        ...(c.apiserverArgs ?? []),
-      ], c.apiserverEnv);
+      startDetached(
+        dir,
+        `${c.name}-apiserver`,
+        path.join(bin, 'kube-apiserver'),
+        [
+          `--etcd-servers=${etcdUrl}`,
+          `--etcd-prefix=${c.etcdPrefix}`,
+          '--bind-address=127.0.0.1',
+          '--advertise-address=127.0.0.1',
+          `--secure-port=${port}`,
+          `--cert-dir=${path.join(c.stateDir, 'apiserver-certs')}`,
+          `--tls-cert-file=${path.join(pki, 'serving.crt')}`,
+          `--tls-private-key-file=${path.join(pki, 'serving.key')}`,
+          `--client-ca-file=${path.join(pki, 'ca.crt')}`,
+          `--service-account-issuer=${server}`,
+          `--service-account-key-file=${path.join(pki, `${c.sa}-sa.pub`)}`,
+          `--service-account-signing-key-file=${path.join(pki, `${c.sa}-sa.key`)}`,
+          '--service-cluster-ip-range=10.0.0.0/24',
+          '--authorization-mode=RBAC',
+          '--endpoint-reconciler-type=none',
+          '--allow-privileged=true',
+          '--profiling=false',
+          '--v=1',
+          ...(c.apiserverArgs ?? []),
+        ],
+        c.apiserverEnv,
+      );
     },
-    ready: async ([port]) => (await kubeRequest(pkiCreds(pki, `https://127.0.0.1:${port}`), 'GET', '/readyz')).status === 200,
+    ready: async ([port]) =>
+      (await kubeRequest(pkiCreds(pki, `https://127.0.0.1:${port}`), 'GET', '/readyz')).status === 200,
     timeoutMs: 120_000,
     log,
   });
   return `https://127.0.0.1:${port}`;
 }
 
-/** startControllerManager starts the kube-controller-manager of a cluster (name or ClusterSpec) and waits for its /healthz. */
-export async function startControllerManager(dir: string, bin: string, cluster: 'mgmt' | 'target' | ClusterSpec, log: (line: string) => void): Promise<void> {
+/**
+ * startControllerManager starts the kube-controller-manager of a cluster (name or ClusterSpec) and waits for its
+ * /healthz.
+ */
+export async function startControllerManager(
+  dir: string,
+  bin: string,
+  cluster: 'mgmt' | 'target' | ClusterSpec,
+  log: (line: string) => void,
+): Promise<void> {
   const c = typeof cluster === 'string' ? labCluster(dir, cluster) : cluster;
   const pki = c.pki;
   await startServer(dir, `${c.name}-controller-manager`, {
@@ -135,7 +159,8 @@ export async function startControllerManager(dir: string, bin: string, cluster: 
         '--v=1',
       ]);
     },
-    ready: async ([port]) => (await httpRequest(`https://127.0.0.1:${port}/healthz`, { insecure: true, timeoutMs: 2000 })).status === 200,
+    ready: async ([port]) =>
+      (await httpRequest(`https://127.0.0.1:${port}/healthz`, { insecure: true, timeoutMs: 2000 })).status === 200,
     timeoutMs: 60_000,
     log,
   });

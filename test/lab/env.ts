@@ -21,7 +21,10 @@ export interface LabOptions {
 export interface LabEnv {
   /** The lab's state folder (absolute). */
   LAB_DIR: string;
-  /** Folder with links to all six binaries (etcd, kube-apiserver, kube-controller-manager, kubectl, source-controller, kustomize-controller). */
+  /**
+   * Folder with links to all six binaries (etcd, kube-apiserver, kube-controller-manager, kubectl, source-controller,
+   * kustomize-controller).
+   */
   LAB_BIN: string;
   /** Folder with every component's log. */
   LAB_LOGS: string;

@@ -35,7 +35,9 @@ export const LIGHT_APISERVER_ARGS = ['--watch-cache=false', '--enable-priority-a
 /** Environment of the extra targets' API servers beside the usual: a GC that runs at half the heap growth. */
 export const LIGHT_APISERVER_ENV = { GOGC: '50' };
 
-/** targetName is the name of extra target i: its processes are `target-<i>-apiserver`, `target-<i>-source-controller`, … */
+/**
+ * targetName is the name of extra target i: its processes are `target-<i>-apiserver`, `target-<i>-source-controller`, …
+ */
 export function targetName(i: number): string {
   return `target-${i}`;
 }
@@ -65,7 +67,8 @@ function words(v: string | undefined): string[] {
 export function labTargets(env: LabEnv): LabTarget[] {
   const kubeconfigs = words(env.LAB_TARGET_KUBECONFIGS);
   const servers = words(env.LAB_TARGET_SERVERS);
-  if (kubeconfigs.length !== servers.length) throw new Error(`LAB_TARGET_KUBECONFIGS and LAB_TARGET_SERVERS differ in length`);
+  if (kubeconfigs.length !== servers.length)
+    throw new Error(`LAB_TARGET_KUBECONFIGS and LAB_TARGET_SERVERS differ in length`);
   return kubeconfigs.map((kubeconfig, k) => ({ index: k + 1, kubeconfig, server: servers[k] }));
 }
 
@@ -73,7 +76,8 @@ export function labTargets(env: LabEnv): LabTarget[] {
 export function labTarget(env: LabEnv, i: number): LabTarget {
   if (i === 0) return { index: 0, kubeconfig: env.LAB_TARGET_KUBECONFIG, server: env.LAB_TARGET_SERVER };
   const t = labTargets(env)[i - 1];
-  if (!Number.isInteger(i) || !t) throw new Error(`the lab in ${env.LAB_DIR} has no target ${i} (it has 0…${labTargets(env).length})`);
+  if (!Number.isInteger(i) || !t)
+    throw new Error(`the lab in ${env.LAB_DIR} has no target ${i} (it has 0…${labTargets(env).length})`);
   return t;
 }
 
@@ -122,12 +126,14 @@ export async function startTargets(
   indexes: number[],
   opts: { controllers?: boolean; log: (line: string) => void },
 ): Promise<LabTarget[]> {
-  const started = await Promise.all(indexes.map(async (i) => {
-    const c = targetCluster(dir, i);
-    const server = await startApiserver(dir, bin, c, etcdUrl, opts.log);
-    if (opts.controllers) await startControllerManager(dir, bin, c, opts.log);
-    return { index: i, kubeconfig: c.kubeconfig, server };
-  }));
+  const started = await Promise.all(
+    indexes.map(async (i) => {
+      const c = targetCluster(dir, i);
+      const server = await startApiserver(dir, bin, c, etcdUrl, opts.log);
+      if (opts.controllers) await startControllerManager(dir, bin, c, opts.log);
+      return { index: i, kubeconfig: c.kubeconfig, server };
+    }),
+  );
   if (indexes.length) opts.log(`extra targets ready: ${started.map((t) => `${t.index} ${t.server}`).join(', ')}`);
   return started;
 }
@@ -139,5 +145,8 @@ export function targetEnv(targets: LabTarget[]): Pick<LabEnv, 'LAB_TARGET_KUBECO
     if (t.index !== k + 1) throw new Error(`extra targets must be 1…N without gaps: ${sorted.map((s) => s.index)}`);
   });
   if (!sorted.length) return {};
-  return { LAB_TARGET_KUBECONFIGS: sorted.map((t) => t.kubeconfig).join(' '), LAB_TARGET_SERVERS: sorted.map((t) => t.server).join(' ') };
+  return {
+    LAB_TARGET_KUBECONFIGS: sorted.map((t) => t.kubeconfig).join(' '),
+    LAB_TARGET_SERVERS: sorted.map((t) => t.server).join(' '),
+  };
 }

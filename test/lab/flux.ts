@@ -95,7 +95,8 @@ export async function fluxStart(opts: FluxStartOptions = {}): Promise<FluxInfo |
   const dir = labDir(opts);
   const env = readLabEnv(dir);
   const targets = opts.targets ?? [0];
-  if (new Set(targets).size !== targets.length) throw new Error(`fluxStart: a target given twice: ${targets.join(', ')}`);
+  if (new Set(targets).size !== targets.length)
+    throw new Error(`fluxStart: a target given twice: ${targets.join(', ')}`);
   for (const i of targets) labTarget(env, i); // throws on a target the lab does not have
   const results = await Promise.allSettled(targets.map((i) => fluxStartOne(dir, env, i, opts)));
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -121,41 +122,72 @@ async function fluxStartOne(dir: string, env: LabEnv, i: number, opts: FluxStart
   const target = labTarget(env, i);
   const creds = targetCreds(env, i);
   log('flux: waiting for the Flux CRDs in the target cluster');
-  await waitFor(`Flux CRDs established in target cluster ${i} (${target.server})`, async () => {
-    const r = await kubeRequest(creds, 'GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions');
-    if (r.status !== 200) return false;
-    const established = new Set<string>(
-      (r.json.items ?? [])
-        .filter((crd: any) => (crd.status?.conditions ?? []).some((c: any) => c.type === 'Established' && c.status === 'True'))
-        .map((crd: any) => crd.metadata.name),
-    );
-    return FLUX_CRDS.every((n) => established.has(n));
-  }, { timeoutMs, dir, intervalMs: 1000 });
+  await waitFor(
+    `Flux CRDs established in target cluster ${i} (${target.server})`,
+    async () => {
+      const r = await kubeRequest(creds, 'GET', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions');
+      if (r.status !== 200) return false;
+      const established = new Set<string>(
+        (r.json.items ?? [])
+          .filter((crd: any) =>
+            (crd.status?.conditions ?? []).some((c: any) => c.type === 'Established' && c.status === 'True'),
+          )
+          .map((crd: any) => crd.metadata.name),
+      );
+      return FLUX_CRDS.every((n) => established.has(n));
+    },
+    { timeoutMs, dir, intervalMs: 1000 },
+  );
 
   const storagePath = path.join(state, 'storage');
   fs.mkdirSync(storagePath, { recursive: true });
   const fluxEnv = childEnv({ KUBECONFIG: target.kubeconfig, RUNTIME_NAMESPACE: 'flux-system' });
-  const common = ['--metrics-addr=127.0.0.1:0', '--health-addr=127.0.0.1:0', '--events-addr=', '--enable-leader-election=false', '--watch-all-namespaces=true', '--log-level=info'];
+  const common = [
+    '--metrics-addr=127.0.0.1:0',
+    '--health-addr=127.0.0.1:0',
+    '--events-addr=',
+    '--enable-leader-election=false',
+    '--watch-all-namespaces=true',
+    '--log-level=info',
+  ];
   try {
     const [storage] = await startServer(dir, sourceName, {
       ports: 1,
       start: ([storage]) => {
-        startDetached(dir, sourceName, path.join(env.LAB_BIN, 'source-controller'), [
-          `--storage-path=${storagePath}`,
-          `--storage-addr=127.0.0.1:${storage}`,
-          `--storage-adv-addr=127.0.0.1:${storage}`,
-          ...common,
-        ], fluxEnv);
+        startDetached(
+          dir,
+          sourceName,
+          path.join(env.LAB_BIN, 'source-controller'),
+          [
+            `--storage-path=${storagePath}`,
+            `--storage-addr=127.0.0.1:${storage}`,
+            `--storage-adv-addr=127.0.0.1:${storage}`,
+            ...common,
+          ],
+          fluxEnv,
+        );
       },
       ready: async ([storage]) => (await readyHealth(dir, sourceName, [storage])) !== undefined,
       timeoutMs: 60_000,
       log,
     });
     const storageAddr = `127.0.0.1:${storage}`;
-    startDetached(dir, kustomizeName, path.join(env.LAB_BIN, 'kustomize-controller'), common, { ...fluxEnv, SOURCE_CONTROLLER_LOCALHOST: storageAddr });
-    startDetached(dir, kubeletName, process.execPath, [path.join(import.meta.dirname, 'kubelet.ts'), '--dir', dir, '--target', String(i)]);
-    await waitFor(`${kustomizeName} /readyz`, async () => (await readyHealth(dir, kustomizeName)) !== undefined,
-      { timeoutMs: 60_000, dir, proc: kustomizeName });
+    startDetached(dir, kustomizeName, path.join(env.LAB_BIN, 'kustomize-controller'), common, {
+      ...fluxEnv,
+      SOURCE_CONTROLLER_LOCALHOST: storageAddr,
+    });
+    startDetached(dir, kubeletName, process.execPath, [
+      path.join(import.meta.dirname, 'kubelet.ts'),
+      '--dir',
+      dir,
+      '--target',
+      String(i),
+    ]);
+    await waitFor(`${kustomizeName} /readyz`, async () => (await readyHealth(dir, kustomizeName)) !== undefined, {
+      timeoutMs: 60_000,
+      dir,
+      proc: kustomizeName,
+    });
     const info: FluxInfo = {
       target: i,
       storageAddr,
@@ -186,7 +218,9 @@ function recorded(dir: string): string[] {
  */
 export async function fluxStop(opts: LabOptions & { targets?: number[] } = {}): Promise<void> {
   const dir = labDir(opts);
-  const names = opts.targets ? opts.targets.flatMap(fluxProcesses) : [...new Set([...FLUX_PROCESSES, ...recorded(dir).filter(isFluxProcess)])];
+  const names = opts.targets
+    ? opts.targets.flatMap(fluxProcesses)
+    : [...new Set([...FLUX_PROCESSES, ...recorded(dir).filter(isFluxProcess)])];
   await stopProcesses(dir, names);
   let targets = opts.targets;
   if (!targets) {
@@ -196,13 +230,22 @@ export async function fluxStop(opts: LabOptions & { targets?: number[] } = {}): 
     } catch {
       /* no flux state */
     }
-    targets = [0, ...subs.map((f) => /^target-(\d+)$/.exec(f)).filter((m) => m !== null).map((m) => Number(m[1]))];
+    targets = [
+      0,
+      ...subs
+        .map((f) => /^target-(\d+)$/.exec(f))
+        .filter((m) => m !== null)
+        .map((m) => Number(m[1])),
+    ];
   }
   for (const i of targets) fs.rmSync(path.join(fluxDir(dir, i), 'ports.json'), { force: true });
   logger(opts)(`flux: stopped${opts.targets ? ` (targets ${opts.targets.join(', ')})` : ''}`);
 }
 
-/** fluxRunning tells whether the Flux controllers of target `target` (default 0, the lab's target) of the lab in `dir` run. */
+/**
+ * fluxRunning tells whether the Flux controllers of target `target` (default 0, the lab's target) of the lab in `dir`
+ * run.
+ */
 export function fluxRunning(dir?: string, target = 0): boolean {
   const d = labDir({ dir });
   return fluxProcesses(target).every((n) => running(d, n) !== undefined);

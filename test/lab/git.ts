@@ -45,13 +45,26 @@ repo="\${repo#/}"
 exec git "\${verb#git-}" "$root/$repo"
 `;
 
-/** ensureGitUser creates the git-only system user GIT_USER (shell git-shell) with the forced command; returns its home. */
+/**
+ * ensureGitUser creates the git-only system user GIT_USER (shell git-shell) with the forced command; returns its home.
+ */
 export async function ensureGitUser(log: (l: string) => void): Promise<string> {
   let entry = (await run('getent', ['passwd', GIT_USER]).catch(() => '')).trim();
   if (!entry) {
     log(`creating system user ${GIT_USER} (shell ${GIT_SHELL})`);
-    const added = await run('useradd', ['--system', '--user-group', '--create-home', '--home-dir', `/var/lib/${GIT_USER}`, '--shell', GIT_SHELL, GIT_USER])
-      .then(() => undefined, (err: Error) => err);
+    const added = await run('useradd', [
+      '--system',
+      '--user-group',
+      '--create-home',
+      '--home-dir',
+      `/var/lib/${GIT_USER}`,
+      '--shell',
+      GIT_SHELL,
+      GIT_USER,
+    ]).then(
+      () => undefined,
+      (err: Error) => err,
+    );
     entry = (await run('getent', ['passwd', GIT_USER]).catch(() => '')).trim();
     if (!entry) throw added ?? new Error(`useradd made no ${GIT_USER} user`); // a lab starting beside may have made it meanwhile
   }
@@ -85,7 +98,10 @@ function chownR(p: string, uid: number, gid: number): void {
 /** The key blob (`type base64`) of a public-key line, or throws. */
 function parsePublicKey(text: string): { blob: string; line: string } {
   const line = text.trim().split('\n')[0].trim();
-  const m = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|sk-[A-Za-z0-9@._-]+)\s+([A-Za-z0-9+\/]+={0,3})(\s+.*)?$/.exec(line);
+  const m =
+    /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(?:256|384|521)|sk-[A-Za-z0-9@._-]+)\s+([A-Za-z0-9+\/]+={0,3})(\s+.*)?$/.exec(
+      line,
+    );
   if (!m) throw new Error(`not an OpenSSH public key: ${line.slice(0, 60)}`);
   return { blob: `${m[1]} ${m[2]}`, line: `${m[1]} ${m[2]}${(m[3] ?? '').replace(/[\r"]/g, '')}` };
 }
@@ -104,7 +120,10 @@ export function authorizeKey(key: string, opts: { access: 'ro' | 'rw'; dir?: str
   const gitRoot = path.join(dir, 'git');
   let existing: string[] = [];
   try {
-    existing = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() && !l.includes(` ${blob}`));
+    existing = fs
+      .readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() && !l.includes(` ${blob}`));
   } catch {
     if (!fs.existsSync(path.join(dir, 'ssh'))) throw new Error(`no lab at ${dir}: run labUp first`);
   }
@@ -120,7 +139,10 @@ export function createRepo(name: string, opts: { dir?: string } = {}): string {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(base) || base.includes('..')) throw new Error(`bad repo name: ${name}`);
   const repo = path.join(dir, 'git', `${base}.git`);
   if (fs.existsSync(repo)) throw new Error(`repo exists: ${repo}`);
-  execFileSync('git', ['init', '-q', '--bare', '-b', 'main', repo], { env: childEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
+  execFileSync('git', ['init', '-q', '--bare', '-b', 'main', repo], {
+    env: childEnv(),
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   const [, , uid, gid] = execFileSync('getent', ['passwd', GIT_USER], { encoding: 'utf8' }).trim().split(':');
   chownR(repo, Number(uid), Number(gid));
   const env = readLabEnvOrNull(dir);
@@ -128,9 +150,15 @@ export function createRepo(name: string, opts: { dir?: string } = {}): string {
   return `ssh://${GIT_USER}@127.0.0.1:${port}/${base}.git`;
 }
 
-/** gitSshCommand is a GIT_SSH_COMMAND for `key` against the lab's known_hosts, strict host key checking, no agent, no config. */
+/**
+ * gitSshCommand is a GIT_SSH_COMMAND for `key` against the lab's known_hosts, strict host key checking, no agent, no
+ * config.
+ */
 export function gitSshCommand(key: string, knownHosts: string): string {
-  return `ssh -F /dev/null -i ${key} -o IdentitiesOnly=yes -o IdentityAgent=none -o UserKnownHostsFile=${knownHosts} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes`;
+  return (
+    `ssh -F /dev/null -i ${key} -o IdentitiesOnly=yes -o IdentityAgent=none -o ` +
+    `UserKnownHostsFile=${knownHosts} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes`
+  );
 }
 
 function sshdConfig(dir: string, port: number): string {
@@ -166,7 +194,10 @@ function sshdConfig(dir: string, port: number): string {
 }
 
 async function gitLsRemote(url: string, key: string, knownHosts: string): Promise<string> {
-  return run('git', ['ls-remote', url], { env: childEnv({ GIT_SSH_COMMAND: gitSshCommand(key, knownHosts) }), timeoutMs: 15_000 });
+  return run('git', ['ls-remote', url], {
+    env: childEnv({ GIT_SSH_COMMAND: gitSshCommand(key, knownHosts) }),
+    timeoutMs: 15_000,
+  });
 }
 
 /** GitServer is where startGitServer serves the lab's repos. */
@@ -194,10 +225,18 @@ export async function startGitServer(dir: string, writer: string, log: (line: st
     start: async ([p]) => {
       fs.writeFileSync(path.join(sshDir, 'port'), `${p}\n`);
       fs.writeFileSync(config, sshdConfig(dir, p));
-      fs.writeFileSync(knownHosts, ['ed25519', 'ecdsa'].map((t) => {
-        const [type, blob] = fs.readFileSync(path.join(sshDir, `ssh_host_${t}_key.pub`), 'utf8').trim().split(/\s+/);
-        return `[127.0.0.1]:${p} ${type} ${blob}\n`;
-      }).join(''));
+      fs.writeFileSync(
+        knownHosts,
+        ['ed25519', 'ecdsa']
+          .map((t) => {
+            const [type, blob] = fs
+              .readFileSync(path.join(sshDir, `ssh_host_${t}_key.pub`), 'utf8')
+              .trim()
+              .split(/\s+/);
+            return `[127.0.0.1]:${p} ${type} ${blob}\n`;
+          })
+          .join(''),
+      );
       await run(SSHD, ['-t', '-f', config]);
       startDetached(dir, 'sshd', SSHD, ['-D', '-e', '-f', config]);
     },
@@ -207,9 +246,13 @@ export async function startGitServer(dir: string, writer: string, log: (line: st
     log,
   });
   const url = createRepo('gitops', { dir });
-  await waitFor('git ls-remote over ssh', async () => {
-    await gitLsRemote(url, writer, knownHosts);
-    return true;
-  }, { timeoutMs: 30_000, dir, proc: 'sshd' });
+  await waitFor(
+    'git ls-remote over ssh',
+    async () => {
+      await gitLsRemote(url, writer, knownHosts);
+      return true;
+    },
+    { timeoutMs: 30_000, dir, proc: 'sshd' },
+  );
   return { port, url, knownHosts };
 }

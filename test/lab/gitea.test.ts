@@ -35,28 +35,54 @@ let env: LabEnv;
 
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const e: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GIT_') && !k.startsWith('LAB_') && k !== 'KUBECONFIG') e[k] = v;
-  return { ...e, GIT_AUTHOR_NAME: 'lab', GIT_AUTHOR_EMAIL: 'lab@example.com', GIT_COMMITTER_NAME: 'lab', GIT_COMMITTER_EMAIL: 'lab@example.com', GIT_TERMINAL_PROMPT: '0', ...extra };
+  for (const [k, v] of Object.entries(process.env))
+    if (!k.startsWith('GIT_') && !k.startsWith('LAB_') && k !== 'KUBECONFIG') e[k] = v;
+  return {
+    ...e,
+    GIT_AUTHOR_NAME: 'lab',
+    GIT_AUTHOR_EMAIL: 'lab@example.com',
+    GIT_COMMITTER_NAME: 'lab',
+    GIT_COMMITTER_EMAIL: 'lab@example.com',
+    GIT_TERMINAL_PROMPT: '0',
+    ...extra,
+  };
 }
 
 /** Runs a command; resolves to its exit code and output (never throws on a failed command). */
-async function sh(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}) {
+async function sh(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+) {
   try {
-    const { stdout, stderr } = await execFileP(cmd, args, { cwd: opts.cwd, env: opts.env ?? cleanEnv(), maxBuffer: 32 * 1024 * 1024, timeout: opts.timeoutMs ?? 120_000 });
+    const { stdout, stderr } = await execFileP(cmd, args, {
+      cwd: opts.cwd,
+      env: opts.env ?? cleanEnv(),
+      maxBuffer: 32 * 1024 * 1024,
+      timeout: opts.timeoutMs ?? 120_000,
+    });
     return { code: 0, out: `${stdout}${stderr}` };
   } catch (err: any) {
-    return { code: typeof err.code === 'number' ? err.code : -1, out: `${err.stdout ?? ''}${err.stderr ?? ''}${err.message}` };
+    return {
+      code: typeof err.code === 'number' ? err.code : -1,
+      out: `${err.stdout ?? ''}${err.stderr ?? ''}${err.message}`,
+    };
   }
 }
 
-async function ok(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<string> {
+async function ok(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<string> {
   const r = await sh(cmd, args, opts);
   assert.equal(r.code, 0, `${cmd} ${args.join(' ')} failed:\n${r.out}`);
   return r.out;
 }
 
 /** The git environment for ssh with `key` against `knownHosts` (strict host key checking). */
-const sshEnv = (key: string, knownHosts = env.LAB_GITEA_KNOWN_HOSTS!) => cleanEnv({ GIT_SSH_COMMAND: gitSshCommand(key, knownHosts) });
+const sshEnv = (key: string, knownHosts = env.LAB_GITEA_KNOWN_HOSTS!) =>
+  cleanEnv({ GIT_SSH_COMMAND: gitSshCommand(key, knownHosts) });
 
 /** A commit on branch main in a new work tree `name` under the test's work dir; returns [path, commit]. */
 async function commitIn(name: string, file: string, text: string): Promise<[string, string]> {
@@ -69,14 +95,21 @@ async function commitIn(name: string, file: string, text: string): Promise<[stri
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const gone = (pid: number) => !fs.existsSync(`/proc/${pid}`) || /\) [ZX] /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+const gone = (pid: number) =>
+  !fs.existsSync(`/proc/${pid}`) || /\) [ZX] /.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
 
-before(async () => {
-  const t0 = Date.now();
-  await ok(process.execPath, [CLI, 'up'], { env: { ...cleanEnv(), LAB_DIR: dir, LAB_GITEA: '1' }, timeoutMs: 3_600_000 });
-  env = readLabEnv(dir);
-  log?.(`lab with Gitea up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-}, { timeout: 3_600_000 });
+before(
+  async () => {
+    const t0 = Date.now();
+    await ok(process.execPath, [CLI, 'up'], {
+      env: { ...cleanEnv(), LAB_DIR: dir, LAB_GITEA: '1' },
+      timeoutMs: 3_600_000,
+    });
+    env = readLabEnv(dir);
+    log?.(`lab with Gitea up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  },
+  { timeout: 3_600_000 },
+);
 
 after(async () => {
   await labDown({ dir }).catch(() => {});
@@ -111,7 +144,10 @@ test('the writer key pushes to fleet over ssh with strict host key checking agai
   const url = env.LAB_GITEA_REPO_URL!;
   const [src, head] = await commitIn('push-ssh', 'README.md', 'fleet\n');
   await ok('git', ['push', '-q', url, 'main'], { cwd: src, env: sshEnv(env.LAB_GIT_WRITER_KEY) });
-  assert.match(await ok('git', ['ls-remote', url, 'refs/heads/main'], { env: sshEnv(env.LAB_GIT_WRITER_KEY) }), new RegExp(`^${head}\\s`));
+  assert.match(
+    await ok('git', ['ls-remote', url, 'refs/heads/main'], { env: sshEnv(env.LAB_GIT_WRITER_KEY) }),
+    new RegExp(`^${head}\\s`),
+  );
   // Gitea records a push asynchronously (its post-receive queue)
   let seen: unknown;
   for (const deadline = Date.now() + 30_000; Date.now() < deadline; await sleep(250)) {
@@ -119,10 +155,12 @@ test('the writer key pushes to fleet over ssh with strict host key checking agai
     seen = branch.json?.commit?.id ?? `HTTP ${branch.status} ${branch.text.slice(0, 200)}`;
     if (seen === head) break;
   }
-  assert.equal(seen, head, 'Gitea\'s API shows the pushed commit on main');
+  assert.equal(seen, head, "Gitea's API shows the pushed commit on main");
 
   // the host key is really checked: against the lab sshd's known_hosts (other keys), ssh refuses
-  const wrongHosts = await sh('git', ['ls-remote', url], { env: sshEnv(env.LAB_GIT_WRITER_KEY, env.LAB_GIT_KNOWN_HOSTS) });
+  const wrongHosts = await sh('git', ['ls-remote', url], {
+    env: sshEnv(env.LAB_GIT_WRITER_KEY, env.LAB_GIT_KNOWN_HOSTS),
+  });
   assert.notEqual(wrongHosts.code, 0);
   assert.match(wrongHosts.out, /Host key verification failed|host key .*(not known|changed)/i);
 });
@@ -130,8 +168,12 @@ test('the writer key pushes to fleet over ssh with strict host key checking agai
 test('a read-only deploy key added through the API clones fleet but cannot push', async () => {
   const key = path.join(work, 'deploy');
   await ok('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'deploy', '-f', key]);
-  const added = await giteaRequest('POST', `/repos/${GITEA_OWNER}/fleet/keys`,
-    { title: 'flux-deploy', key: fs.readFileSync(`${key}.pub`, 'utf8').trim(), read_only: true }, { dir });
+  const added = await giteaRequest(
+    'POST',
+    `/repos/${GITEA_OWNER}/fleet/keys`,
+    { title: 'flux-deploy', key: fs.readFileSync(`${key}.pub`, 'utf8').trim(), read_only: true },
+    { dir },
+  );
   assert.equal(added.status, 201, added.text);
   assert.equal(added.json.read_only, true);
 
@@ -146,7 +188,9 @@ test('a read-only deploy key added through the API clones fleet but cannot push'
   const push = await sh('git', ['push', '-q', 'origin', 'main'], { cwd: clone, env: sshEnv(key) });
   assert.notEqual(push.code, 0, 'push with a read-only deploy key is refused');
   assert.match(push.out, /Deploy Key: .*flux-deploy is not authorized to write/, push.out);
-  const remote = await ok('git', ['ls-remote', env.LAB_GITEA_REPO_URL!, 'refs/heads/main'], { env: sshEnv(env.LAB_GIT_WRITER_KEY) });
+  const remote = await ok('git', ['ls-remote', env.LAB_GITEA_REPO_URL!, 'refs/heads/main'], {
+    env: sshEnv(env.LAB_GIT_WRITER_KEY),
+  });
   assert.match(remote, new RegExp(`^${before}\\s`), 'main is unchanged');
 
   // and it is a key of fleet only
@@ -155,7 +199,7 @@ test('a read-only deploy key added through the API clones fleet but cannot push'
   assert.notEqual(elsewhere.code, 0, 'the deploy key reads no other repo');
 });
 
-test('an https clone with basic auth verifies Gitea\'s certificate against the lab CA', async () => {
+test("an https clone with basic auth verifies Gitea's certificate against the lab CA", async () => {
   const https = new URL(env.LAB_GITEA_HTTPS_URL!);
   const withAuth = (user: string, password: string) => {
     const u = new URL(https);
@@ -164,13 +208,21 @@ test('an https clone with basic auth verifies Gitea\'s certificate against the l
     return u.toString();
   };
   const caEnv = cleanEnv({ GIT_SSL_CAINFO: env.LAB_CA_FILE });
-  for (const [how, password] of [['token', env.LAB_GITEA_TOKEN!], ['password', env.LAB_GITEA_PASSWORD!]]) {
+  for (const [how, password] of [
+    ['token', env.LAB_GITEA_TOKEN!],
+    ['password', env.LAB_GITEA_PASSWORD!],
+  ]) {
     const clone = path.join(work, `https-${how}`);
     await ok('git', ['clone', '-q', withAuth(GITEA_OWNER, password), clone], { env: caEnv });
     assert.equal(fs.readFileSync(path.join(clone, 'README.md'), 'utf8'), 'fleet\n', `cloned with the ${how}`);
   }
   // the certificate is checked: against the system's CAs only, git refuses it
-  const untrusted = await sh('git', ['clone', '-q', withAuth(GITEA_OWNER, env.LAB_GITEA_TOKEN!), path.join(work, 'https-untrusted')]);
+  const untrusted = await sh('git', [
+    'clone',
+    '-q',
+    withAuth(GITEA_OWNER, env.LAB_GITEA_TOKEN!),
+    path.join(work, 'https-untrusted'),
+  ]);
   assert.notEqual(untrusted.code, 0);
   assert.match(untrusted.out, /SSL certificate problem|certificate verif/i);
   // and the credentials are: fleet is private
@@ -184,7 +236,10 @@ test('createGiteaRepo creates an empty repo the writer key pushes to, and return
   assert.equal((await ok('git', ['ls-remote', url], { env: sshEnv(env.LAB_GIT_WRITER_KEY) })).trim(), '', 'empty');
   const [src, head] = await commitIn('push-new', 'a.txt', 'a\n');
   await ok('git', ['push', '-q', url, 'main'], { cwd: src, env: sshEnv(env.LAB_GIT_WRITER_KEY) });
-  assert.match(await ok('git', ['ls-remote', url, 'refs/heads/main'], { env: sshEnv(env.LAB_GIT_WRITER_KEY) }), new RegExp(`^${head}\\s`));
+  assert.match(
+    await ok('git', ['ls-remote', url, 'refs/heads/main'], { env: sshEnv(env.LAB_GIT_WRITER_KEY) }),
+    new RegExp(`^${head}\\s`),
+  );
   await assert.rejects(createGiteaRepo('made-by-test', { dir }), /HTTP 409/, 'a second repo of that name is refused');
 });
 
@@ -197,13 +252,18 @@ test('labUp({ gitea: true }) on a lab that is up starts only Gitea again when it
   await stopProcesses(dir, ['gitea', 'gitea-https']);
   const again = await labUp({ dir, gitea: true, log });
   const now = labPids(dir);
-  for (const n of ['etcd', 'mgmt-apiserver', 'target-apiserver', 'sshd']) assert.equal(now[n], core[n], `${n} kept running`);
+  for (const n of ['etcd', 'mgmt-apiserver', 'target-apiserver', 'sshd'])
+    assert.equal(now[n], core[n], `${n} kept running`);
   assert.ok(now.gitea && now.gitea !== core.gitea, 'a new Gitea runs');
   assert.deepEqual(readLabEnv(dir), again);
   assert.notEqual(again.LAB_GITEA_TOKEN, env.LAB_GITEA_TOKEN, 'a fresh Gitea, with a fresh token');
   assert.equal(again.LAB_GIT_URL, env.LAB_GIT_URL, 'the rest of the env is unchanged');
   const url = again.LAB_GITEA_REPO_URL!;
-  assert.equal((await ok('git', ['ls-remote', url], { env: sshEnv(env.LAB_GIT_WRITER_KEY, again.LAB_GITEA_KNOWN_HOSTS) })).trim(), '', 'fleet is there, empty');
+  assert.equal(
+    (await ok('git', ['ls-remote', url], { env: sshEnv(env.LAB_GIT_WRITER_KEY, again.LAB_GITEA_KNOWN_HOSTS) })).trim(),
+    '',
+    'fleet is there, empty',
+  );
   env = again;
 });
 

@@ -27,8 +27,19 @@ export const GITEA_OWNER = 'labadmin';
 const SSH_USER = 'git';
 
 /** The LabEnv entries of a running Gitea. */
-export type GiteaEnv = Required<Pick<LabEnv,
-  'LAB_GITEA_URL' | 'LAB_GITEA_API' | 'LAB_GITEA_TOKEN' | 'LAB_GITEA_OWNER' | 'LAB_GITEA_PASSWORD' | 'LAB_GITEA_REPO_URL' | 'LAB_GITEA_HTTPS_URL' | 'LAB_GITEA_KNOWN_HOSTS'>>;
+export type GiteaEnv = Required<
+  Pick<
+    LabEnv,
+    | 'LAB_GITEA_URL'
+    | 'LAB_GITEA_API'
+    | 'LAB_GITEA_TOKEN'
+    | 'LAB_GITEA_OWNER'
+    | 'LAB_GITEA_PASSWORD'
+    | 'LAB_GITEA_REPO_URL'
+    | 'LAB_GITEA_HTTPS_URL'
+    | 'LAB_GITEA_KNOWN_HOSTS'
+  >
+>;
 
 interface Secrets {
   secretKey: string;
@@ -110,9 +121,15 @@ ROOT_PATH = ${g}/log
 }
 
 /** One Gitea API call (`apiPath` after /api/v1) with the lab's admin token; never throws on HTTP status. */
-export async function giteaRequest(method: string, apiPath: string, body?: unknown, opts: { dir?: string } = {}): Promise<HttpResult> {
+export async function giteaRequest(
+  method: string,
+  apiPath: string,
+  body?: unknown,
+  opts: { dir?: string } = {},
+): Promise<HttpResult> {
   const env = readLabEnv(labDir(opts));
-  if (!env.LAB_GITEA_API || !env.LAB_GITEA_TOKEN) throw new Error(`the lab in ${env.LAB_DIR} has no Gitea: start it with labUp({ gitea: true })`);
+  if (!env.LAB_GITEA_API || !env.LAB_GITEA_TOKEN)
+    throw new Error(`the lab in ${env.LAB_DIR} has no Gitea: start it with labUp({ gitea: true })`);
   return api(env.LAB_GITEA_API, env.LAB_GITEA_TOKEN, method, apiPath, body);
 }
 
@@ -126,7 +143,8 @@ async function api(base: string, token: string, method: string, apiPath: string,
 
 async function apiOk(base: string, token: string, method: string, apiPath: string, body?: unknown): Promise<any> {
   const r = await api(base, token, method, apiPath, body);
-  if (r.status < 200 || r.status > 299) throw new Error(`Gitea ${method} ${apiPath}: HTTP ${r.status} ${r.text.slice(0, 300)}`);
+  if (r.status < 200 || r.status > 299)
+    throw new Error(`Gitea ${method} ${apiPath}: HTTP ${r.status} ${r.text.slice(0, 300)}`);
   return r.json;
 }
 
@@ -136,7 +154,12 @@ async function apiOk(base: string, token: string, method: string, apiPath: strin
  */
 export async function createGiteaRepo(name: string, opts: { dir?: string } = {}): Promise<string> {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) || name.endsWith('.git')) throw new Error(`bad repo name: ${name}`);
-  const r = await giteaRequest('POST', '/user/repos', { name, private: true, auto_init: false, default_branch: 'main' }, opts);
+  const r = await giteaRequest(
+    'POST',
+    '/user/repos',
+    { name, private: true, auto_init: false, default_branch: 'main' },
+    opts,
+  );
   if (r.status !== 201) throw new Error(`Gitea: creating repo ${name}: HTTP ${r.status} ${r.text.slice(0, 300)}`);
   return r.json.ssh_url as string;
 }
@@ -150,12 +173,18 @@ export function giteaRunning(dir: string, env: LabEnv): boolean {
  * startGitea starts Gitea for the lab in `dir` (pki made, writer key at `writer`): binary `gitea` (cached build),
  * `giteaBin`; see the module comment. Returns the env entries to add to the lab's env.
  */
-export async function startGitea(dir: string, giteaBin: string, writer: string, log: (line: string) => void): Promise<GiteaEnv> {
+export async function startGitea(
+  dir: string,
+  giteaBin: string,
+  writer: string,
+  log: (line: string) => void,
+): Promise<GiteaEnv> {
   const t0 = Date.now();
   const g = path.join(dir, 'gitea');
   await stopProcesses(dir, GITEA_PROCESSES); // a half-started one from an earlier attempt
   fs.rmSync(g, { recursive: true, force: true });
-  for (const sub of ['custom/conf', 'data/ssh', 'repos', 'log']) fs.mkdirSync(path.join(g, sub), { recursive: true, mode: 0o700 });
+  for (const sub of ['custom/conf', 'data/ssh', 'repos', 'log'])
+    fs.mkdirSync(path.join(g, sub), { recursive: true, mode: 0o700 });
   const bin = path.join(dir, 'bin', 'gitea');
   fs.mkdirSync(path.dirname(bin), { recursive: true });
   const tmpLink = `${bin}.${process.pid}.tmp`;
@@ -167,19 +196,50 @@ export async function startGitea(dir: string, giteaBin: string, writer: string, 
   const [staticRoot] = await Promise.all([
     giteaStaticRoot(),
     run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'lab-gitea', '-f', path.join(hostKeys, 'gitea.ed25519')]),
-    run('ssh-keygen', ['-q', '-t', 'ecdsa', '-b', '256', '-N', '', '-C', 'lab-gitea', '-f', path.join(hostKeys, 'gitea.ecdsa')]),
+    run('ssh-keygen', [
+      '-q',
+      '-t',
+      'ecdsa',
+      '-b',
+      '256',
+      '-N',
+      '',
+      '-C',
+      'lab-gitea',
+      '-f',
+      path.join(hostKeys, 'gitea.ecdsa'),
+    ]),
     makeServingCert(pki, 'gitea', 'flux-lab-gitea'),
   ]);
-  const secrets: Secrets = { secretKey: randomBytes(32).toString('hex'), internalToken: randomBytes(48).toString('hex') };
+  const secrets: Secrets = {
+    secretKey: randomBytes(32).toString('hex'),
+    internalToken: randomBytes(48).toString('hex'),
+  };
   const ini = path.join(g, 'custom', 'conf', 'app.ini');
-  const gitea = (args: string[]) => run(bin, ['--config', ini, '--work-path', g, ...args], { cwd: g, timeoutMs: 120_000 });
+  const gitea = (args: string[]) =>
+    run(bin, ['--config', ini, '--work-path', g, ...args], { cwd: g, timeoutMs: 120_000 });
   // database and admin user first, with the CLI (no ports needed yet)
   fs.writeFileSync(ini, appIni(g, staticRoot, secrets, 0, 0), { mode: 0o600 });
   await gitea(['migrate']);
   const password = randomBytes(12).toString('hex');
-  const created = await gitea(['admin', 'user', 'create', '--admin', '--username', GITEA_OWNER, '--password', password,
-    '--email', `${GITEA_OWNER}@lab.invalid`, '--must-change-password=false', '--access-token', '--access-token-name', 'lab',
-    '--access-token-scopes', 'all']);
+  const created = await gitea([
+    'admin',
+    'user',
+    'create',
+    '--admin',
+    '--username',
+    GITEA_OWNER,
+    '--password',
+    password,
+    '--email',
+    `${GITEA_OWNER}@lab.invalid`,
+    '--must-change-password=false',
+    '--access-token',
+    '--access-token-name',
+    'lab',
+    '--access-token-scopes',
+    'all',
+  ]);
   const token = /Access token was successfully created\.*\s*([0-9a-f]{40})/.exec(created)?.[1];
   if (!token) throw new Error(`gitea admin user create printed no access token: ${created.slice(0, 300)}`);
   log(`gitea: database and admin user ready (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
@@ -188,9 +248,17 @@ export async function startGitea(dir: string, giteaBin: string, writer: string, 
     ports: 2,
     start: ([h, s]) => {
       fs.writeFileSync(ini, appIni(g, staticRoot, secrets, h, s), { mode: 0o600 });
-      startDetached(dir, 'gitea', bin, ['--config', ini, '--work-path', g, 'web'], childEnv({ HOME: path.join(g, 'data') }));
+      startDetached(
+        dir,
+        'gitea',
+        bin,
+        ['--config', ini, '--work-path', g, 'web'],
+        childEnv({ HOME: path.join(g, 'data') }),
+      );
     },
-    ready: async ([h]) => (await httpRequest(`http://127.0.0.1:${h}/api/healthz`, { timeoutMs: 2000 }).catch(() => undefined))?.status === 200,
+    ready: async ([h]) =>
+      (await httpRequest(`http://127.0.0.1:${h}/api/healthz`, { timeoutMs: 2000 }).catch(() => undefined))?.status ===
+      200,
     timeoutMs: 120_000,
     intervalMs: 200,
     log,
@@ -205,33 +273,70 @@ export async function startGitea(dir: string, giteaBin: string, writer: string, 
     startServer(dir, 'gitea-https', {
       ports: 1,
       start: ([p]) => {
-        startDetached(dir, 'gitea-https', process.execPath, [path.join(import.meta.dirname, 'tls-proxy.ts'),
-          '--listen', String(p), '--to', String(http), '--cert', httpsCert, '--key', path.join(pki, 'gitea.key')]);
+        startDetached(dir, 'gitea-https', process.execPath, [
+          path.join(import.meta.dirname, 'tls-proxy.ts'),
+          '--listen',
+          String(p),
+          '--to',
+          String(http),
+          '--cert',
+          httpsCert,
+          '--key',
+          path.join(pki, 'gitea.key'),
+        ]);
       },
-      ready: async ([p]) => (await httpRequest(`https://127.0.0.1:${p}/api/healthz`, { ca, timeoutMs: 2000 }).catch(() => undefined))?.status === 200,
+      ready: async ([p]) =>
+        (await httpRequest(`https://127.0.0.1:${p}/api/healthz`, { ca, timeoutMs: 2000 }).catch(() => undefined))
+          ?.status === 200,
       timeoutMs: 30_000,
       intervalMs: 100,
       log,
     }),
-    apiOk(apiBase, token, 'POST', '/user/keys', { title: 'lab-writer', key: fs.readFileSync(`${writer}.pub`, 'utf8').trim(), read_only: false }),
+    apiOk(apiBase, token, 'POST', '/user/keys', {
+      title: 'lab-writer',
+      key: fs.readFileSync(`${writer}.pub`, 'utf8').trim(),
+      read_only: false,
+    }),
   ]);
-  const repo = await apiOk(apiBase, token, 'POST', '/user/repos', { name: 'fleet', private: true, auto_init: false, default_branch: 'main' });
+  const repo = await apiOk(apiBase, token, 'POST', '/user/repos', {
+    name: 'fleet',
+    private: true,
+    auto_init: false,
+    default_branch: 'main',
+  });
   const repoUrl = repo.ssh_url as string;
   const expected = `ssh://${SSH_USER}@127.0.0.1:${ssh}/${GITEA_OWNER}/fleet.git`;
   if (repoUrl !== expected) throw new Error(`Gitea gave fleet the ssh URL ${repoUrl}, not ${expected}`);
 
   // host keys as a client sees them; they must be the ones made above
   const knownHosts = path.join(g, 'known_hosts');
-  const scanned = (await run('ssh-keyscan', ['-T', '10', '-t', 'ed25519,ecdsa', '-p', String(ssh), '127.0.0.1'])).split('\n').filter((l) => l && !l.startsWith('#')).sort();
-  const ours = ['ed25519', 'ecdsa'].map((t) => fs.readFileSync(path.join(hostKeys, `gitea.${t}.pub`), 'utf8').trim().split(/\s+/).slice(0, 2).join(' '));
+  const scanned = (await run('ssh-keyscan', ['-T', '10', '-t', 'ed25519,ecdsa', '-p', String(ssh), '127.0.0.1']))
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .sort();
+  const ours = ['ed25519', 'ecdsa'].map((t) =>
+    fs
+      .readFileSync(path.join(hostKeys, `gitea.${t}.pub`), 'utf8')
+      .trim()
+      .split(/\s+/)
+      .slice(0, 2)
+      .join(' '),
+  );
   if (scanned.length !== ours.length || !ours.every((k) => scanned.includes(`[127.0.0.1]:${ssh} ${k}`))) {
     throw new Error(`ssh-keyscan of Gitea found other host keys than its own:\n${scanned.join('\n')}`);
   }
   fs.writeFileSync(knownHosts, scanned.join('\n') + '\n');
-  await waitFor('git ls-remote of fleet over Gitea ssh', async () => {
-    await run('git', ['ls-remote', repoUrl], { env: childEnv({ GIT_SSH_COMMAND: gitSshCommand(writer, knownHosts) }), timeoutMs: 15_000 });
-    return true;
-  }, { timeoutMs: 30_000, dir, proc: 'gitea' });
+  await waitFor(
+    'git ls-remote of fleet over Gitea ssh',
+    async () => {
+      await run('git', ['ls-remote', repoUrl], {
+        env: childEnv({ GIT_SSH_COMMAND: gitSshCommand(writer, knownHosts) }),
+        timeoutMs: 15_000,
+      });
+      return true;
+    },
+    { timeoutMs: 30_000, dir, proc: 'gitea' },
+  );
   log(`gitea: ready, fleet at ${repoUrl}, https on ${https} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   return {
     LAB_GITEA_URL: base,

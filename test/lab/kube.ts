@@ -54,7 +54,8 @@ export function httpRequest(
   } = {},
 ): Promise<HttpResult> {
   const u = new URL(url);
-  const body = opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+  const body =
+    opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
   const headers: Record<string, string> = { accept: 'application/json' };
   if (body !== undefined) {
     headers['content-type'] = opts.contentType ?? 'application/json';
@@ -103,5 +104,12 @@ export function kubeRequest(
   body?: unknown,
   contentType?: string,
 ): Promise<HttpResult> {
-  return httpRequest(creds.server + apiPath, { method, body, contentType, ca: creds.ca, cert: creds.cert, key: creds.key });
+  return httpRequest(creds.server + apiPath, {
+    method,
+    body,
+    contentType,
+    ca: creds.ca,
+    cert: creds.cert,
+    key: creds.key,
+  });
 }

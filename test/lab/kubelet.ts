@@ -44,7 +44,11 @@ function wantedStatus(dep: any, now: string): any {
     availableReplicas: replicas,
     conditions: [
       cond('Available', 'MinimumReplicasAvailable', 'Deployment has minimum availability (lab).'),
-      cond('Progressing', 'NewReplicaSetAvailable', `ReplicaSet "${dep.metadata.name}" has successfully progressed (lab).`),
+      cond(
+        'Progressing',
+        'NewReplicaSetAvailable',
+        `ReplicaSet "${dep.metadata.name}" has successfully progressed (lab).`,
+      ),
     ],
   };
 }
@@ -91,7 +95,11 @@ async function main(): Promise<void> {
         if (!stale(got.json)) continue;
         const patch = { status: wantedStatus(got.json, new Date().toISOString().replace(/\.\d+Z$/, 'Z')) };
         const res = await kubeRequest(creds, 'PATCH', `${base}/status`, patch, 'application/merge-patch+json');
-        log(res.status === 200 ? `marked ${name} available (generation ${got.json.metadata.generation})` : `patch ${name}: HTTP ${res.status} ${res.text.slice(0, 200)}`);
+        log(
+          res.status === 200
+            ? `marked ${name} available (generation ${got.json.metadata.generation})`
+            : `patch ${name}: HTTP ${res.status} ${res.text.slice(0, 200)}`,
+        );
       } catch (err) {
         log(`${name}: ${(err as Error).message}`);
       }

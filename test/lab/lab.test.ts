@@ -46,11 +46,23 @@ let envBeside: LabEnv;
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const e: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GIT_') && k !== 'KUBECONFIG') e[k] = v;
-  return { ...e, GIT_AUTHOR_NAME: 'lab', GIT_AUTHOR_EMAIL: 'lab@example.com', GIT_COMMITTER_NAME: 'lab', GIT_COMMITTER_EMAIL: 'lab@example.com', ...extra };
+  return {
+    ...e,
+    GIT_AUTHOR_NAME: 'lab',
+    GIT_AUTHOR_EMAIL: 'lab@example.com',
+    GIT_COMMITTER_NAME: 'lab',
+    GIT_COMMITTER_EMAIL: 'lab@example.com',
+    ...extra,
+  };
 }
 
 async function sh(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}) {
-  const p = execFileP(cmd, args, { cwd: opts.cwd, env: opts.env ?? cleanEnv(), maxBuffer: 32 * 1024 * 1024, timeout: 120_000 });
+  const p = execFileP(cmd, args, {
+    cwd: opts.cwd,
+    env: opts.env ?? cleanEnv(),
+    maxBuffer: 32 * 1024 * 1024,
+    timeout: 120_000,
+  });
   if (opts.input !== undefined) {
     p.child.stdin!.end(opts.input);
   }
@@ -72,10 +84,18 @@ const kubectl = (kubeconfig: string, args: string[], input?: string) =>
   sh(path.join(env.LAB_BIN, 'kubectl'), ['--kubeconfig', kubeconfig, ...args], { input });
 
 const git = (args: string[], opts: { cwd?: string; key?: string; knownHosts?: string } = {}) =>
-  sh('git', args, { cwd: opts.cwd, env: cleanEnv({ GIT_SSH_COMMAND: gitSshCommand(opts.key ?? env.LAB_GIT_WRITER_KEY, opts.knownHosts ?? env.LAB_GIT_KNOWN_HOSTS) }) });
+  sh('git', args, {
+    cwd: opts.cwd,
+    env: cleanEnv({
+      GIT_SSH_COMMAND: gitSshCommand(opts.key ?? env.LAB_GIT_WRITER_KEY, opts.knownHosts ?? env.LAB_GIT_KNOWN_HOSTS),
+    }),
+  });
 
 const gitCode = (args: string[], opts: { cwd?: string; key?: string } = {}) =>
-  shCode('git', args, { cwd: opts.cwd, env: cleanEnv({ GIT_SSH_COMMAND: gitSshCommand(opts.key ?? env.LAB_GIT_WRITER_KEY, env.LAB_GIT_KNOWN_HOSTS) }) });
+  shCode('git', args, {
+    cwd: opts.cwd,
+    env: cleanEnv({ GIT_SSH_COMMAND: gitSshCommand(opts.key ?? env.LAB_GIT_WRITER_KEY, env.LAB_GIT_KNOWN_HOSTS) }),
+  });
 
 async function newKey(name: string): Promise<string> {
   const key = path.join(work, name);
@@ -83,10 +103,13 @@ async function newKey(name: string): Promise<string> {
   return key;
 }
 
-before(async () => {
-  const beside = (l: string) => log?.(`(beside) ${l}`);
-  [env, envBeside] = await Promise.all([labUp({ dir, log }), labUp({ dir: dirBeside, log: log && beside })]);
-}, { timeout: 3_600_000 });
+before(
+  async () => {
+    const beside = (l: string) => log?.(`(beside) ${l}`);
+    [env, envBeside] = await Promise.all([labUp({ dir, log }), labUp({ dir: dirBeside, log: log && beside })]);
+  },
+  { timeout: 3_600_000 },
+);
 
 after(async () => {
   await Promise.all([labDown({ dir }).catch(() => {}), labDown({ dir: dirBeside }).catch(() => {})]);
@@ -103,11 +126,20 @@ test('two labs started side by side in different dirs both come up, on ports of 
   const ports = labPorts(dir);
   const portsBeside = labPorts(dirBeside);
   assert.ok(ports.length >= 7 && portsBeside.length >= 7, `each lab listens on its ports: ${ports} and ${portsBeside}`);
-  assert.deepEqual(ports.filter((p) => portsBeside.includes(p)), [], 'no port is shared');
+  assert.deepEqual(
+    ports.filter((p) => portsBeside.includes(p)),
+    [],
+    'no port is shared',
+  );
   for (const e of [env, envBeside]) {
     await kubectl(e.LAB_MGMT_KUBECONFIG, ['get', 'namespace', 'default']);
     await kubectl(e.LAB_TARGET_KUBECONFIG, ['get', 'namespace', 'default']);
-    assert.equal((await git(['ls-remote', e.LAB_GIT_URL], { key: e.LAB_GIT_WRITER_KEY, knownHosts: e.LAB_GIT_KNOWN_HOSTS })).trim(), '');
+    assert.equal(
+      (
+        await git(['ls-remote', e.LAB_GIT_URL], { key: e.LAB_GIT_WRITER_KEY, knownHosts: e.LAB_GIT_KNOWN_HOSTS })
+      ).trim(),
+      '',
+    );
   }
   assert.notEqual(env.LAB_MGMT_SERVER, envBeside.LAB_MGMT_SERVER);
   await labDown({ dir: dirBeside });
@@ -118,15 +150,30 @@ test('two labs started side by side in different dirs both come up, on ports of 
 test('the lab writes its environment to <dir>/env', () => {
   const read = readLabEnv(dir);
   assert.deepEqual(read, env);
-  for (const k of ['LAB_MGMT_KUBECONFIG', 'LAB_TARGET_KUBECONFIG', 'LAB_GIT_WRITER_KEY', 'LAB_GIT_KNOWN_HOSTS'] as const) {
+  for (const k of [
+    'LAB_MGMT_KUBECONFIG',
+    'LAB_TARGET_KUBECONFIG',
+    'LAB_GIT_WRITER_KEY',
+    'LAB_GIT_KNOWN_HOSTS',
+  ] as const) {
     assert.ok(fs.existsSync(env[k]), `${k} = ${env[k]} exists`);
   }
-  for (const b of ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kubectl', 'source-controller', 'kustomize-controller']) {
+  for (const b of [
+    'etcd',
+    'kube-apiserver',
+    'kube-controller-manager',
+    'kubectl',
+    'source-controller',
+    'kustomize-controller',
+  ]) {
     assert.ok(fs.existsSync(path.join(env.LAB_BIN, b)), `${b} in LAB_BIN`);
   }
   assert.match(env.LAB_GIT_URL, /^ssh:\/\/fluxlab@127\.0\.0\.1:\d+\/gitops\.git$/);
   assert.equal(env.LAB_GIT_URL, `ssh://${env.LAB_GIT_USER}@${env.LAB_GIT_HOST}:${env.LAB_GIT_PORT}/gitops.git`);
-  assert.match(fs.readFileSync(env.LAB_GIT_KNOWN_HOSTS, 'utf8'), new RegExp(`^\\[127\\.0\\.0\\.1\\]:${env.LAB_GIT_PORT} ssh-ed25519 AAAA`, 'm'));
+  assert.match(
+    fs.readFileSync(env.LAB_GIT_KNOWN_HOSTS, 'utf8'),
+    new RegExp(`^\\[127\\.0\\.0\\.1\\]:${env.LAB_GIT_PORT} ssh-ed25519 AAAA`, 'm'),
+  );
 });
 
 test('a second labUp on a running lab is a no-op returning the same env', async () => {
@@ -153,13 +200,28 @@ test('a deleted namespace finalizes and owned objects are garbage-collected (con
   const owned = {
     apiVersion: 'v1',
     kind: 'ConfigMap',
-    metadata: { name: 'owned', namespace: ns, ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: owner.metadata.uid }] },
+    metadata: {
+      name: 'owned',
+      namespace: ns,
+      ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: owner.metadata.uid }],
+    },
   };
   await kubectl(kc, ['apply', '-f', '-'], JSON.stringify(owned));
   await kubectl(kc, ['-n', ns, 'delete', 'configmap', 'owner']);
-  await waitUntil('owned ConfigMap collected', 60_000, async () => (await shCode(path.join(env.LAB_BIN, 'kubectl'), ['--kubeconfig', kc, '-n', ns, 'get', 'configmap', 'owned'])).code !== 0);
+  await waitUntil(
+    'owned ConfigMap collected',
+    60_000,
+    async () =>
+      (await shCode(path.join(env.LAB_BIN, 'kubectl'), ['--kubeconfig', kc, '-n', ns, 'get', 'configmap', 'owned']))
+        .code !== 0,
+  );
   await kubectl(kc, ['delete', 'namespace', ns, '--wait=false']);
-  await waitUntil('namespace gone', 60_000, async () => (await shCode(path.join(env.LAB_BIN, 'kubectl'), ['--kubeconfig', kc, 'get', 'namespace', ns])).code !== 0);
+  await waitUntil(
+    'namespace gone',
+    60_000,
+    async () =>
+      (await shCode(path.join(env.LAB_BIN, 'kubectl'), ['--kubeconfig', kc, 'get', 'namespace', ns])).code !== 0,
+  );
 });
 
 test('a ServiceAccount token from TokenRequest authenticates as that ServiceAccount, in its own cluster only', async () => {
@@ -167,7 +229,20 @@ test('a ServiceAccount token from TokenRequest authenticates as that ServiceAcco
   await kubectl(kc, ['-n', 'default', 'create', 'serviceaccount', 'lab-sa']);
   const token = (await kubectl(kc, ['-n', 'default', 'create', 'token', 'lab-sa'])).trim();
   const whoami = (server: string) =>
-    sh(path.join(env.LAB_BIN, 'kubectl'), ['--kubeconfig', '/dev/null', '--server', server, '--certificate-authority', env.LAB_CA_FILE, '--token', token, 'auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}']);
+    sh(path.join(env.LAB_BIN, 'kubectl'), [
+      '--kubeconfig',
+      '/dev/null',
+      '--server',
+      server,
+      '--certificate-authority',
+      env.LAB_CA_FILE,
+      '--token',
+      token,
+      'auth',
+      'whoami',
+      '-o',
+      'jsonpath={.status.userInfo.username}',
+    ]);
   assert.equal(await whoami(env.LAB_MGMT_SERVER), 'system:serviceaccount:default:lab-sa');
   await assert.rejects(whoami(env.LAB_TARGET_SERVER), /Unauthorized|must be logged in/);
 });
@@ -204,12 +279,18 @@ test('a key authorized read-only can clone but its push is refused; the writer c
   assert.match(await git(['ls-remote', url, 'refs/heads/main']), new RegExp(`^${head}\\s`));
 });
 
-async function waitUntil<T>(what: string, ms: number, probe: () => Promise<T | false | undefined>, onTimeout?: () => Promise<string>): Promise<T> {
+async function waitUntil<T>(
+  what: string,
+  ms: number,
+  probe: () => Promise<T | false | undefined>,
+  onTimeout?: () => Promise<string>,
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
     const v = await probe().catch(() => undefined);
     if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out after ${ms / 1000} s waiting for ${what}${onTimeout ? `\n${await onTimeout()}` : ''}`);
+    if (Date.now() > deadline)
+      assert.fail(`timed out after ${ms / 1000} s waiting for ${what}${onTimeout ? `\n${await onTimeout()}` : ''}`);
     await sleep(1000);
   }
 }
@@ -230,84 +311,128 @@ function fluxComponentsFile(): string {
   return path.resolve(PROJECT_ROOT, '../shared/fixtures/flux/v2.9.4/gotk-components.yaml');
 }
 
-test('Flux really syncs a pushed commit into the target cluster, and the lab reports its Deployments available', { timeout: 600_000 }, async () => {
-  const kc = env.LAB_TARGET_KUBECONFIG;
-  await kubectl(kc, ['apply', '--server-side', '--field-manager=lab-test', '-f', fluxComponentsFile()]);
+test(
+  'Flux really syncs a pushed commit into the target cluster, and the lab reports its Deployments available',
+  { timeout: 600_000 },
+  async () => {
+    const kc = env.LAB_TARGET_KUBECONFIG;
+    await kubectl(kc, ['apply', '--server-side', '--field-manager=lab-test', '-f', fluxComponentsFile()]);
 
-  // a repo with one ConfigMap, pushed by the writer
-  const url = createRepo('flux-sync', { dir });
-  const src = path.join(work, 'flux-src');
-  await sh('git', ['init', '-q', '-b', 'main', src]);
-  fs.mkdirSync(path.join(src, 'clusters/lab'), { recursive: true });
-  fs.writeFileSync(path.join(src, 'clusters/lab/configmap.yaml'),
-    'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lab-synced\n  namespace: default\ndata:\n  synced: "yes"\n');
-  await sh('git', ['add', '.'], { cwd: src });
-  await sh('git', ['commit', '-q', '-m', 'lab sync probe'], { cwd: src });
-  const sha = (await sh('git', ['rev-parse', 'HEAD'], { cwd: src })).trim();
-  await git(['push', '-q', url, 'main'], { cwd: src });
+    // a repo with one ConfigMap, pushed by the writer
+    const url = createRepo('flux-sync', { dir });
+    const src = path.join(work, 'flux-src');
+    await sh('git', ['init', '-q', '-b', 'main', src]);
+    fs.mkdirSync(path.join(src, 'clusters/lab'), { recursive: true });
+    fs.writeFileSync(
+      path.join(src, 'clusters/lab/configmap.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lab-synced\n  namespace: default\ndata:\n  synced: "yes"\n',
+    );
+    await sh('git', ['add', '.'], { cwd: src });
+    await sh('git', ['commit', '-q', '-m', 'lab sync probe'], { cwd: src });
+    const sha = (await sh('git', ['rev-parse', 'HEAD'], { cwd: src })).trim();
+    await git(['push', '-q', url, 'main'], { cwd: src });
 
-  // Flux's own deploy key: read-only
-  const deployKey = await newKey('flux-deploy-key');
-  authorizeKey(`${deployKey}.pub`, { access: 'ro', dir });
-  await kubectl(kc, ['-n', 'flux-system', 'create', 'secret', 'generic', 'flux-system',
-    `--from-file=identity=${deployKey}`, `--from-file=identity.pub=${deployKey}.pub`, `--from-file=known_hosts=${env.LAB_GIT_KNOWN_HOSTS}`]);
-  const objects = {
-    apiVersion: 'v1',
-    kind: 'List',
-    items: [
-      {
-        apiVersion: 'source.toolkit.fluxcd.io/v1',
-        kind: 'GitRepository',
-        metadata: { name: 'flux-system', namespace: 'flux-system' },
-        spec: { interval: '1m', url, ref: { branch: 'main' }, secretRef: { name: 'flux-system' } },
+    // Flux's own deploy key: read-only
+    const deployKey = await newKey('flux-deploy-key');
+    authorizeKey(`${deployKey}.pub`, { access: 'ro', dir });
+    await kubectl(kc, [
+      '-n',
+      'flux-system',
+      'create',
+      'secret',
+      'generic',
+      'flux-system',
+      `--from-file=identity=${deployKey}`,
+      `--from-file=identity.pub=${deployKey}.pub`,
+      `--from-file=known_hosts=${env.LAB_GIT_KNOWN_HOSTS}`,
+    ]);
+    const objects = {
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        {
+          apiVersion: 'source.toolkit.fluxcd.io/v1',
+          kind: 'GitRepository',
+          metadata: { name: 'flux-system', namespace: 'flux-system' },
+          spec: { interval: '1m', url, ref: { branch: 'main' }, secretRef: { name: 'flux-system' } },
+        },
+        {
+          apiVersion: 'kustomize.toolkit.fluxcd.io/v1',
+          kind: 'Kustomization',
+          metadata: { name: 'flux-system', namespace: 'flux-system' },
+          spec: {
+            interval: '1m',
+            path: './clusters/lab',
+            prune: true,
+            sourceRef: { kind: 'GitRepository', name: 'flux-system' },
+          },
+        },
+      ],
+    };
+    await kubectl(kc, ['apply', '-f', '-'], JSON.stringify(objects));
+
+    await fluxStart({ dir, log, timeoutMs: 120_000 });
+    const status = async () => {
+      const out = await kubectl(kc, ['-n', 'flux-system', 'get', 'gitrepository,kustomization', '-o', 'yaml']).catch(
+        (e) => String(e),
+      );
+      const logs = ['source-controller', 'kustomize-controller'].map((n) => {
+        try {
+          return `--- ${n}\n${fs
+            .readFileSync(path.join(env.LAB_LOGS, `${n}.log`), 'utf8')
+            .split('\n')
+            .slice(-10)
+            .join('\n')}`;
+        } catch {
+          return '';
+        }
+      });
+      return [
+        out
+          .split('\n')
+          .filter((l) => /message|reason|status:|Revision|revision/.test(l))
+          .join('\n'),
+        ...logs,
+      ].join('\n');
+    };
+    await waitUntil(
+      `Kustomization Ready at main@sha1:${sha}`,
+      180_000,
+      async () => {
+        const ks = JSON.parse(
+          await kubectl(kc, ['-n', 'flux-system', 'get', 'kustomization', 'flux-system', '-o', 'json']),
+        );
+        const ready = (ks.status?.conditions ?? []).find((c: any) => c.type === 'Ready');
+        return ready?.status === 'True' && ks.status?.lastAppliedRevision === `main@sha1:${sha}`;
       },
-      {
-        apiVersion: 'kustomize.toolkit.fluxcd.io/v1',
-        kind: 'Kustomization',
-        metadata: { name: 'flux-system', namespace: 'flux-system' },
-        spec: { interval: '1m', path: './clusters/lab', prune: true, sourceRef: { kind: 'GitRepository', name: 'flux-system' } },
-      },
-    ],
-  };
-  await kubectl(kc, ['apply', '-f', '-'], JSON.stringify(objects));
+      status,
+    );
+    const cm = JSON.parse(await kubectl(kc, ['-n', 'default', 'get', 'configmap', 'lab-synced', '-o', 'json']));
+    assert.equal(cm.data.synced, 'yes');
+    assert.equal(cm.metadata.labels?.['kustomize.toolkit.fluxcd.io/name'], 'flux-system');
 
-  await fluxStart({ dir, log, timeoutMs: 120_000 });
-  const status = async () => {
-    const out = await kubectl(kc, ['-n', 'flux-system', 'get', 'gitrepository,kustomization', '-o', 'yaml']).catch((e) => String(e));
-    const logs = ['source-controller', 'kustomize-controller'].map((n) => {
-      try {
-        return `--- ${n}\n${fs.readFileSync(path.join(env.LAB_LOGS, `${n}.log`), 'utf8').split('\n').slice(-10).join('\n')}`;
-      } catch {
-        return '';
-      }
-    });
-    return [out.split('\n').filter((l) => /message|reason|status:|Revision|revision/.test(l)).join('\n'), ...logs].join('\n');
-  };
-  await waitUntil(`Kustomization Ready at main@sha1:${sha}`, 180_000, async () => {
-    const ks = JSON.parse(await kubectl(kc, ['-n', 'flux-system', 'get', 'kustomization', 'flux-system', '-o', 'json']));
-    const ready = (ks.status?.conditions ?? []).find((c: any) => c.type === 'Ready');
-    return ready?.status === 'True' && ks.status?.lastAppliedRevision === `main@sha1:${sha}`;
-  }, status);
-  const cm = JSON.parse(await kubectl(kc, ['-n', 'default', 'get', 'configmap', 'lab-synced', '-o', 'json']));
-  assert.equal(cm.data.synced, 'yes');
-  assert.equal(cm.metadata.labels?.['kustomize.toolkit.fluxcd.io/name'], 'flux-system');
+    for (const name of ['source-controller', 'kustomize-controller']) {
+      await waitUntil(`Deployment ${name} available`, 30_000, async () => {
+        const d = JSON.parse(await kubectl(kc, ['-n', 'flux-system', 'get', 'deployment', name, '-o', 'json']));
+        const want = d.spec.replicas ?? 1;
+        const available = (d.status?.conditions ?? []).some((c: any) => c.type === 'Available' && c.status === 'True');
+        return (
+          available &&
+          d.status.availableReplicas === want &&
+          d.status.readyReplicas === want &&
+          d.status.observedGeneration === d.metadata.generation
+        );
+      });
+    }
 
-  for (const name of ['source-controller', 'kustomize-controller']) {
-    await waitUntil(`Deployment ${name} available`, 30_000, async () => {
-      const d = JSON.parse(await kubectl(kc, ['-n', 'flux-system', 'get', 'deployment', name, '-o', 'json']));
-      const want = d.spec.replicas ?? 1;
-      const available = (d.status?.conditions ?? []).some((c: any) => c.type === 'Available' && c.status === 'True');
-      return available && d.status.availableReplicas === want && d.status.readyReplicas === want && d.status.observedGeneration === d.metadata.generation;
-    });
-  }
-
-  const pids = labPids(dir);
-  await fluxStop({ dir });
-  for (const name of ['source-controller', 'kustomize-controller', 'kubelet']) {
-    assert.ok(pids[name], `${name} was running`);
-    assert.ok(gone(pids[name]), `${name} stopped`);
-  }
-});
+    const pids = labPids(dir);
+    await fluxStop({ dir });
+    for (const name of ['source-controller', 'kustomize-controller', 'kubelet']) {
+      assert.ok(pids[name], `${name} was running`);
+      assert.ok(gone(pids[name]), `${name} stopped`);
+    }
+  },
+);
 
 test('lab down stops every lab process and leaves none behind', async () => {
   const pids = labPids(dir);

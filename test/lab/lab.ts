@@ -31,7 +31,18 @@ import { ensureBinaries } from './bin.ts';
 import { ensureClusterApiCRDs, installClusterApiCRDs } from './capi.ts';
 import { startApiserver, startControllerManager, startEtcd } from './cluster.ts';
 import { labDir, logger, readLabEnvOrNull, writeLabEnv, type LabEnv, type LabOptions } from './env.ts';
-import { hasControllerManager, labTargets, makeTargetPki, startTargets, targetCluster, targetCreds, targetEnv, targetProcesses, targetsRunning, type LabTarget } from './fleet.ts';
+import {
+  hasControllerManager,
+  labTargets,
+  makeTargetPki,
+  startTargets,
+  targetCluster,
+  targetCreds,
+  targetEnv,
+  targetProcesses,
+  targetsRunning,
+  type LabTarget,
+} from './fleet.ts';
 import { FLUX_PROCESSES, fluxProcesses, isFluxProcess } from './flux.ts';
 import { GITEA_PROCESSES, giteaRunning, startGitea, type GiteaEnv } from './gitea.ts';
 import { ensureGitUser, gitSshCommand, GIT_SHELL, GIT_USER, SSHD, startGitServer, type GitServer } from './git.ts';
@@ -49,7 +60,14 @@ export { createGiteaRepo, giteaRequest, GITEA_OWNER, GITEA_PROCESSES } from './g
 export { freePorts } from './ports.ts';
 export { labPids, rssKiB } from './process.ts';
 
-const CORE = ['etcd', 'mgmt-apiserver', 'target-apiserver', 'mgmt-controller-manager', 'target-controller-manager', 'sshd'];
+const CORE = [
+  'etcd',
+  'mgmt-apiserver',
+  'target-apiserver',
+  'mgmt-controller-manager',
+  'target-controller-manager',
+  'sshd',
+];
 
 /** A lab's state dir (possibly half-made): has pids/, env or sshd config. */
 function looksLikeLab(dir: string): boolean {
@@ -63,7 +81,11 @@ async function healthyLab(dir: string): Promise<LabEnv | null> {
   try {
     const targets = labTargets(env);
     if (!targetsRunning(dir, targets.length)) return null;
-    const creds = [labCreds(dir, env.LAB_MGMT_SERVER), labCreds(dir, env.LAB_TARGET_SERVER), ...targets.map((t) => targetCreds(env, t.index))];
+    const creds = [
+      labCreds(dir, env.LAB_MGMT_SERVER),
+      labCreds(dir, env.LAB_TARGET_SERVER),
+      ...targets.map((t) => targetCreds(env, t.index)),
+    ];
     for (const c of creds) {
       const r = await kubeRequest(c, 'GET', '/readyz');
       if (r.status !== 200) return null;
@@ -85,7 +107,9 @@ export interface LabUpOptions extends LabOptions {
   targets?: number;
   /** A kube-controller-manager for each extra target too (namespace deletion, garbage collection); default none. */
   targetControllers?: boolean;
-  /** Install Cluster API's Cluster CRD (capi.ts, from its Go module) in the management cluster; on a lab already up too. */
+  /**
+   * Install Cluster API's Cluster CRD (capi.ts, from its Go module) in the management cluster; on a lab already up too.
+   */
   capi?: boolean;
 }
 
@@ -118,15 +142,22 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabEnv> {
     await labDown({ dir, log });
   }
   if (process.getuid?.() !== 0) throw new Error('the lab needs root (it creates the fluxlab user and runs sshd)');
-  for (const [file, pkg] of [[SSHD, 'openssh-server'], [GIT_SHELL, 'git'], ['/usr/bin/ssh-keygen', 'openssh-client'], ['/usr/bin/openssl', 'openssl']]) {
+  for (const [file, pkg] of [
+    [SSHD, 'openssh-server'],
+    [GIT_SHELL, 'git'],
+    ['/usr/bin/ssh-keygen', 'openssh-client'],
+    ['/usr/bin/openssl', 'openssl'],
+  ]) {
     if (!fs.existsSync(file)) throw new Error(`${file} is missing: apt-get install -y ${pkg}`);
   }
   const t0 = Date.now();
-  for (const sub of ['pids', 'logs', 'pki', 'ssh', 'git', 'keys', 'flux', 'mgmt', 'target']) fs.mkdirSync(path.join(dir, sub), { recursive: true });
+  for (const sub of ['pids', 'logs', 'pki', 'ssh', 'git', 'keys', 'flux', 'mgmt', 'target'])
+    fs.mkdirSync(path.join(dir, sub), { recursive: true });
   // the git user reads authorized_keys and the repos under this dir: it must be able to traverse every parent
   fs.chmodSync(dir, 0o755);
   for (let p = path.dirname(dir); ; p = path.dirname(p)) {
-    if ((fs.statSync(p).mode & 0o001) === 0) throw new Error(`${p} is not traversable by the ${GIT_USER} user (needs o+x)`);
+    if ((fs.statSync(p).mode & 0o001) === 0)
+      throw new Error(`${p} is not traversable by the ${GIT_USER} user (needs o+x)`);
     if (p === path.dirname(p)) break;
   }
   fs.chmodSync(path.join(dir, 'pki'), 0o700);
@@ -147,8 +178,30 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabEnv> {
       makePki(path.join(dir, 'pki')),
       ...extra.map((i) => makeTargetPki(dir, i)),
       ensureGitUser(log),
-      run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'lab-host', '-f', path.join(sshDir, 'ssh_host_ed25519_key')]),
-      run('ssh-keygen', ['-q', '-t', 'ecdsa', '-b', '256', '-N', '', '-C', 'lab-host', '-f', path.join(sshDir, 'ssh_host_ecdsa_key')]),
+      run('ssh-keygen', [
+        '-q',
+        '-t',
+        'ed25519',
+        '-N',
+        '',
+        '-C',
+        'lab-host',
+        '-f',
+        path.join(sshDir, 'ssh_host_ed25519_key'),
+      ]),
+      run('ssh-keygen', [
+        '-q',
+        '-t',
+        'ecdsa',
+        '-b',
+        '256',
+        '-N',
+        '',
+        '-C',
+        'lab-host',
+        '-f',
+        path.join(sshDir, 'ssh_host_ecdsa_key'),
+      ]),
       run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'lab-writer', '-f', writer]),
     ]);
     log(`binaries ready in ${bin} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
@@ -165,7 +218,9 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabEnv> {
     // the extra targets start with the main clusters, all at once
     const fleet = startTargets(dir, bin, etcdUrl, extra, { controllers: opts.targetControllers, log });
     fleet.catch(() => {}); // awaited below
-    const [mgmtServer, targetServer] = await Promise.all((['mgmt', 'target'] as const).map((c) => startApiserver(dir, bin, c, etcdUrl, log)));
+    const [mgmtServer, targetServer] = await Promise.all(
+      (['mgmt', 'target'] as const).map((c) => startApiserver(dir, bin, c, etcdUrl, log)),
+    );
     log(`API servers ready: mgmt ${mgmtServer}, target ${targetServer}`);
     await Promise.all((['mgmt', 'target'] as const).map((c) => startControllerManager(dir, bin, c, log)));
     log('controller managers healthy');
@@ -223,7 +278,8 @@ export async function labDown(opts: LabOptions = {}): Promise<void> {
     log(`no lab in ${dir}`);
     return;
   }
-  if (!looksLikeLab(dir) && fs.readdirSync(dir).length > 0) throw new Error(`${dir} is not a lab dir (no pids/ or env): not removing it`);
+  if (!looksLikeLab(dir) && fs.readdirSync(dir).length > 0)
+    throw new Error(`${dir} is not a lab dir (no pids/ or env): not removing it`);
   const t0 = Date.now();
   let recorded: string[] = [];
   try {
@@ -277,7 +333,12 @@ async function stopAll(dir: string, recorded: string[] = []): Promise<void> {
  * controller managers with `targetControllers`), Cluster API's CRD; returns its env, written anew when it changed.
  * What it starts is stopped again when it fails.
  */
-async function completeLab(dir: string, existing: LabEnv, opts: LabUpOptions, log: (line: string) => void): Promise<LabEnv> {
+async function completeLab(
+  dir: string,
+  existing: LabEnv,
+  opts: LabUpOptions,
+  log: (line: string) => void,
+): Promise<LabEnv> {
   let env = existing;
   const have = labTargets(env);
   const want = opts.targets ?? 0;
@@ -301,7 +362,10 @@ async function completeLab(dir: string, existing: LabEnv, opts: LabUpOptions, lo
   }
   if (want > have.length || missingControllers.length) {
     const added = Array.from({ length: Math.max(0, want - have.length) }, (_, k) => have.length + k + 1);
-    log(`lab already up in ${dir}; adding ${added.length ? `targets ${added.join(', ')}` : ''}${missingControllers.length ? ` controller managers of targets ${missingControllers.map((t) => t.index).join(', ')}` : ''}`);
+    log(
+      `lab already up in ${dir}; adding ` +
+        `${added.length ? `targets ${added.join(', ')}` : ''}${missingControllers.length ? ` controller managers of targets ${missingControllers.map((t) => t.index).join(', ')}` : ''}`,
+    );
     try {
       await Promise.all(added.map((i) => makeTargetPki(dir, i)));
       const [started] = await Promise.all([
@@ -311,8 +375,10 @@ async function completeLab(dir: string, existing: LabEnv, opts: LabUpOptions, lo
       env = { ...env, ...targetEnv([...have, ...(started as LabTarget[])]) };
       writeLabEnv(dir, env);
     } catch (err) {
-      await stopProcesses(dir, [...added.flatMap((i) => [...fluxProcesses(i), ...targetProcesses(i)]),
-        ...missingControllers.map((t) => targetProcesses(t.index)[0])]).catch(() => {});
+      await stopProcesses(dir, [
+        ...added.flatMap((i) => [...fluxProcesses(i), ...targetProcesses(i)]),
+        ...missingControllers.map((t) => targetProcesses(t.index)[0]),
+      ]).catch(() => {});
       throw err;
     }
   }

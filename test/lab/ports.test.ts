@@ -21,12 +21,17 @@ async function privateRange(n: number): Promise<PortOptions & { range: [number, 
   for (;;) {
     const base = lo + Math.floor(Math.random() * (hi - lo - n));
     const ok = await Promise.all(Array.from({ length: n }, (_, i) => canBind(base + i)));
-    if (ok.every(Boolean)) return { range: [base, base + n - 1], reservations: fs.mkdtempSync(path.join(work, 'reservations-')) };
+    if (ok.every(Boolean))
+      return { range: [base, base + n - 1], reservations: fs.mkdtempSync(path.join(work, 'reservations-')) };
   }
 }
 
 test('freePorts picks ports below the kernel ephemeral range, so no listen(0) or outgoing connection takes them', async () => {
-  const [ephemeralLow] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  const [ephemeralLow] = fs
+    .readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+    .trim()
+    .split(/\s+/)
+    .map(Number);
   const ports = await freePorts(5);
   releasePorts(ports);
   assert.equal(new Set(ports).size, 5);
@@ -37,55 +42,68 @@ test('a port freePorts gave to another process is not given again before anyone 
   const opts = await privateRange(6);
   const script = `import { freePorts } from ${JSON.stringify(path.join(import.meta.dirname, 'ports.ts'))};
     console.log(JSON.stringify(await freePorts(3, ${JSON.stringify(opts)})));`;
-  const theirs: number[] = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }));
+  const theirs: number[] = JSON.parse(
+    execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }),
+  );
   const ours = await freePorts(3, opts);
   assert.equal(theirs.length, 3);
-  assert.deepEqual(ours.filter((p) => theirs.includes(p)), [], `ours ${ours} and theirs ${theirs} are disjoint`);
+  assert.deepEqual(
+    ours.filter((p) => theirs.includes(p)),
+    [],
+    `ours ${ours} and theirs ${theirs} are disjoint`,
+  );
   for (const p of [...ours, ...theirs]) assert.ok(p >= opts.range[0] && p <= opts.range[1], `${p} is in the range`);
   await assert.rejects(freePorts(1, opts), /no 1 free ports/, 'all six are reserved: none is left');
 });
 
-test('startServer starts again on a new port when another process took its port first, and that process answering does not count', async () => {
-  const dir = path.join(work, 'lab');
-  for (const sub of ['pids', 'logs']) fs.mkdirSync(path.join(dir, sub), { recursive: true });
-  const server = path.join(dir, 'server.mjs');
-  fs.writeFileSync(server, `import http from 'node:http';
+test(
+  'startServer starts again on a new port when another process took its port first, and that process answering ' +
+    'does not count',
+  async () => {
+    const dir = path.join(work, 'lab');
+    for (const sub of ['pids', 'logs']) fs.mkdirSync(path.join(dir, sub), { recursive: true });
+    const server = path.join(dir, 'server.mjs');
+    fs.writeFileSync(
+      server,
+      `import http from 'node:http';
     const s = http.createServer((req, res) => res.end('ours'));
     s.on('error', (err) => { console.error(err.message); process.exit(1); });
-    s.listen(Number(process.argv[2]), '127.0.0.1');\n`);
-  const opts = await privateRange(4);
-  const intruders: http.Server[] = [];
-  const stolen: number[] = [];
-  let starts = 0;
-  try {
-    const [port] = await startServer(dir, 'probe', {
-      ports: 1,
-      start: async ([p]) => {
-        starts++;
-        if (starts === 1) {
-          // someone else binds the port between freePorts and our process, and answers like ours would
-          const intruder = http.createServer((req, res) => res.end('intruder'));
-          await new Promise<void>((resolve) => intruder.listen(p, '127.0.0.1', resolve));
-          intruders.push(intruder);
-          stolen.push(p);
-        }
-        startDetached(dir, 'probe', process.execPath, [server, String(p)]);
-      },
-      ready: async ([p]) => (await fetch(`http://127.0.0.1:${p}/`)).ok,
-      timeoutMs: 20_000,
-      intervalMs: 20,
-      portOptions: opts,
-    });
-    assert.equal(starts, 2, 'started twice');
-    assert.notEqual(port, stolen[0], 'not on the taken port');
-    assert.ok(listensOn(running(dir, 'probe')!, port), 'the probe process itself listens on the port it returned');
-    assert.equal(await (await fetch(`http://127.0.0.1:${port}/`)).text(), 'ours');
-    assert.match(fs.readFileSync(path.join(dir, 'logs', 'probe.log'), 'utf8'), /EADDRINUSE/);
-  } finally {
-    await stopProcesses(dir, ['probe']);
-    for (const s of intruders) s.close();
-  }
-});
+    s.listen(Number(process.argv[2]), '127.0.0.1');\n`,
+    );
+    const opts = await privateRange(4);
+    const intruders: http.Server[] = [];
+    const stolen: number[] = [];
+    let starts = 0;
+    try {
+      const [port] = await startServer(dir, 'probe', {
+        ports: 1,
+        start: async ([p]) => {
+          starts++;
+          if (starts === 1) {
+            // someone else binds the port between freePorts and our process, and answers like ours would
+            const intruder = http.createServer((req, res) => res.end('intruder'));
+            await new Promise<void>((resolve) => intruder.listen(p, '127.0.0.1', resolve));
+            intruders.push(intruder);
+            stolen.push(p);
+          }
+          startDetached(dir, 'probe', process.execPath, [server, String(p)]);
+        },
+        ready: async ([p]) => (await fetch(`http://127.0.0.1:${p}/`)).ok,
+        timeoutMs: 20_000,
+        intervalMs: 20,
+        portOptions: opts,
+      });
+      assert.equal(starts, 2, 'started twice');
+      assert.notEqual(port, stolen[0], 'not on the taken port');
+      assert.ok(listensOn(running(dir, 'probe')!, port), 'the probe process itself listens on the port it returned');
+      assert.equal(await (await fetch(`http://127.0.0.1:${port}/`)).text(), 'ours');
+      assert.match(fs.readFileSync(path.join(dir, 'logs', 'probe.log'), 'utf8'), /EADDRINUSE/);
+    } finally {
+      await stopProcesses(dir, ['probe']);
+      for (const s of intruders) s.close();
+    }
+  },
+);
 
 test('startServer gives up and stops the process when it fails for another reason than a taken port', async () => {
   const dir = path.join(work, 'lab-fails');

@@ -13,7 +13,9 @@ import { ADDRESS_IN_USE, freePorts, listensOn, releasePorts, type PortOptions } 
 
 const execFileP = promisify(execFile);
 
-/** childEnv is the environment for child processes: ours minus ambient git and kube settings that would redirect them. */
+/**
+ * childEnv is the environment for child processes: ours minus ambient git and kube settings that would redirect them.
+ */
 export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) {
@@ -24,7 +26,11 @@ export function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
 }
 
 /** run runs a command to completion and returns its stdout; throws with the last lines of its output. */
-export async function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<string> {
+export async function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<string> {
   try {
     const { stdout } = await execFileP(cmd, args, {
       cwd: opts.cwd,
@@ -99,8 +105,16 @@ function tail(file: string, lines = 15): string {
   }
 }
 
-/** startDetached starts a detached process (own session, stdio to `<dir>/logs/<name>.log`), PID in `<dir>/pids/<name>`. */
-export function startDetached(dir: string, name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = childEnv()): number {
+/**
+ * startDetached starts a detached process (own session, stdio to `<dir>/logs/<name>.log`), PID in `<dir>/pids/<name>`.
+ */
+export function startDetached(
+  dir: string,
+  name: string,
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = childEnv(),
+): number {
   const file = logFile(dir, name);
   const fd = fs.openSync(file, 'a');
   try {
@@ -126,7 +140,8 @@ export async function waitFor(
   opts: { timeoutMs: number; dir: string; proc?: string; intervalMs?: number; failWhen?: () => string | undefined },
 ): Promise<void> {
   const deadline = Date.now() + opts.timeoutMs;
-  const logHint = () => (opts.proc ? `; log ${logFile(opts.dir, opts.proc)}:\n${tail(logFile(opts.dir, opts.proc))}` : '');
+  const logHint = () =>
+    opts.proc ? `; log ${logFile(opts.dir, opts.proc)}:\n${tail(logFile(opts.dir, opts.proc))}` : '';
   let last = '';
   for (;;) {
     try {
@@ -138,16 +153,22 @@ export async function waitFor(
     if (reason) throw new Error(`${reason} while waiting for ${what}${logHint()}`);
     if (opts.proc) {
       const pid = readPid(opts.dir, opts.proc);
-      if (pid === undefined || !alive(pid)) throw new Error(`${opts.proc} exited while waiting for ${what}${logHint()}`);
+      if (pid === undefined || !alive(pid))
+        throw new Error(`${opts.proc} exited while waiting for ${what}${logHint()}`);
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${what}${last ? ` (last error: ${last})` : ''}${logHint()}`);
+      throw new Error(
+        `timed out after ${opts.timeoutMs} ms waiting for ${what}${last ? ` (last error: ${last})` : ''}${logHint()}`,
+      );
     }
     await sleep(opts.intervalMs ?? 250);
   }
 }
 
-/** stopProcesses stops named lab processes: SIGTERM (to the process and its group), SIGKILL after `graceMs`, waits for exit. */
+/**
+ * stopProcesses stops named lab processes: SIGTERM (to the process and its group), SIGKILL after `graceMs`, waits for
+ * exit.
+ */
 export async function stopProcesses(dir: string, names: string[], graceMs = 5000): Promise<void> {
   const pids: { name: string; pid: number }[] = [];
   for (const name of names) {
@@ -264,23 +285,30 @@ export async function startServer(dir: string, name: string, spec: ServerSpec): 
     };
     try {
       await spec.start(ports);
-      await waitFor(`${name} on port ${ports.join(', ')}`, async () => {
-        const pid = running(dir, name);
-        return pid !== undefined && (await spec.ready(ports)) && ports.every((p) => listensOn(pid, p));
-      }, {
-        timeoutMs: spec.timeoutMs,
-        dir,
-        proc: name,
-        intervalMs: spec.intervalMs,
-        failWhen: () => (clash() ? `${name} could not bind port ${ports.join(', ')} (${clash()})` : undefined),
-      });
+      await waitFor(
+        `${name} on port ${ports.join(', ')}`,
+        async () => {
+          const pid = running(dir, name);
+          return pid !== undefined && (await spec.ready(ports)) && ports.every((p) => listensOn(pid, p));
+        },
+        {
+          timeoutMs: spec.timeoutMs,
+          dir,
+          proc: name,
+          intervalMs: spec.intervalMs,
+          failWhen: () => (clash() ? `${name} could not bind port ${ports.join(', ')} (${clash()})` : undefined),
+        },
+      );
       releasePorts(ports, spec.portOptions); // bound now: nobody else can take them
       return ports;
     } catch (err) {
       await stopProcesses(dir, [name]).catch(() => {});
       const why = clash();
       if (!why || attempt >= attempts) throw err;
-      log(`${name}: a port of ${ports.join(', ')} was taken (${why}); starting again on new ports (attempt ${attempt + 1} of ${attempts})`);
+      log(
+        `${name}: a port of ${ports.join(', ')} was taken (${why}); starting again on new ports (attempt ` +
+          `${attempt + 1} of ${attempts})`,
+      );
     }
   }
 }

@@ -8,21 +8,28 @@ import { OPTIONS } from '../../src/config.ts';
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
 test('the README documents every condition reason', () => {
-  for (const reason of Object.values(Reasons)) assert.ok(readme.includes(`| \`${reason}\` |`), `README lacks reason ${reason}`);
+  for (const reason of Object.values(Reasons))
+    assert.ok(readme.includes(`| \`${reason}\` |`), `README lacks reason ${reason}`);
 });
 
 test('the README documents every condition type', () => {
-  for (const type of Object.values(ConditionTypes)) assert.ok(readme.includes(`\`${type}\``), `README lacks condition ${type}`);
+  for (const type of Object.values(ConditionTypes))
+    assert.ok(readme.includes(`\`${type}\``), `README lacks condition ${type}`);
 });
 
 test('the README documents every flag with its environment variable', () => {
-  for (const [flag, o] of Object.entries(OPTIONS)) assert.ok(readme.includes(`| \`--${flag}\` | \`${o.env}\` |`), `README lacks --${flag}`);
+  for (const [flag, o] of Object.entries(OPTIONS))
+    assert.ok(readme.includes(`| \`--${flag}\` | \`${o.env}\` |`), `README lacks --${flag}`);
 });
 
 test('the README documents every spec field of the CRD', () => {
-  const crd = yaml.load(readFileSync(new URL('../../crds/fluxbootstrap.dev_clusterbootstraps.yaml', import.meta.url), 'utf8')) as any;
+  const crd = yaml.load(
+    readFileSync(new URL('../../crds/fluxbootstrap.dev_clusterbootstraps.yaml', import.meta.url), 'utf8'),
+  ) as any;
   const walk = (schema: any, prefix: string): string[] =>
-    Object.entries(schema.properties ?? {}).flatMap(([k, v]: [string, any]) => (v.properties ? walk(v, `${prefix}.${k}`) : [`${prefix}.${k}`]));
+    Object.entries(schema.properties ?? {}).flatMap(([k, v]: [string, any]) =>
+      v.properties ? walk(v, `${prefix}.${k}`) : [`${prefix}.${k}`],
+    );
   for (const field of walk(crd.spec.versions[0].schema.openAPIV3Schema.properties.spec, 'spec')) {
     const leaf = field.split('.').at(-1)!;
     assert.ok(readme.includes(field) || readme.includes(`.${leaf}\``), `README lacks ${field}`);

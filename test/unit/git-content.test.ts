@@ -23,12 +23,16 @@ function clone(): { root: string; outside: string } {
   return { root, outside };
 }
 
-const unsafe = (message: RegExp) => (err: unknown) => err instanceof GitError && err.kind === 'unsafeContent' && message.test(err.message);
+const unsafe = (message: RegExp) => (err: unknown) =>
+  err instanceof GitError && err.kind === 'unsafeContent' && message.test(err.message);
 
 test('a symlinked file on disk is neither read nor written through', async () => {
   const { root, outside } = clone();
   symlinkSync(join(outside, 'secret'), join(root, FILE));
-  await assert.rejects(readInside(root, FILE, 1024), unsafe(/gotk-sync\.yaml is a symbolic link in the repository: replace it with a regular file/));
+  await assert.rejects(
+    readInside(root, FILE, 1024),
+    unsafe(/gotk-sync\.yaml is a symbolic link in the repository: replace it with a regular file/),
+  );
   await assert.rejects(writeInside(root, FILE, 'overwritten\n'), unsafe(/is a symbolic link/));
   assert.equal(readFileSync(join(outside, 'secret'), 'utf8'), 'secret\n');
 });
@@ -37,7 +41,10 @@ test('a symlinked folder on disk is neither read nor written through', async () 
   const { root, outside } = clone();
   execFileSync('rm', ['-r', join(root, 'clusters', 'x', 'flux-system')]);
   symlinkSync(outside, join(root, 'clusters', 'x', 'flux-system'));
-  await assert.rejects(readInside(root, 'clusters/x/flux-system/secret', 1024), unsafe(/^clusters\/x\/flux-system is a symbolic link in the repository: replace it with a folder$/));
+  await assert.rejects(
+    readInside(root, 'clusters/x/flux-system/secret', 1024),
+    unsafe(/^clusters\/x\/flux-system is a symbolic link in the repository: replace it with a folder$/),
+  );
   await assert.rejects(writeInside(root, FILE, 'x\n'), unsafe(/^clusters\/x\/flux-system is a symbolic link/));
   assert.deepEqual(readdirSync(outside), ['secret']);
 });
@@ -52,7 +59,10 @@ test('a FIFO is refused without blocking the reader', async () => {
 test('a file bigger than the cap is refused; one at the cap is read', async () => {
   const { root } = clone();
   writeFileSync(join(root, FILE), 'x'.repeat(1025));
-  await assert.rejects(readInside(root, FILE, 1024), unsafe(/is 2 KiB in the repository, more than the 1 KiB the operator reads/));
+  await assert.rejects(
+    readInside(root, FILE, 1024),
+    unsafe(/is 2 KiB in the repository, more than the 1 KiB the operator reads/),
+  );
   writeFileSync(join(root, FILE), 'x'.repeat(1024));
   assert.equal((await readInside(root, FILE, 1024))?.length, 1024);
 });

@@ -51,7 +51,8 @@ function request(url: string, path: string, content: string, extra: Partial<Upda
 }
 
 const repos = () => new Repositories(mkdtempSync(join(tmpdir(), 'work-')), { protocols: ['file'] });
-const unsafe = (message: RegExp) => (err: unknown) => err instanceof GitError && err.kind === 'unsafeContent' && message.test(err.message);
+const unsafe = (message: RegExp) => (err: unknown) =>
+  err instanceof GitError && err.kind === 'unsafeContent' && message.test(err.message);
 
 test('a symlinked gotk-sync.yaml in the branch is refused and the file it points to is untouched', async () => {
   const outside = join(mkdtempSync(join(tmpdir(), 'outside-')), '.gitconfig');
@@ -59,7 +60,12 @@ test('a symlinked gotk-sync.yaml in the branch is refused and the file it points
   const url = seededRepo((w) => link(w, SYNC, outside));
   const before = git(url, 'rev-parse', 'main');
   renders = 0;
-  await assert.rejects(repos().update(request(url, SYNC, 'kind: GitRepository\n')), unsafe(/^clusters\/x\/flux-system\/gotk-sync\.yaml is a symbolic link in the repository: replace it with a regular file$/));
+  await assert.rejects(
+    repos().update(request(url, SYNC, 'kind: GitRepository\n')),
+    unsafe(
+      /^clusters\/x\/flux-system\/gotk-sync\.yaml is a symbolic link in the repository: replace it with a regular file$/,
+    ),
+  );
   assert.equal(readFileSync(outside, 'utf8'), 'operator secret\n');
   assert.equal(renders, 0, 'nothing was read through the link to render from');
   assert.equal(git(url, 'rev-parse', 'main'), before, 'nothing was pushed');
@@ -67,10 +73,26 @@ test('a symlinked gotk-sync.yaml in the branch is refused and the file it points
 
 test('a path through a symlinked, submodule or file component is refused and nothing is written through it', async (t) => {
   const cases: [string, (w: string, outside: string) => void, RegExp, ((w: string) => void)?][] = [
-    ['a symlinked flux-system folder', (w, outside) => link(w, 'clusters/x/flux-system', outside), /^clusters\/x\/flux-system is a symbolic link in the repository: replace it with a folder$/],
-    ['a relative symlink up the tree', (w) => link(w, 'clusters/x', '../..'), /^clusters\/x is a symbolic link in the repository/],
-    ['a file where a folder belongs', (w) => put(w, 'clusters/x/flux-system', 'a file\n'), /^clusters\/x\/flux-system is a file in the repository: replace it with a folder$/],
-    ['a folder where the file belongs', (w) => put(w, `${SYNC}/inner.yaml`, 'x\n'), /^clusters\/x\/flux-system\/gotk-sync\.yaml is a folder in the repository: replace it with a regular file$/],
+    [
+      'a symlinked flux-system folder',
+      (w, outside) => link(w, 'clusters/x/flux-system', outside),
+      /^clusters\/x\/flux-system is a symbolic link in the repository: replace it with a folder$/,
+    ],
+    [
+      'a relative symlink up the tree',
+      (w) => link(w, 'clusters/x', '../..'),
+      /^clusters\/x is a symbolic link in the repository/,
+    ],
+    [
+      'a file where a folder belongs',
+      (w) => put(w, 'clusters/x/flux-system', 'a file\n'),
+      /^clusters\/x\/flux-system is a file in the repository: replace it with a folder$/,
+    ],
+    [
+      'a folder where the file belongs',
+      (w) => put(w, `${SYNC}/inner.yaml`, 'x\n'),
+      /^clusters\/x\/flux-system\/gotk-sync\.yaml is a folder in the repository: replace it with a regular file$/,
+    ],
     [
       'a submodule where a folder belongs',
       () => {},
@@ -97,20 +119,32 @@ test('an unsafe path fails only its own update; the rest of the batch is committ
   await assert.rejects(hostile, unsafe(/symbolic link/));
   assert.equal((await fine).pushed, true);
   assert.equal(git(url, 'show', 'main:clusters/b/flux-system/gotk-sync.yaml'), 'b');
-  assert.equal(git(url, 'ls-tree', 'main', SYNC).split(/\s/)[0], '120000', 'the link is left as the author committed it');
+  assert.equal(
+    git(url, 'ls-tree', 'main', SYNC).split(/\s/)[0],
+    '120000',
+    'the link is left as the author committed it',
+  );
 });
 
 test('a kustomization.yaml bigger than the cap is refused before it is read', async () => {
   const url = seededRepo((w) => put(w, KUSTOMIZATION, `# ${'x'.repeat(3 * 1048576)}\n`));
   renders = 0;
-  await assert.rejects(repos().update(request(url, KUSTOMIZATION, 'resources: []\n')), unsafe(/^clusters\/x\/flux-system\/kustomization\.yaml is 3 MiB in the repository, more than the 2 MiB the operator reads/));
+  await assert.rejects(
+    repos().update(request(url, KUSTOMIZATION, 'resources: []\n')),
+    unsafe(
+      /^clusters\/x\/flux-system\/kustomization\.yaml is 3 MiB in the repository, more than the 2 MiB the operator reads/,
+    ),
+  );
   assert.equal(renders, 0);
 });
 
 test('a file under the cap is read back and given to render', async () => {
   const url = seededRepo((w) => put(w, KUSTOMIZATION, 'resources:\n- apps.yaml\n'));
   let seen: string | undefined;
-  const r = await repos().update({ ...request(url, KUSTOMIZATION, ''), files: [{ path: KUSTOMIZATION, render: (existing) => ((seen = existing), `${existing}- gotk-sync.yaml\n`) }] });
+  const r = await repos().update({
+    ...request(url, KUSTOMIZATION, ''),
+    files: [{ path: KUSTOMIZATION, render: (existing) => ((seen = existing), `${existing}- gotk-sync.yaml\n`) }],
+  });
   assert.equal(seen, 'resources:\n- apps.yaml\n');
   assert.equal(r.pushed, true);
 });
@@ -118,7 +152,17 @@ test('a file under the cap is read back and given to render', async () => {
 test('a render that throws rejects its own update with that very error', async () => {
   const url = seededRepo((w) => put(w, 'README.md', 'hi\n'));
   const thrown = new Error('kustomization.yaml cannot be kept');
-  const update = repos().update({ ...request(url, KUSTOMIZATION, ''), files: [{ path: KUSTOMIZATION, render: () => { throw thrown; } }] });
+  const update = repos().update({
+    ...request(url, KUSTOMIZATION, ''),
+    files: [
+      {
+        path: KUSTOMIZATION,
+        render: () => {
+          throw thrown;
+        },
+      },
+    ],
+  });
   await assert.rejects(update, (err: unknown) => err === thrown);
 });
 
@@ -128,13 +172,20 @@ test('a broken ~/.gitconfig does not reach the operator’s git', async () => {
   mkdirSync(join(home, '.config', 'git'), { recursive: true });
   writeFileSync(join(home, '.config', 'git', 'config'), '[[[ garbage\n');
   const url = seededRepo((w) => put(w, 'README.md', 'hi\n'));
-  assert.throws(() => execFileSync('git', ['-C', url, 'log'], { env: { ...process.env, HOME: home }, stdio: 'pipe' }), /bad config/, 'git itself reads the file');
+  assert.throws(
+    () => execFileSync('git', ['-C', url, 'log'], { env: { ...process.env, HOME: home }, stdio: 'pipe' }),
+    /bad config/,
+    'git itself reads the file',
+  );
   const saved = process.env.HOME;
   process.env.HOME = home;
   try {
     const r = await repos().update(request(url, SYNC, 'x\n'));
     assert.equal(r.pushed, true);
-    assert.equal(await repos().readHead(url, 'main', { transport: 'ssh', privateKey: 'unused', knownHosts: '' }), r.head);
+    assert.equal(
+      await repos().readHead(url, 'main', { transport: 'ssh', privateKey: 'unused', knownHosts: '' }),
+      r.head,
+    );
   } finally {
     process.env.HOME = saved;
   }
@@ -149,8 +200,14 @@ test('a transport other than the allowed ones is refused and runs nothing', asyn
   for (const [name, url] of cases)
     await t.test(name, async () => {
       const rs = new Repositories(mkdtempSync(join(tmpdir(), 'work-')));
-      await assert.rejects(rs.update(request(url, SYNC, 'x\n')), (err: unknown) => err instanceof GitError && /not allowed/.test(err.message));
-      await assert.rejects(rs.readHead(url, 'main', { transport: 'ssh', privateKey: 'unused', knownHosts: '' }), /not allowed/);
+      await assert.rejects(
+        rs.update(request(url, SYNC, 'x\n')),
+        (err: unknown) => err instanceof GitError && /not allowed/.test(err.message),
+      );
+      await assert.rejects(
+        rs.readHead(url, 'main', { transport: 'ssh', privateKey: 'unused', knownHosts: '' }),
+        /not allowed/,
+      );
     });
   assert.throws(() => readFileSync(marker), /ENOENT/);
 });
@@ -160,9 +217,22 @@ test('a URL or branch that git would read as an option is refused before git run
     ['a URL starting with a dash', { url: '--upload-pack=touch /tmp/pwned' }, /is not a repository URL/],
     ['a branch starting with a dash', { branch: '-f' }, /is not a valid branch name/],
     ['a branch with a space', { branch: 'main branch' }, /is not a valid branch name/],
-    ['a file path that leaves the work tree', { files: [{ path: '../outside.yaml', render: () => '' }] }, /is not a path inside the repository/],
-    ['a file path into .git', { files: [{ path: '.git/config', render: () => '' }] }, /is not a path inside the repository/],
+    [
+      'a file path that leaves the work tree',
+      { files: [{ path: '../outside.yaml', render: () => '' }] },
+      /is not a path inside the repository/,
+    ],
+    [
+      'a file path into .git',
+      { files: [{ path: '.git/config', render: () => '' }] },
+      /is not a path inside the repository/,
+    ],
   ];
   for (const [name, extra, message] of cases)
-    await t.test(name, () => assert.rejects(repos().update(request('/nonexistent', SYNC, 'x\n', extra)), (err: unknown) => err instanceof GitError && message.test(err.message)));
+    await t.test(name, () =>
+      assert.rejects(
+        repos().update(request('/nonexistent', SYNC, 'x\n', extra)),
+        (err: unknown) => err instanceof GitError && message.test(err.message),
+      ),
+    );
 });

@@ -73,8 +73,14 @@ test('an https push sends the credentials as a basic auth header, never in the U
   sawHeaders = [];
   const r = await update('s3cret');
   assert.equal(r.pushed, true);
-  assert.equal(execFileSync('git', ['-C', join(root, 'fleet.git'), 'rev-parse', 'main'], { encoding: 'utf8' }).trim(), r.head);
-  assert.ok(sawHeaders.every((h) => h === expected), 'every request carried the header');
+  assert.equal(
+    execFileSync('git', ['-C', join(root, 'fleet.git'), 'rev-parse', 'main'], { encoding: 'utf8' }).trim(),
+    r.head,
+  );
+  assert.ok(
+    sawHeaders.every((h) => h === expected),
+    'every request carried the header',
+  );
 });
 
 test('a wrong https password is a GitError of kind auth', async () => {

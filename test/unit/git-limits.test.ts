@@ -53,7 +53,10 @@ function bareRepoWithHook(script: string): string {
 }
 
 const timedOut = (seconds: number) => (err: unknown) =>
-  err instanceof GitError && err.kind === 'timeout' && err.message.endsWith(`the git host did not finish within ${seconds} s`) && err.cause instanceof Error;
+  err instanceof GitError &&
+  err.kind === 'timeout' &&
+  err.message.endsWith(`the git host did not finish within ${seconds} s`) &&
+  err.cause instanceof Error;
 
 /** gone waits a moment for a process to be dead: no longer there, or a zombie nobody has reaped yet. */
 async function gone(pid: number): Promise<boolean> {
@@ -83,7 +86,10 @@ test('a fetch from a server that stalls is killed at the deadline, ssh with it',
 
 test('readHead of a server that stalls is killed at its own deadline', async () => {
   const started = Date.now();
-  await assert.rejects(new Repositories(work(), { readTimeoutMs: 800, transferTimeoutMs: 60_000 }).readHead(stalledUrl, 'main', sshAuth), timedOut(0.8));
+  await assert.rejects(
+    new Repositories(work(), { readTimeoutMs: 800, transferTimeoutMs: 60_000 }).readHead(stalledUrl, 'main', sshAuth),
+    timedOut(0.8),
+  );
   assert.ok(Date.now() - started < 4000);
 });
 
@@ -92,7 +98,10 @@ test('a push to a server that streams progress forever is killed at the deadline
   // Each line restarts simple-git's old block timeout; only a total deadline stops this.
   const url = bareRepoWithHook(`echo $$ > ${pidFile}\nwhile :; do echo "still checking..." >&2; sleep 0.05; done`);
   const started = Date.now();
-  await assert.rejects(new Repositories(work(), { protocols: ['file'], transferTimeoutMs: 1500 }).update(request(url)), timedOut(1.5));
+  await assert.rejects(
+    new Repositories(work(), { protocols: ['file'], transferTimeoutMs: 1500 }).update(request(url)),
+    timedOut(1.5),
+  );
   assert.ok(Date.now() - started < 6000);
   assert.ok(await gone(Number(readFileSync(pidFile, 'utf8'))), 'the hook process was killed with git');
 });
@@ -101,8 +110,13 @@ test('a server that floods output is cut off at the output cap', async () => {
   const url = bareRepoWithHook('yes "remote noise" >&2');
   const started = Date.now();
   await assert.rejects(
-    new Repositories(work(), { protocols: ['file'], maxOutputBytes: 256 * 1024, transferTimeoutMs: 60_000 }).update(request(url)),
-    (err: unknown) => err instanceof GitError && err.kind === 'unreachable' && /the git host sent more than 256 KiB of output$/.test(err.message),
+    new Repositories(work(), { protocols: ['file'], maxOutputBytes: 256 * 1024, transferTimeoutMs: 60_000 }).update(
+      request(url),
+    ),
+    (err: unknown) =>
+      err instanceof GitError &&
+      err.kind === 'unreachable' &&
+      /the git host sent more than 256 KiB of output$/.test(err.message),
   );
   assert.ok(Date.now() - started < 10_000);
 });

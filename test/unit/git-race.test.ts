@@ -12,7 +12,8 @@ import { Reasons } from '../../src/api/conditions.ts';
 // the branch, and keeps the other writer's commits; a push the host refuses whatever the branch's state is
 // not retried; a race lost every time ends as raceLost, a reason of its own.
 
-const git = (dir: string, ...args: string[]) => execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+const git = (dir: string, ...args: string[]) =>
+  execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
 
 function bareRepo(): string {
   const dir = join(mkdtempSync(join(tmpdir(), 'remote-')), 'repo.git');
@@ -41,7 +42,17 @@ function writer(url: string): { push: () => string; pushed: string[] } {
       git(dir, 'pull', '-q', '--rebase', 'origin', 'main');
       writeFileSync(join(dir, `apps-${pushed.length}.yaml`), `n: ${pushed.length}\n`);
       git(dir, 'add', '.');
-      git(dir, '-c', 'user.name=Other', '-c', 'user.email=other@example.com', 'commit', '-q', '-m', `apps ${pushed.length}`);
+      git(
+        dir,
+        '-c',
+        'user.name=Other',
+        '-c',
+        'user.email=other@example.com',
+        'commit',
+        '-q',
+        '-m',
+        `apps ${pushed.length}`,
+      );
       git(dir, 'push', '-q', 'origin', 'HEAD:main');
       const sha = git(dir, 'rev-parse', 'HEAD');
       pushed.push(sha);
@@ -93,7 +104,11 @@ test('a push that loses a race to another writer is retried at once and keeps th
   assert.equal(git(url, 'show', 'main:clusters/a/flux-system/gotk-sync.yaml'), 'a');
   for (const sha of other.pushed) assert.ok(isAncestor(url, sha), `the other writer's ${sha} is kept`);
   assert.equal(git(url, 'rev-list', '--count', 'main'), '5', 'seed, three of the other writer, one of the operator');
-  assert.equal(git(url, 'log', '--format=%H', 'main', '--', 'clusters/a/flux-system/gotk-sync.yaml').split('\n').length, 1, 'one commit of the operator');
+  assert.equal(
+    git(url, 'log', '--format=%H', 'main', '--', 'clusters/a/flux-system/gotk-sync.yaml').split('\n').length,
+    1,
+    'one commit of the operator',
+  );
   assert.ok(took < 10_000, `took ${took} ms`);
 });
 
@@ -133,7 +148,12 @@ test('a push refused by a protected branch is not retried and stays PushRejected
   writeFileSync(hook, `#!/bin/sh\necho x >> "$GIT_DIR/tries"\necho "main is a protected branch" >&2\nexit 1\n`);
   chmodSync(hook, 0o755);
   const before = git(url, 'rev-parse', 'main');
-  const err = await repos().update(request(url, 'f.yaml', () => 'x\n')).then(() => undefined, (e: unknown) => e);
+  const err = await repos()
+    .update(request(url, 'f.yaml', () => 'x\n'))
+    .then(
+      () => undefined,
+      (e: unknown) => e,
+    );
   assert.ok(err instanceof GitError && err.kind === 'protected', String(err));
   assert.equal(readFileSync(join(url, 'tries'), 'utf8'), 'x\n', 'one push, not retried');
   assert.equal(git(url, 'rev-parse', 'main'), before);
@@ -142,38 +162,51 @@ test('a push refused by a protected branch is not retried and stays PushRejected
   assert.match(phase.message, /protected branch/);
 });
 
-test('a race that never ends is given up after the attempts’ budget as raceLost (PushRaceLost, retried within seconds)', async () => {
-  const url = bareRepo();
-  seed(url);
-  const other = writer(url);
-  let renders = 0;
-  const started = Date.now();
-  const err = await repos()
-    .update(
-      request(url, 'clusters/c/flux-system/gotk-sync.yaml', () => {
-        renders++;
-        other.push(); // between every fetch and push
-        return 'c\n';
-      }),
-    )
-    .then(() => undefined, (e: unknown) => e);
-  const took = Date.now() - started;
-  assert.ok(err instanceof GitError && err.kind === 'raceLost', String(err));
-  assert.match(err.message, /another writer kept pushing to the branch; each of 20 pushes in [\d.]+ s lost the race/);
-  assert.equal(renders, 20);
-  assert.ok(took < 30_000, `gave up after ${took} ms`);
-  for (const sha of other.pushed) assert.ok(isAncestor(url, sha), 'every commit of the other writer is kept');
-  assert.throws(() => git(url, 'show', 'main:clusters/c/flux-system/gotk-sync.yaml'), 'nothing of the operator was pushed');
-  const phase = gitPhaseError(err);
-  assert.equal(phase.reason, Reasons.PushRaceLost);
-  assert.notEqual(phase.reason, Reasons.PushRejected);
-  assert.ok(phase.retryAfterMs !== undefined && phase.retryAfterMs >= 1000 && phase.retryAfterMs <= 5_000, `retry after ${phase.retryAfterMs} ms`);
+test(
+  'a race that never ends is given up after the attempts’ budget as raceLost (PushRaceLost, retried within ' +
+    'seconds)',
+  async () => {
+    const url = bareRepo();
+    seed(url);
+    const other = writer(url);
+    let renders = 0;
+    const started = Date.now();
+    const err = await repos()
+      .update(
+        request(url, 'clusters/c/flux-system/gotk-sync.yaml', () => {
+          renders++;
+          other.push(); // between every fetch and push
+          return 'c\n';
+        }),
+      )
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    const took = Date.now() - started;
+    assert.ok(err instanceof GitError && err.kind === 'raceLost', String(err));
+    assert.match(err.message, /another writer kept pushing to the branch; each of 20 pushes in [\d.]+ s lost the race/);
+    assert.equal(renders, 20);
+    assert.ok(took < 30_000, `gave up after ${took} ms`);
+    for (const sha of other.pushed) assert.ok(isAncestor(url, sha), 'every commit of the other writer is kept');
+    assert.throws(
+      () => git(url, 'show', 'main:clusters/c/flux-system/gotk-sync.yaml'),
+      'nothing of the operator was pushed',
+    );
+    const phase = gitPhaseError(err);
+    assert.equal(phase.reason, Reasons.PushRaceLost);
+    assert.notEqual(phase.reason, Reasons.PushRejected);
+    assert.ok(
+      phase.retryAfterMs !== undefined && phase.retryAfterMs >= 1000 && phase.retryAfterMs <= 5_000,
+      `retry after ${phase.retryAfterMs} ms`,
+    );
 
-  // Once the other writer pauses, the next update wins at once.
-  const r = await repos().update(request(url, 'clusters/c/flux-system/gotk-sync.yaml', () => 'c\n'));
-  assert.equal(r.attempts, 1);
-  assert.equal(git(url, 'show', 'main:clusters/c/flux-system/gotk-sync.yaml'), 'c');
-});
+    // Once the other writer pauses, the next update wins at once.
+    const r = await repos().update(request(url, 'clusters/c/flux-system/gotk-sync.yaml', () => 'c\n'));
+    assert.equal(r.attempts, 1);
+    assert.equal(git(url, 'show', 'main:clusters/c/flux-system/gotk-sync.yaml'), 'c');
+  },
+);
 
 test('a lost race fetches the branch alone: other branches are neither fetched nor pruned', async () => {
   const url = bareRepo();
@@ -192,7 +225,11 @@ test('a lost race fetches the branch alone: other branches are neither fetched n
   );
   assert.equal(r.attempts, 2);
   const clone = join(work, execFileSync('ls', [work], { encoding: 'utf8' }).trim());
-  assert.equal(existsSync(join(clone, '.git', 'refs', 'remotes', 'origin', 'feature')), false, 'no other branch fetched');
+  assert.equal(
+    existsSync(join(clone, '.git', 'refs', 'remotes', 'origin', 'feature')),
+    false,
+    'no other branch fetched',
+  );
   assert.throws(() => git(clone, 'rev-parse', '--verify', '-q', 'refs/remotes/origin/feature'));
 });
 

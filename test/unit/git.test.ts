@@ -1,7 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Repositories, GitError, type UpdateRequest } from '../../src/git/repository.ts';
@@ -61,21 +71,34 @@ test('files the operator does not own are left as they are', async () => {
 test('concurrent updates through one clone and through separate clones lose no commit', async () => {
   const url = bareRepo();
   const shared = repos();
-  const updates = Array.from({ length: 6 }, (_, i) => (i % 2 === 0 ? shared : repos()).update(request(url, `clusters/c${i}/f.yaml`, `${i}\n`)));
+  const updates = Array.from({ length: 6 }, (_, i) =>
+    (i % 2 === 0 ? shared : repos()).update(request(url, `clusters/c${i}/f.yaml`, `${i}\n`)),
+  );
   const results = await Promise.all(updates);
   assert.ok(results.every((r) => r.pushed));
   for (let i = 0; i < 6; i++) {
     assert.equal(git(url, 'show', `main:clusters/c${i}/f.yaml`), String(i));
-    assert.equal(git(url, 'log', '--format=%H', 'main', '--', `clusters/c${i}/f.yaml`).split('\n').length, 1, `c${i} is written by exactly one commit`);
+    assert.equal(
+      git(url, 'log', '--format=%H', 'main', '--', `clusters/c${i}/f.yaml`).split('\n').length,
+      1,
+      `c${i} is written by exactly one commit`,
+    );
   }
 });
 
 test('updates that queue up behind a running one are batched into one commit', async () => {
   const url = bareRepo();
   const rs = repos();
-  const results = await Promise.all(Array.from({ length: 5 }, (_, i) => rs.update(request(url, `clusters/b${i}/f.yaml`, `${i}\n`, { message: `Bootstrap b${i}` }))));
+  const results = await Promise.all(
+    Array.from({ length: 5 }, (_, i) =>
+      rs.update(request(url, `clusters/b${i}/f.yaml`, `${i}\n`, { message: `Bootstrap b${i}` })),
+    ),
+  );
   assert.equal(git(url, 'rev-list', '--count', 'main'), '2', 'the first update alone, then the four that waited');
-  assert.match(git(url, 'log', '-1', '--format=%B', 'main'), /^Update flux-system of 4 clusters\n\n- Bootstrap b1\n- Bootstrap b2\n- Bootstrap b3\n- Bootstrap b4/);
+  assert.match(
+    git(url, 'log', '-1', '--format=%B', 'main'),
+    /^Update flux-system of 4 clusters\n\n- Bootstrap b1\n- Bootstrap b2\n- Bootstrap b3\n- Bootstrap b4/,
+  );
   assert.equal(new Set(results.slice(1).map((r) => r.head)).size, 1);
   assert.ok(results.every((r) => r.pushed));
 });
@@ -84,7 +107,17 @@ test('an update that cannot render fails alone; the rest of its batch is committ
   const url = bareRepo();
   const rs = repos();
   const first = rs.update(request(url, 'a.yaml', 'a\n'));
-  const broken = rs.update({ ...request(url, 'b.yaml', ''), files: [{ path: 'b.yaml', render: () => { throw new Error('cannot render'); } }] });
+  const broken = rs.update({
+    ...request(url, 'b.yaml', ''),
+    files: [
+      {
+        path: 'b.yaml',
+        render: () => {
+          throw new Error('cannot render');
+        },
+      },
+    ],
+  });
   const fine = rs.update(request(url, 'c.yaml', 'c\n'));
   await first;
   await assert.rejects(broken, /cannot render/);
@@ -97,11 +130,17 @@ test('a push refused by a protected branch is a GitError of kind protected', asy
   const hook = join(url, 'hooks', 'pre-receive');
   writeFileSync(hook, '#!/bin/sh\necho "main is a protected branch" >&2\nexit 1\n');
   chmodSync(hook, 0o755);
-  await assert.rejects(repos().update(request(url, 'f.yaml', 'x\n')), (err: unknown) => err instanceof GitError && err.kind === 'protected');
+  await assert.rejects(
+    repos().update(request(url, 'f.yaml', 'x\n')),
+    (err: unknown) => err instanceof GitError && err.kind === 'protected',
+  );
 });
 
 test('a repository that does not exist is a GitError of kind notFound', async () => {
-  await assert.rejects(repos().update(request('/nonexistent/repo.git', 'f.yaml', 'x\n')), (err: unknown) => err instanceof GitError && err.kind === 'notFound');
+  await assert.rejects(
+    repos().update(request('/nonexistent/repo.git', 'f.yaml', 'x\n')),
+    (err: unknown) => err instanceof GitError && err.kind === 'notFound',
+  );
 });
 
 test('a commit whose push failed is made again once the push can succeed', async () => {
@@ -145,7 +184,11 @@ test('a clone an earlier process left half-made is repaired, not reported as not
       const r = await new Repositories(work, { protocols: ['file'] }).update(request(url, 'b.yaml', 'b\n'));
       assert.equal(r.pushed, true);
       assert.equal(git(url, 'show', 'main:b.yaml'), 'b');
-      assert.equal(git(url, 'show', 'main:a.yaml'), 'a', 'the first commit is kept: the repaired clone fetched before committing');
+      assert.equal(
+        git(url, 'show', 'main:a.yaml'),
+        'a',
+        'the first commit is kept: the repaired clone fetched before committing',
+      );
     });
 });
 
@@ -155,20 +198,34 @@ test('updates by two authors queued together are each committed under their own 
   const first = rs.update(request(url, 'first.yaml', '0\n'));
   const alice = rs.update(request(url, 'alice.yaml', 'a\n', { author: { name: 'Alice', email: 'alice@example.com' } }));
   const bob = rs.update(request(url, 'bob.yaml', 'b\n', { author: { name: 'Bob', email: 'bob@example.com' } }));
-  const alice2 = rs.update(request(url, 'alice2.yaml', 'a2\n', { author: { name: 'Alice', email: 'alice@example.com' } }));
+  const alice2 = rs.update(
+    request(url, 'alice2.yaml', 'a2\n', { author: { name: 'Alice', email: 'alice@example.com' } }),
+  );
   await Promise.all([first, alice, bob, alice2]);
   assert.equal(git(url, 'log', '-1', '--format=%an <%ae>', 'main', '--', 'alice.yaml'), 'Alice <alice@example.com>');
   assert.equal(git(url, 'log', '-1', '--format=%an <%ae>', 'main', '--', 'bob.yaml'), 'Bob <bob@example.com>');
-  assert.equal(git(url, 'log', '-1', '--format=%H', 'main', '--', 'alice2.yaml'), git(url, 'log', '-1', '--format=%H', 'main', '--', 'alice.yaml'), "Alice's two updates share a commit");
+  assert.equal(
+    git(url, 'log', '-1', '--format=%H', 'main', '--', 'alice2.yaml'),
+    git(url, 'log', '-1', '--format=%H', 'main', '--', 'alice.yaml'),
+    "Alice's two updates share a commit",
+  );
 });
 
 test('an update with an author git refuses fails alone; the other author is committed', async (t) => {
-  for (const author of [{ name: '<>', email: 'a@example.com' }, { name: '  ', email: 'a@example.com' }, { name: 'Eve', email: '<>' }, { name: 'Eve', email: 'eve@example.com\nX: y' }])
+  for (const author of [
+    { name: '<>', email: 'a@example.com' },
+    { name: '  ', email: 'a@example.com' },
+    { name: 'Eve', email: '<>' },
+    { name: 'Eve', email: 'eve@example.com\nX: y' },
+  ])
     await t.test(JSON.stringify(author), async () => {
       const url = bareRepo();
       const rs = repos();
       const first = rs.update(request(url, 'first.yaml', '0\n'));
-      const bad = assert.rejects(rs.update(request(url, 'bad.yaml', 'x\n', { author })), (err: unknown) => err instanceof GitError && /is not a valid git identity/.test(err.message));
+      const bad = assert.rejects(
+        rs.update(request(url, 'bad.yaml', 'x\n', { author })),
+        (err: unknown) => err instanceof GitError && /is not a valid git identity/.test(err.message),
+      );
       const good = rs.update(request(url, 'good.yaml', 'g\n', { author: { name: 'Good', email: 'good@example.com' } }));
       await first;
       await bad;
@@ -188,7 +245,11 @@ test('prune removes the clones of repositories no longer used and keeps the rest
   assert.equal(await rs.prune(new Set([kept])), 1);
   assert.equal(readdirSync(work).length, 1);
   assert.equal((await rs.update(request(kept, 'b.yaml', 'b\n'))).pushed, true);
-  assert.equal((await rs.update(request(dropped, 'b.yaml', 'b\n'))).pushed, true, 'a pruned repository is cloned again when used again');
+  assert.equal(
+    (await rs.update(request(dropped, 'b.yaml', 'b\n'))).pushed,
+    true,
+    'a pruned repository is cloned again when used again',
+  );
 });
 
 test('sweep removes the key folders of a killed process and leaves those of live processes', async () => {
@@ -212,7 +273,8 @@ test('sweep removes the key folders of a killed process and leaves those of live
     assert.equal(existsSync(ofThisProcess), true);
     assert.equal(existsSync(ofLiveParent), true);
   } finally {
-    for (const p of [ofDead, ofThisProcess, ofEarlierProcessWithThisPid, ofLiveParent]) rmSync(p, { recursive: true, force: true });
+    for (const p of [ofDead, ofThisProcess, ofEarlierProcessWithThisPid, ofLiveParent])
+      rmSync(p, { recursive: true, force: true });
   }
 });
 
@@ -232,17 +294,27 @@ test('the same read asked for by many at once runs one git ls-remote; another ke
   // A git on PATH that notes each ls-remote, then runs the real one.
   const bin = mkdtempSync(join(tmpdir(), 'bin-'));
   const calls = join(bin, 'calls');
-  writeFileSync(join(bin, 'git'), `#!/bin/sh\n[ "$1" = ls-remote ] && echo "$1" >> ${calls}\nexec ${execFileSync('sh', ['-c', 'command -v git'], { encoding: 'utf8' }).trim()} "$@"\n`);
+  writeFileSync(
+    join(bin, 'git'),
+    `#!/bin/sh\n[ "$1" = ls-remote ] && echo "$1" >> ${calls}\nexec ` +
+      `${execFileSync('sh', ['-c', 'command -v git'], { encoding: 'utf8' }).trim()} "$@"\n`,
+  );
   chmodSync(join(bin, 'git'), 0o755);
   const path = process.env.PATH;
   process.env.PATH = `${bin}:${path}`;
   try {
     const auth = (privateKey: string) => ({ transport: 'ssh' as const, privateKey, knownHosts: '' });
-    const heads = await Promise.all([...Array(10).fill(auth('push key')), auth('another key')].map((a) => rs.readHead(url, 'main', a)));
+    const heads = await Promise.all(
+      [...Array(10).fill(auth('push key')), auth('another key')].map((a) => rs.readHead(url, 'main', a)),
+    );
     assert.deepEqual(new Set(heads), new Set([head]));
     assert.equal(readFileSync(calls, 'utf8').split('\n').filter(Boolean).length, 2);
     await rs.readHead(url, 'main', auth('push key'));
-    assert.equal(readFileSync(calls, 'utf8').split('\n').filter(Boolean).length, 3, 'a read asked for after the first ended runs again');
+    assert.equal(
+      readFileSync(calls, 'utf8').split('\n').filter(Boolean).length,
+      3,
+      'a read asked for after the first ended runs again',
+    );
   } finally {
     process.env.PATH = path;
   }

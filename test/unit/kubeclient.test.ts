@@ -62,7 +62,13 @@ const json = (res: http.ServerResponse, code: number, body: unknown, headers: Re
   res.writeHead(code, { 'Content-Type': 'application/json', ...headers });
   res.end(JSON.stringify(body));
 };
-const status = (code: number, message = 'try later') => ({ kind: 'Status', status: 'Failure', reason: 'ServiceUnavailable', message, code });
+const status = (code: number, message = 'try later') => ({
+  kind: 'Status',
+  status: 'Failure',
+  reason: 'ServiceUnavailable',
+  message,
+  code,
+});
 
 /** failure returns the KubeError a call rejects with, and how long it took. */
 async function failure(call: () => Promise<unknown>): Promise<{ err: KubeError; ms: number }> {
@@ -90,29 +96,37 @@ describe('a KubeClient call', () => {
     assert.equal(s.hits.length, 1);
   });
 
-  test('is cut when the answer outgrows the body cap, however long the server would go on', { timeout: 15_000 }, async () => {
-    const s = await serve((_req, res) => {
-      res.writeHead(200, { 'Content-Type': 'application/json' });
-      const chunk = Buffer.alloc(64 * 1024, 'x');
-      const pump = () => {
-        while (!res.destroyed && res.write(chunk));
-      };
-      res.on('drain', pump);
-      pump();
-    });
-    const { err, ms } = await failure(() => client(s.url, { timeoutMs: 20_000, maxBodyBytes: 1024 * 1024 }).request('GET', '/api/v1/secrets'));
-    assert.equal(err.reason, 'ResponseTooLarge');
-    assert.match(err.message, /larger than the 1048576-byte limit/);
-    assert.ok(ms < 10_000, `took ${ms} ms`);
-    await s.closed;
-  });
+  test(
+    'is cut when the answer outgrows the body cap, however long the server would go on',
+    { timeout: 15_000 },
+    async () => {
+      const s = await serve((_req, res) => {
+        res.writeHead(200, { 'Content-Type': 'application/json' });
+        const chunk = Buffer.alloc(64 * 1024, 'x');
+        const pump = () => {
+          while (!res.destroyed && res.write(chunk));
+        };
+        res.on('drain', pump);
+        pump();
+      });
+      const { err, ms } = await failure(() =>
+        client(s.url, { timeoutMs: 20_000, maxBodyBytes: 1024 * 1024 }).request('GET', '/api/v1/secrets'),
+      );
+      assert.equal(err.reason, 'ResponseTooLarge');
+      assert.match(err.message, /larger than the 1048576-byte limit/);
+      assert.ok(ms < 10_000, `took ${ms} ms`);
+      await s.closed;
+    },
+  );
 
   test('is refused at once when the answer announces a length over the cap', { timeout: 10_000 }, async () => {
     const s = await serve((_req, res) => {
       res.writeHead(200, { 'Content-Length': String(64 * 1024 * 1024) });
       res.write('{');
     });
-    const { err } = await failure(() => client(s.url, { timeoutMs: 20_000, maxBodyBytes: 1024 }).request('GET', '/api/v1/secrets'));
+    const { err } = await failure(() =>
+      client(s.url, { timeoutMs: 20_000, maxBodyBytes: 1024 }).request('GET', '/api/v1/secrets'),
+    );
     assert.equal(err.reason, 'ResponseTooLarge');
   });
 
@@ -124,16 +138,23 @@ describe('a KubeClient call', () => {
   ];
   for (const r of retries) {
     test(`with ${r.method} ${r.hits === 2 ? 'is tried again' : 'is not tried again'} after a 503`, async () => {
-      const s = await serve((_req, res, hit) => (hit === 1 ? json(res, 503, status(503)) : json(res, 200, { ok: true })));
+      const s = await serve((_req, res, hit) =>
+        hit === 1 ? json(res, 503, status(503)) : json(res, 200, { ok: true }),
+      );
       const c = client(s.url, { retryBaseMs: 10 });
-      if (r.hits === 2) assert.deepEqual(await c.request(r.method, '/api/v1/namespaces/a', r.method === 'GET' ? undefined : {}), { ok: true });
+      if (r.hits === 2)
+        assert.deepEqual(await c.request(r.method, '/api/v1/namespaces/a', r.method === 'GET' ? undefined : {}), {
+          ok: true,
+        });
       else assert.equal((await failure(() => c.request(r.method, '/api/v1/namespaces/a', {}))).err.code, 503);
       assert.equal(s.hits.length, r.hits);
     });
   }
 
   test('waits as long as Retry-After asks before trying again', async () => {
-    const s = await serve((_req, res, hit) => (hit === 1 ? json(res, 429, status(429), { 'Retry-After': '1' }) : json(res, 200, { ok: true })));
+    const s = await serve((_req, res, hit) =>
+      hit === 1 ? json(res, 429, status(429), { 'Retry-After': '1' }) : json(res, 200, { ok: true }),
+    );
     const start = Date.now();
     assert.deepEqual(await client(s.url, { retryBaseMs: 1 }).request('GET', '/api'), { ok: true });
     assert.ok(Date.now() - start >= 950, `took ${Date.now() - start} ms`);
@@ -163,7 +184,7 @@ describe('a KubeClient call', () => {
     assert.equal(s.connections, 2);
   });
 
-  test('quotes a server\'s message on one bounded line', async () => {
+  test("quotes a server's message on one bounded line", async () => {
     const s = await serve((_req, res) => json(res, 422, status(422, `bad\r\nX-Injected: 1\n${'y'.repeat(10_000)}`)));
     const { err } = await failure(() => client(s.url).request('PATCH', '/api/v1/namespaces/a', {}));
     assert.equal(err.code, 422);
@@ -181,12 +202,33 @@ describe('a KubeClient', () => {
     assert.equal(s.connections, 1);
   });
 
-  test('sends many https calls over one TLS connection, verified with the kubeconfig\'s CA and with its token', async () => {
+  test("sends many https calls over one TLS connection, verified with the kubeconfig's CA and with its token", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'kubeclient-test-'));
     let tls: { cert: Buffer; key: Buffer };
     try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'k.pem', '-out', 'c.pem',
-        '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { cwd: dir, stdio: 'ignore' });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-keyout',
+          'k.pem',
+          '-out',
+          'c.pem',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=127.0.0.1',
+          '-addext',
+          'subjectAltName=IP:127.0.0.1',
+        ],
+        { cwd: dir, stdio: 'ignore' },
+      );
       tls = { cert: readFileSync(join(dir, 'c.pem')), key: readFileSync(join(dir, 'k.pem')) };
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -197,19 +239,25 @@ describe('a KubeClient', () => {
     assert.equal(s.connections, 1);
     assert.ok(s.hits.every((h) => h.auth === 'Bearer tenant-token'));
     // Without the CA the same server is refused.
-    assert.equal((await failure(() => client(s.url, { maxAttempts: 1 }).request('GET', '/api'))).err.reason, 'ConnectionError');
+    assert.equal(
+      (await failure(() => client(s.url, { maxAttempts: 1 }).request('GET', '/api'))).err.reason,
+      'ConnectionError',
+    );
   });
 
   test('applies under the field manager it was made with, unless the call names another', async () => {
     const s = await serve((req, res) => {
-      if (req.url === '/api/v1') return json(res, 200, { resources: [{ name: 'configmaps', kind: 'ConfigMap', namespaced: true }] });
+      if (req.url === '/api/v1')
+        return json(res, 200, { resources: [{ name: 'configmaps', kind: 'ConfigMap', namespaced: true }] });
       json(res, 200, {});
     });
     const c = client(s.url, { fieldManager: 'tenant-bootstrap' });
     const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a', namespace: 'n' } };
     await c.apply(cm);
     await c.apply(cm, { fieldManager: 'other' });
-    const patches = s.hits.filter((h) => h.method === 'PATCH').map((h) => new URL(h.url, s.url).searchParams.get('fieldManager'));
+    const patches = s.hits
+      .filter((h) => h.method === 'PATCH')
+      .map((h) => new URL(h.url, s.url).searchParams.get('fieldManager'));
     assert.deepEqual(patches, ['tenant-bootstrap', 'other']);
     assert.equal(client(s.url).fieldManager, 'flux-bootstrap-operator');
   });

@@ -14,8 +14,29 @@ let keyData = '';
 before(() => {
   const dir = mkdtempSync(join(tmpdir(), 'kubeconfig-test-'));
   try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'k.pem', '-out', 'c.pem',
-      '-days', '1', '-subj', '/CN=test', '-addext', 'subjectAltName=IP:127.0.0.1'], { cwd: dir, stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        'k.pem',
+        '-out',
+        'c.pem',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=test',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ],
+      { cwd: dir, stdio: 'ignore' },
+    );
     certData = readFileSync(join(dir, 'c.pem')).toString('base64');
     keyData = readFileSync(join(dir, 'k.pem')).toString('base64');
   } finally {
@@ -24,11 +45,18 @@ before(() => {
 });
 
 /** config is an inline kubeconfig whose cluster and user can be changed per test. */
-function config(change: { cluster?: Record<string, unknown>; user?: Record<string, unknown>; top?: Record<string, unknown> } = {}): string {
+function config(
+  change: { cluster?: Record<string, unknown>; user?: Record<string, unknown>; top?: Record<string, unknown> } = {},
+): string {
   return yaml.dump({
     apiVersion: 'v1',
     kind: 'Config',
-    clusters: [{ name: 'c', cluster: { server: 'https://10.0.0.1:6443', 'certificate-authority-data': certData, ...change.cluster } }],
+    clusters: [
+      {
+        name: 'c',
+        cluster: { server: 'https://10.0.0.1:6443', 'certificate-authority-data': certData, ...change.cluster },
+      },
+    ],
     users: [{ name: 'u', user: { 'client-certificate-data': certData, 'client-key-data': keyData, ...change.user } }],
     contexts: [{ name: 'x', context: { cluster: 'c', user: 'u' } }],
     'current-context': 'x',
@@ -38,51 +66,145 @@ function config(change: { cluster?: Record<string, unknown>; user?: Record<strin
 
 describe('a target kubeconfig', () => {
   const refused: { what: string; change: Parameters<typeof config>[0]; field: string; secret?: string }[] = [
-    { what: 'an exec credential plugin', change: { user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: '/bin/sh', args: ['-c', 'steal'] } } }, field: 'users[0].user.exec', secret: 'steal' },
-    { what: 'an auth-provider', change: { user: { 'auth-provider': { name: 'azure', config: { 'cmd-path': '/bin/steal' } } } }, field: 'users[0].user.auth-provider', secret: '/bin/steal' },
-    { what: 'a token-file', change: { user: { 'token-file': '/var/run/secrets/kubernetes.io/serviceaccount/token' } }, field: 'users[0].user.token-file', secret: '/var/run' },
-    { what: 'a tokenFile', change: { user: { tokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token' } }, field: 'users[0].user.tokenFile', secret: '/var/run' },
-    { what: 'a client-certificate path', change: { user: { 'client-certificate': '/etc/operator/tls.crt' } }, field: 'users[0].user.client-certificate', secret: '/etc/operator' },
-    { what: 'a client-key path', change: { user: { 'client-key': '/etc/operator/tls.key' } }, field: 'users[0].user.client-key', secret: '/etc/operator' },
-    { what: 'a certificate-authority path', change: { cluster: { 'certificate-authority': '/etc/operator/ca.crt' } }, field: 'clusters[0].cluster.certificate-authority', secret: '/etc/operator' },
-    { what: 'a proxy-url', change: { cluster: { 'proxy-url': 'socks5://attacker:1080' } }, field: 'clusters[0].cluster.proxy-url', secret: 'attacker' },
-    { what: 'insecure-skip-tls-verify', change: { cluster: { 'insecure-skip-tls-verify': true } }, field: 'clusters[0].cluster.insecure-skip-tls-verify' },
-    { what: 'a field client-node would ignore', change: { user: { 'as-groups': ['system:masters'] } }, field: 'users[0].user.as-groups' },
-    { what: 'a file:// server', change: { cluster: { server: 'file:///etc/passwd' } }, field: 'clusters[0].cluster.server', secret: 'passwd' },
-    { what: 'a server URL with credentials', change: { cluster: { server: 'https://admin:hunter2@10.0.0.1' } }, field: 'clusters[0].cluster.server', secret: 'hunter2' },
-    { what: 'a token that would add a header', change: { user: { token: 'abc\r\nX-Evil: 1' } }, field: 'users[0].user.token', secret: 'abc' },
-    { what: 'certificate data that is not PEM', change: { cluster: { 'certificate-authority-data': Buffer.from('s3cret').toString('base64') } }, field: 'clusters[0].cluster.certificate-authority-data' },
-    { what: 'a client certificate without its key', change: { user: { 'client-key-data': null } }, field: 'users[0].user.client-key-data' },
+    {
+      what: 'an exec credential plugin',
+      change: {
+        user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: '/bin/sh', args: ['-c', 'steal'] } },
+      },
+      field: 'users[0].user.exec',
+      secret: 'steal',
+    },
+    {
+      what: 'an auth-provider',
+      change: { user: { 'auth-provider': { name: 'azure', config: { 'cmd-path': '/bin/steal' } } } },
+      field: 'users[0].user.auth-provider',
+      secret: '/bin/steal',
+    },
+    {
+      what: 'a token-file',
+      change: { user: { 'token-file': '/var/run/secrets/kubernetes.io/serviceaccount/token' } },
+      field: 'users[0].user.token-file',
+      secret: '/var/run',
+    },
+    {
+      what: 'a tokenFile',
+      change: { user: { tokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token' } },
+      field: 'users[0].user.tokenFile',
+      secret: '/var/run',
+    },
+    {
+      what: 'a client-certificate path',
+      change: { user: { 'client-certificate': '/etc/operator/tls.crt' } },
+      field: 'users[0].user.client-certificate',
+      secret: '/etc/operator',
+    },
+    {
+      what: 'a client-key path',
+      change: { user: { 'client-key': '/etc/operator/tls.key' } },
+      field: 'users[0].user.client-key',
+      secret: '/etc/operator',
+    },
+    {
+      what: 'a certificate-authority path',
+      change: { cluster: { 'certificate-authority': '/etc/operator/ca.crt' } },
+      field: 'clusters[0].cluster.certificate-authority',
+      secret: '/etc/operator',
+    },
+    {
+      what: 'a proxy-url',
+      change: { cluster: { 'proxy-url': 'socks5://attacker:1080' } },
+      field: 'clusters[0].cluster.proxy-url',
+      secret: 'attacker',
+    },
+    {
+      what: 'insecure-skip-tls-verify',
+      change: { cluster: { 'insecure-skip-tls-verify': true } },
+      field: 'clusters[0].cluster.insecure-skip-tls-verify',
+    },
+    {
+      what: 'a field client-node would ignore',
+      change: { user: { 'as-groups': ['system:masters'] } },
+      field: 'users[0].user.as-groups',
+    },
+    {
+      what: 'a file:// server',
+      change: { cluster: { server: 'file:///etc/passwd' } },
+      field: 'clusters[0].cluster.server',
+      secret: 'passwd',
+    },
+    {
+      what: 'a server URL with credentials',
+      change: { cluster: { server: 'https://admin:hunter2@10.0.0.1' } },
+      field: 'clusters[0].cluster.server',
+      secret: 'hunter2',
+    },
+    {
+      what: 'a token that would add a header',
+      change: { user: { token: 'abc\r\nX-Evil: 1' } },
+      field: 'users[0].user.token',
+      secret: 'abc',
+    },
+    {
+      what: 'certificate data that is not PEM',
+      change: { cluster: { 'certificate-authority-data': Buffer.from('s3cret').toString('base64') } },
+      field: 'clusters[0].cluster.certificate-authority-data',
+    },
+    {
+      what: 'a client certificate without its key',
+      change: { user: { 'client-key-data': null } },
+      field: 'users[0].user.client-key-data',
+    },
     { what: 'no current-context', change: { top: { 'current-context': undefined } }, field: 'current-context' },
-    { what: 'a current-context that names no context', change: { top: { 'current-context': 'nope' } }, field: 'current-context' },
-    { what: 'a context whose cluster is missing', change: { top: { contexts: [{ name: 'x', context: { cluster: 'gone', user: 'u' } }] } }, field: 'contexts[0].context.cluster' },
+    {
+      what: 'a current-context that names no context',
+      change: { top: { 'current-context': 'nope' } },
+      field: 'current-context',
+    },
+    {
+      what: 'a context whose cluster is missing',
+      change: { top: { contexts: [{ name: 'x', context: { cluster: 'gone', user: 'u' } }] } },
+      field: 'contexts[0].context.cluster',
+    },
     { what: 'a cluster without a server', change: { cluster: { server: null } }, field: 'clusters[0].cluster.server' },
   ];
   for (const r of refused) {
     test(`with ${r.what} is refused, naming ${r.field} and not quoting the value`, () => {
-      assert.throws(() => parseTargetKubeconfig(config(r.change)), (err: unknown) => {
-        assert.ok(err instanceof KubeconfigError);
-        assert.equal(err.field, r.field);
-        assert.ok(err.message.startsWith(`${r.field} `), err.message);
-        if (r.secret) assert.ok(!err.message.includes(r.secret), err.message);
-        return true;
-      });
+      assert.throws(
+        () => parseTargetKubeconfig(config(r.change)),
+        (err: unknown) => {
+          assert.ok(err instanceof KubeconfigError);
+          assert.equal(err.field, r.field);
+          assert.ok(err.message.startsWith(`${r.field} `), err.message);
+          if (r.secret) assert.ok(!err.message.includes(r.secret), err.message);
+          return true;
+        },
+      );
     });
   }
 
   test('that is not YAML is refused without quoting the text', () => {
     const text = 'users:\n- name: u\n  user:\n    token: "s3cr3t-token\n  : [';
-    assert.throws(() => parseTargetKubeconfig(text), (err: unknown) => {
-      assert.ok(err instanceof KubeconfigError);
-      assert.equal(err.field, 'kubeconfig');
-      assert.ok(!err.message.includes('s3cr3t'), err.message);
-      assert.equal(err.cause, undefined);
-      return true;
-    });
+    assert.throws(
+      () => parseTargetKubeconfig(text),
+      (err: unknown) => {
+        assert.ok(err instanceof KubeconfigError);
+        assert.equal(err.field, 'kubeconfig');
+        assert.ok(!err.message.includes('s3cr3t'), err.message);
+        assert.equal(err.cause, undefined);
+        return true;
+      },
+    );
   });
 
   test('with inline certificates is read, and only its current context, cluster and user are kept', () => {
-    const text = config({ top: { users: [{ name: 'other', user: { exec: { command: 'x' } } }, { name: 'u', user: { 'client-certificate-data': certData, 'client-key-data': keyData } }] } });
+    const text = config({
+      top: {
+        users: [
+          { name: 'other', user: { exec: { command: 'x' } } },
+          { name: 'u', user: { 'client-certificate-data': certData, 'client-key-data': keyData } },
+        ],
+      },
+    });
     const kc = parseTargetKubeconfig(text);
     assert.equal(kc.getCurrentCluster()?.server, 'https://10.0.0.1:6443');
     assert.equal(kc.getCurrentCluster()?.caData, certData);
@@ -93,7 +215,12 @@ describe('a target kubeconfig', () => {
   });
 
   test('with a token, a server name and an http server is read', () => {
-    const kc = parseTargetKubeconfig(config({ cluster: { server: 'http://127.0.0.1:8080/', 'tls-server-name': 'api.example' }, user: { 'client-certificate-data': null, 'client-key-data': null, token: 'abc.def' } }));
+    const kc = parseTargetKubeconfig(
+      config({
+        cluster: { server: 'http://127.0.0.1:8080/', 'tls-server-name': 'api.example' },
+        user: { 'client-certificate-data': null, 'client-key-data': null, token: 'abc.def' },
+      }),
+    );
     assert.equal(kc.getCurrentCluster()?.server, 'http://127.0.0.1:8080');
     assert.equal(kc.getCurrentCluster()?.tlsServerName, 'api.example');
     assert.equal(kc.getCurrentUser()?.token, 'abc.def');
@@ -106,7 +233,9 @@ describe('a target kubeconfig', () => {
   });
 
   test('that skips TLS verification is read when the operator allows it', () => {
-    const kc = parseTargetKubeconfig(config({ cluster: { 'insecure-skip-tls-verify': true } }), { allowInsecureTLS: true });
+    const kc = parseTargetKubeconfig(config({ cluster: { 'insecure-skip-tls-verify': true } }), {
+      allowInsecureTLS: true,
+    });
     assert.equal(kc.getCurrentCluster()?.skipTLSVerify, true);
   });
 
@@ -115,8 +244,10 @@ describe('a target kubeconfig', () => {
     assert.equal(KubeClient.fromKubeconfig(config()).server, 'https://10.0.0.1:6443');
   });
 
-  test('from the operator\'s own administrator may still use file paths, through fromTrustedKubeconfig', () => {
-    const client = KubeClient.fromTrustedKubeconfig(config({ cluster: { 'certificate-authority': '/etc/ssl/certs/ca.pem' } }));
+  test("from the operator's own administrator may still use file paths, through fromTrustedKubeconfig", () => {
+    const client = KubeClient.fromTrustedKubeconfig(
+      config({ cluster: { 'certificate-authority': '/etc/ssl/certs/ca.pem' } }),
+    );
     assert.equal(client.server, 'https://10.0.0.1:6443');
   });
 });

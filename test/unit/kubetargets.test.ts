@@ -35,8 +35,13 @@ test('a kubeconfig the operator refuses throws KubeconfigError and is not kept',
 });
 
 test('exec kubeconfigs are refused unless the operator allows them', () => {
-  const exec = kubeconfig('https://a.example', { exec: { apiVersion: 'client.authentication.k8s.io/v1', command: 'aws' } });
-  assert.throws(() => new TargetClients().get(exec), (err: unknown) => err instanceof KubeconfigError && err.field === 'users[0].user.exec');
+  const exec = kubeconfig('https://a.example', {
+    exec: { apiVersion: 'client.authentication.k8s.io/v1', command: 'aws' },
+  });
+  assert.throws(
+    () => new TargetClients().get(exec),
+    (err: unknown) => err instanceof KubeconfigError && err.field === 'users[0].user.exec',
+  );
   assert.equal(new TargetClients({ allowExec: true }).get(exec).server, 'https://a.example');
 });
 
@@ -52,7 +57,7 @@ test('no more clients are kept than the bound, and the least recently used goes 
   assert.notEqual(targets.get(b), second);
 });
 
-test('no kubeconfig means the operator\'s own cluster, from the default loader, with the client options', () => {
+test("no kubeconfig means the operator's own cluster, from the default loader, with the client options", () => {
   const file = join(dir, 'config');
   writeFileSync(file, kubeconfig('https://own.example:6443'));
   const saved = process.env.KUBECONFIG;

@@ -36,7 +36,14 @@ async function serve(handler: Handler): Promise<{ url: string; hits: { method: s
 
 /** github is a GitHub adapter for acme/fleet whose API is at `apiUrl`. */
 function github(apiUrl: string, opts: Partial<ProviderOptions> = {}): DeployKeyProvider {
-  return providerFor({ type: 'github', apiUrl, token: TOKEN, repoUrl: 'ssh://git@ghe.example.com/acme/fleet.git', retryBaseMs: 5, ...opts });
+  return providerFor({
+    type: 'github',
+    apiUrl,
+    token: TOKEN,
+    repoUrl: 'ssh://git@ghe.example.com/acme/fleet.git',
+    retryBaseMs: 5,
+    ...opts,
+  });
 }
 
 const json = (res: http.ServerResponse, code: number, body: unknown, headers: Record<string, string> = {}) => {
@@ -75,7 +82,13 @@ describe('a provider call', () => {
   test('has one deadline for all the pages of a listing, not one per page', { timeout: 10_000 }, async () => {
     const s = await serve((req, res) => {
       const page = Number(new URL(req.url!, 'http://x').searchParams.get('page') ?? 1);
-      setTimeout(() => json(res, 200, [{ ...KEY, id: page }], { link: `<${s.url}/repos/acme/fleet/keys?page=${page + 1}>; rel="next"` }), 300);
+      setTimeout(
+        () =>
+          json(res, 200, [{ ...KEY, id: page }], {
+            link: `<${s.url}/repos/acme/fleet/keys?page=${page + 1}>; rel="next"`,
+          }),
+        300,
+      );
     });
     const { err, ms } = await failure(() => github(s.url, { timeoutMs: 1000 }).list());
     assert.equal(err.kind, 'unreachable');
@@ -104,17 +117,21 @@ describe('a provider call', () => {
     { method: 'POST', call: (p) => p.add('flux', 'ssh-ed25519 AAAA'), hits: 1 },
   ];
   for (const r of retries) {
-    test(`with ${r.method} ${r.hits === 2 ? 'is tried again' : 'is not tried again, lest it happen twice,'} after a 502`, async () => {
-      const s = await serve((req, res, hit) => {
-        if (hit === 1) return json(res, 502, { message: 'Bad Gateway' });
-        if (req.method === 'DELETE') return res.writeHead(204).end();
-        json(res, 200, [KEY]);
-      });
-      const p = github(s.url);
-      if (r.hits === 2) await r.call(p);
-      else assert.equal((await failure(() => r.call(p))).err.kind, 'unreachable');
-      assert.equal(s.hits.length, r.hits);
-    });
+    test(
+      `with ${r.method} ${r.hits === 2 ? 'is tried again' : 'is not tried again, lest it happen twice,'} after a ` +
+        `502`,
+      async () => {
+        const s = await serve((req, res, hit) => {
+          if (hit === 1) return json(res, 502, { message: 'Bad Gateway' });
+          if (req.method === 'DELETE') return res.writeHead(204).end();
+          json(res, 200, [KEY]);
+        });
+        const p = github(s.url);
+        if (r.hits === 2) await r.call(p);
+        else assert.equal((await failure(() => r.call(p))).err.kind, 'unreachable');
+        assert.equal(s.hits.length, r.hits);
+      },
+    );
   }
 
   test('is tried at most three times against a server that keeps failing, and says it is in trouble', async () => {
@@ -127,7 +144,9 @@ describe('a provider call', () => {
   });
 
   test('waits as long as Retry-After asks before trying a 503 again', async () => {
-    const s = await serve((_req, res, hit) => (hit === 1 ? json(res, 503, { message: 'later' }, { 'Retry-After': '1' }) : json(res, 200, [KEY])));
+    const s = await serve((_req, res, hit) =>
+      hit === 1 ? json(res, 503, { message: 'later' }, { 'Retry-After': '1' }) : json(res, 200, [KEY]),
+    );
     const start = Date.now();
     await github(s.url).list();
     assert.ok(Date.now() - start >= 950, `took ${Date.now() - start} ms`);
@@ -139,23 +158,29 @@ describe('a provider call', () => {
     { method: 'POST', call: (p) => p.add('flux', 'ssh-ed25519 AAAA'), connections: 1 },
   ];
   for (const c of cuts) {
-    test(`with ${c.method} meets a server that cuts every connection ${c.connections} time(s), then says it cannot reach it`, async () => {
-      const cut = net.createServer((socket) => socket.destroy());
-      rawServers.push(cut);
-      let connections = 0;
-      cut.on('connection', () => connections++);
-      await new Promise<void>((r) => cut.listen(0, '127.0.0.1', r));
-      const url = `http://127.0.0.1:${(cut.address() as net.AddressInfo).port}`;
-      const { err } = await failure(() => c.call(github(url)));
-      assert.equal(err.kind, 'unreachable');
-      assert.match(err.message, /cannot reach http:\/\/127\.0\.0\.1:\d+/);
-      assert.equal(connections, c.connections);
-    });
+    test(
+      `with ${c.method} meets a server that cuts every connection ${c.connections} time(s), then says it cannot ` +
+        `reach it`,
+      async () => {
+        const cut = net.createServer((socket) => socket.destroy());
+        rawServers.push(cut);
+        let connections = 0;
+        cut.on('connection', () => connections++);
+        await new Promise<void>((r) => cut.listen(0, '127.0.0.1', r));
+        const url = `http://127.0.0.1:${(cut.address() as net.AddressInfo).port}`;
+        const { err } = await failure(() => c.call(github(url)));
+        assert.equal(err.kind, 'unreachable');
+        assert.match(err.message, /cannot reach http:\/\/127\.0\.0\.1:\d+/);
+        assert.equal(connections, c.connections);
+      },
+    );
   }
 
   test('does not follow a next page on another host, so the token stays home', async () => {
     const elsewhere = await serve((_req, res) => json(res, 200, []));
-    const s = await serve((_req, res) => json(res, 200, [KEY], { link: `<${elsewhere.url}/repos/acme/fleet/keys?page=2>; rel="next"` }));
+    const s = await serve((_req, res) =>
+      json(res, 200, [KEY], { link: `<${elsewhere.url}/repos/acme/fleet/keys?page=2>; rel="next"` }),
+    );
     const { err } = await failure(() => github(s.url).list());
     assert.equal(err.kind, 'other');
     assert.match(err.message, /another host .*the token is not sent there/);
@@ -165,12 +190,16 @@ describe('a provider call', () => {
   test('follows a redirect on the same host (a renamed repository), but not one to another host', async () => {
     const elsewhere = await serve((_req, res) => json(res, 200, [KEY]));
     const s = await serve((req, res) => {
-      if (req.url!.startsWith('/repos/acme/fleet/')) return res.writeHead(301, { Location: '/repositories/42/keys?per_page=100' }).end();
+      if (req.url!.startsWith('/repos/acme/fleet/'))
+        return res.writeHead(301, { Location: '/repositories/42/keys?per_page=100' }).end();
       if (req.url!.startsWith('/repositories/42/')) return json(res, 200, [KEY]);
       res.writeHead(307, { Location: `${elsewhere.url}/x` }).end();
     });
     assert.equal((await github(s.url).list()).length, 1);
-    assert.deepEqual(s.hits.map((h) => h.url), ['/repos/acme/fleet/keys?per_page=100', '/repositories/42/keys?per_page=100']);
+    assert.deepEqual(
+      s.hits.map((h) => h.url),
+      ['/repos/acme/fleet/keys?per_page=100', '/repositories/42/keys?per_page=100'],
+    );
     const { err } = await failure(() => github(`${s.url}/other`).list());
     assert.match(err.message, /redirected to another host/);
     assert.equal(elsewhere.hits.length, 0);

@@ -1,6 +1,15 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bitbucketServerRepo, giteaRepo, githubRepo, gitlabProject, parseGitUrl, providerFor, ProviderError, type ProviderOptions } from '../../src/providers/index.ts';
+import {
+  bitbucketServerRepo,
+  giteaRepo,
+  githubRepo,
+  gitlabProject,
+  parseGitUrl,
+  providerFor,
+  ProviderError,
+  type ProviderOptions,
+} from '../../src/providers/index.ts';
 import { keyMaterial, sameKey } from '../../src/providers/keys.ts';
 
 /** rejects asserts that a call throws ProviderError `invalid` with a message matching `message`. */
@@ -32,7 +41,10 @@ describe('a GitHub repository is found in', () => {
     });
   }
   test('but not a URL with one or three path segments', () => {
-    rejects(() => githubRepo('https://github.com/acme'), /does not name a GitHub repository: its path should be owner\/repo/);
+    rejects(
+      () => githubRepo('https://github.com/acme'),
+      /does not name a GitHub repository: its path should be owner\/repo/,
+    );
     rejects(() => githubRepo('https://github.com/acme/fleet/tree'), /owner\/repo/);
   });
 });
@@ -40,7 +52,12 @@ describe('a GitHub repository is found in', () => {
 describe('a GitLab project is found in', () => {
   const cases: [string, string | undefined, string, string][] = [
     ['ssh://git@gitlab.com/acme/fleet.git', undefined, 'acme/fleet', 'acme%2Ffleet'],
-    ['ssh://git@gitlab.com/group/sub/deeper/fleet.git', undefined, 'group/sub/deeper/fleet', 'group%2Fsub%2Fdeeper%2Ffleet'],
+    [
+      'ssh://git@gitlab.com/group/sub/deeper/fleet.git',
+      undefined,
+      'group/sub/deeper/fleet',
+      'group%2Fsub%2Fdeeper%2Ffleet',
+    ],
     ['https://gitlab.com/group/sub/fleet.git', undefined, 'group/sub/fleet', 'group%2Fsub%2Ffleet'],
     ['git@gitlab.example.com:group/fleet.git', 'https://gitlab.example.com/api/v4', 'group/fleet', 'group%2Ffleet'],
     // A GitLab under a relative URL root has that root in its https clone URLs, not in its ssh ones.
@@ -115,7 +132,11 @@ describe('a git URL', () => {
 });
 
 describe('providerFor', () => {
-  const base: ProviderOptions = { type: 'github', token: 'ghp_0123456789abcdef', repoUrl: 'ssh://git@github.com/acme/fleet.git' };
+  const base: ProviderOptions = {
+    type: 'github',
+    token: 'ghp_0123456789abcdef',
+    repoUrl: 'ssh://git@github.com/acme/fleet.git',
+  };
 
   test('uses api.github.com and gitlab.com for repositories there, without an apiUrl', () => {
     assert.ok(providerFor(base));
@@ -123,23 +144,46 @@ describe('providerFor', () => {
   });
 
   test('needs the API URL for any other host, rather than send the token to a host the repository URL names', () => {
-    rejects(() => providerFor({ ...base, repoUrl: 'ssh://git@ghe.example.com/acme/fleet.git' }), /needs the API URL of its server \(e\.g\. https:\/\/github\.example\.com\/api\/v3\)/);
-    rejects(() => providerFor({ ...base, type: 'gitea', repoUrl: 'ssh://git@gitea.example.com/acme/fleet.git' }), /needs the API URL/);
-    rejects(() => providerFor({ ...base, type: 'bitbucketserver', repoUrl: 'ssh://git@bb.example.com:7999/OPS/fleet.git' }), /needs the API URL/);
+    rejects(
+      () => providerFor({ ...base, repoUrl: 'ssh://git@ghe.example.com/acme/fleet.git' }),
+      /needs the API URL of its server \(e\.g\. https:\/\/github\.example\.com\/api\/v3\)/,
+    );
+    rejects(
+      () => providerFor({ ...base, type: 'gitea', repoUrl: 'ssh://git@gitea.example.com/acme/fleet.git' }),
+      /needs the API URL/,
+    );
+    rejects(
+      () => providerFor({ ...base, type: 'bitbucketserver', repoUrl: 'ssh://git@bb.example.com:7999/OPS/fleet.git' }),
+      /needs the API URL/,
+    );
   });
 
   test('refuses an empty token, naming where it came from', () => {
-    rejects(() => providerFor({ ...base, token: ' \n', tokenRef: 'Secret flux-system/gh' }), /the token in Secret flux-system\/gh is empty/);
+    rejects(
+      () => providerFor({ ...base, token: ' \n', tokenRef: 'Secret flux-system/gh' }),
+      /the token in Secret flux-system\/gh is empty/,
+    );
   });
 
   test('refuses an API URL with credentials, a query or another scheme', () => {
-    rejects(() => providerFor({ ...base, apiUrl: 'https://user:pw@ghe.example.com/api/v3' }), /must not carry credentials/);
+    rejects(
+      () => providerFor({ ...base, apiUrl: 'https://user:pw@ghe.example.com/api/v3' }),
+      /must not carry credentials/,
+    );
     rejects(() => providerFor({ ...base, apiUrl: 'https://ghe.example.com/api/v3?x=1' }), /query/);
     rejects(() => providerFor({ ...base, apiUrl: 'file:///etc/passwd' }), /https:\/\/ or http:\/\//);
   });
 
   test('keeps the token out of a message even when it was pasted into the wrong field', () => {
-    const err = rejects(() => providerFor({ ...base, apiUrl: 'https://ghe.example.com/api/v3', repoUrl: `https://ghe.example.com/${base.token}` }), /owner\/repo/);
+    const err = rejects(
+      () =>
+        providerFor({
+          ...base,
+          apiUrl: 'https://ghe.example.com/api/v3',
+          repoUrl: `https://ghe.example.com/${base.token}`,
+        }),
+      /owner\/repo/,
+    );
     assert.ok(!err.message.includes(base.token), err.message);
   });
 

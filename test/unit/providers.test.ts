@@ -37,7 +37,10 @@ interface Host {
   echoToken: boolean;
   /** pageCap is the largest page the server hands out, whatever the client asks (real servers cap too). */
   pageCap: number;
-  /** noLink leaves the Link header out, as GitLab does past 10,000 rows and some proxies do: the other paging headers must do. */
+  /**
+   * noLink leaves the Link header out, as GitLab does past 10,000 rows and some proxies do: the other paging headers
+   * must do.
+   */
   noLink: boolean;
   /** noNextPage leaves GitLab's X-Next-Page out, so only the Link header tells the next page. */
   noNextPage: boolean;
@@ -95,7 +98,8 @@ function linkHeader(url: URL, host: string, pageNo: number, last: number): strin
 }
 
 /** echo is what a careless server puts in its messages: the credentials it was sent. */
-const echo = (host: Host, req: http.IncomingMessage) => (host.echoToken ? ` (credentials: ${req.headers.authorization ?? req.headers['private-token']})` : '');
+const echo = (host: Host, req: http.IncomingMessage) =>
+  host.echoToken ? ` (credentials: ${req.headers.authorization ?? req.headers['private-token']})` : '';
 
 const github: Dialect = {
   name: 'GitHub Enterprise',
@@ -110,13 +114,35 @@ const github: Dialect = {
     if (req.headers['x-github-api-version'] !== '2022-11-28' || req.headers.accept !== 'application/vnd.github+json') {
       return reply(400, { message: 'Unsupported API version or media type' });
     }
-    if (authToken(req, 'Bearer') !== host.token) return reply(401, { message: `Bad credentials${echo(host, req)}`, documentation_url: 'https://docs.github.com/rest', status: '401' });
+    if (authToken(req, 'Bearer') !== host.token)
+      return reply(401, {
+        message: `Bad credentials${echo(host, req)}`,
+        documentation_url: 'https://docs.github.com/rest',
+        status: '401',
+      });
     if (host.rateLimitReset) {
-      return reply(403, { message: `API rate limit exceeded for user ID 1.${echo(host, req)}` }, { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(host.rateLimitReset) });
+      return reply(
+        403,
+        { message: `API rate limit exceeded for user ID 1.${echo(host, req)}` },
+        { 'x-ratelimit-limit': '5000', 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(host.rateLimitReset) },
+      );
     }
-    if (!m || m[1] !== 'acme' || m[2] !== 'fleet' || !host.visible) return reply(404, { message: `Not Found${echo(host, req)}`, status: '404' });
-    if (!host.admin) return reply(403, { message: `Resource not accessible by personal access token${echo(host, req)}`, status: '403' });
-    const view = (k: StoredKey) => ({ id: k.id, key: k.key, url: `https://ghe/keys/${k.id}`, title: k.title, verified: true, created_at: '2024-01-01T00:00:00Z', read_only: k.readOnly });
+    if (!m || m[1] !== 'acme' || m[2] !== 'fleet' || !host.visible)
+      return reply(404, { message: `Not Found${echo(host, req)}`, status: '404' });
+    if (!host.admin)
+      return reply(403, {
+        message: `Resource not accessible by personal access token${echo(host, req)}`,
+        status: '403',
+      });
+    const view = (k: StoredKey) => ({
+      id: k.id,
+      key: k.key,
+      url: `https://ghe/keys/${k.id}`,
+      title: k.title,
+      verified: true,
+      created_at: '2024-01-01T00:00:00Z',
+      read_only: k.readOnly,
+    });
     if (req.method === 'GET' && !m[3]) {
       const size = Math.min(Number(url.searchParams.get('per_page') ?? 30), 100, host.pageCap);
       const pageNo = Number(url.searchParams.get('page') ?? 1);
@@ -126,10 +152,26 @@ const github: Dialect = {
     }
     if (req.method === 'POST' && !m[3]) {
       if (typeof body?.key !== 'string' || !/^ssh-\S+ \S+/.test(body.key)) {
-        return reply(422, { message: 'Validation Failed', errors: [{ resource: 'PublicKey', code: 'custom', field: 'key', message: 'key is invalid. You must supply a key in OpenSSH public key format' }] });
+        return reply(422, {
+          message: 'Validation Failed',
+          errors: [
+            {
+              resource: 'PublicKey',
+              code: 'custom',
+              field: 'key',
+              message: 'key is invalid. You must supply a key in OpenSSH public key format',
+            },
+          ],
+        });
       }
-      if (host.keys.some((k) => material(k.key) === material(body.key)) || host.elsewhere.includes(material(body.key))) {
-        return reply(422, { message: 'Validation Failed', errors: [{ resource: 'PublicKey', code: 'custom', field: 'key', message: 'key is already in use' }] });
+      if (
+        host.keys.some((k) => material(k.key) === material(body.key)) ||
+        host.elsewhere.includes(material(body.key))
+      ) {
+        return reply(422, {
+          message: 'Validation Failed',
+          errors: [{ resource: 'PublicKey', code: 'custom', field: 'key', message: 'key is already in use' }],
+        });
       }
       const k = { id: host.nextId++, title: body.title, key: material(body.key), readOnly: body.read_only === true };
       host.keys.push(k);
@@ -156,29 +198,57 @@ const gitlab: Dialect = {
     const url = new URL(req.url!, 'http://x');
     // The project id is the URL-encoded full path: its slashes arrive as %2F.
     const m = /^\/api\/v4\/projects\/([^/]+)\/deploy_keys(?:\/(\d+))?$/.exec(url.pathname);
-    if (authToken(req, 'PRIVATE-TOKEN') !== host.token) return reply(401, { message: `401 Unauthorized${echo(host, req)}` });
+    if (authToken(req, 'PRIVATE-TOKEN') !== host.token)
+      return reply(401, { message: `401 Unauthorized${echo(host, req)}` });
     if (host.rateLimitReset) {
       const left = host.rateLimitReset - epochNow();
-      return reply(429, `Retry later${echo(host, req)}`, { 'RateLimit-Limit': '600', 'RateLimit-Remaining': '0', 'RateLimit-Reset': String(host.rateLimitReset), 'Retry-After': String(left), 'Content-Type': 'text/plain' });
+      return reply(429, `Retry later${echo(host, req)}`, {
+        'RateLimit-Limit': '600',
+        'RateLimit-Remaining': '0',
+        'RateLimit-Reset': String(host.rateLimitReset),
+        'Retry-After': String(left),
+        'Content-Type': 'text/plain',
+      });
     }
-    if (!m || m[1] !== 'platform%2Fclusters%2Ffleet' || !host.visible) return reply(404, { message: `404 Project Not Found${echo(host, req)}` });
+    if (!m || m[1] !== 'platform%2Fclusters%2Ffleet' || !host.visible)
+      return reply(404, { message: `404 Project Not Found${echo(host, req)}` });
     if (!host.admin) {
-      return reply(403, { error: 'insufficient_scope', error_description: `The request requires higher privileges than provided by the access token.${echo(host, req)}`, scope: 'api' });
+      return reply(403, {
+        error: 'insufficient_scope',
+        error_description:
+          `The request requires higher privileges than provided by the access ` + `token.${echo(host, req)}`,
+        scope: 'api',
+      });
     }
-    const view = (k: StoredKey) => ({ id: k.id, title: k.title, key: k.key, fingerprint_sha256: 'SHA256:x', created_at: '2024-01-01T00:00:00Z', expires_at: null, can_push: !k.readOnly });
+    const view = (k: StoredKey) => ({
+      id: k.id,
+      title: k.title,
+      key: k.key,
+      fingerprint_sha256: 'SHA256:x',
+      created_at: '2024-01-01T00:00:00Z',
+      expires_at: null,
+      can_push: !k.readOnly,
+    });
     if (req.method === 'GET' && !m[2]) {
       const size = Math.min(Number(url.searchParams.get('per_page') ?? 20), 100, host.pageCap);
       const pageNo = Number(url.searchParams.get('page') ?? 1);
       const p = page(host.keys, pageNo, size);
       const headers: Record<string, string> = { 'X-Page': String(pageNo), 'X-Per-Page': String(size) };
-      if (!host.noNextPage) Object.assign(headers, { 'X-Next-Page': pageNo < p.last ? String(pageNo + 1) : '', 'X-Total': String(host.keys.length), 'X-Total-Pages': String(p.last) });
+      if (!host.noNextPage)
+        Object.assign(headers, {
+          'X-Next-Page': pageNo < p.last ? String(pageNo + 1) : '',
+          'X-Total': String(host.keys.length),
+          'X-Total-Pages': String(p.last),
+        });
       const link = linkHeader(url, req.headers.host!, pageNo, p.last);
       if (link && !host.noLink) headers.Link = link;
       return reply(200, p.items.map(view), headers);
     }
     if (req.method === 'POST' && !m[2]) {
-      if (typeof body?.key !== 'string' || !/^ssh-\S+ \S+/.test(body.key)) return reply(400, { message: { key: ['is invalid'] } });
-      if (host.keys.some((k) => material(k.key) === material(body.key))) return reply(400, { message: { 'deploy_key.fingerprint_sha256': ['has already been taken'] } });
+      if (typeof body?.key !== 'string' || !/^ssh-\S+ \S+/.test(body.key))
+        return reply(400, { message: { key: ['is invalid'] } });
+      if (host.keys.some((k) => material(k.key) === material(body.key)))
+        return reply(400, { message: { 'deploy_key.fingerprint_sha256': ['has already been taken'] } });
       const k = { id: host.nextId++, title: body.title, key: body.key, readOnly: body.can_push !== true };
       host.keys.push(k);
       return reply(201, view(k));
@@ -204,11 +274,35 @@ const gitea: Dialect = {
     const url = new URL(req.url!, 'http://x');
     const m = /^\/api\/v1\/repos\/([^/]+)\/([^/]+)\/keys(?:\/(\d+))?$/.exec(url.pathname);
     const swagger = `http://${req.headers.host}/api/swagger`;
-    if (authToken(req, 'token') !== host.token) return reply(401, { message: `user does not exist [uid: 0, name: ]${echo(host, req)}`, url: swagger });
-    if (host.rateLimitReset) return reply(429, { message: `rate limited${echo(host, req)}` }, { 'Retry-After': String(host.rateLimitReset - epochNow()) });
-    if (!m || m[1] !== 'acme' || m[2] !== 'fleet' || !host.visible) return reply(404, { errors: [`repository does not exist${echo(host, req)}`], message: "The target couldn't be found.", url: swagger });
-    if (!host.admin) return reply(403, { message: `token does not have at least one of required scope(s): [write:repository]${echo(host, req)}`, url: swagger });
-    const view = (k: StoredKey) => ({ id: k.id, key_id: k.id + 1000, key: k.key, url: `${swagger}/keys/${k.id}`, title: k.title, fingerprint: 'SHA256:x', created_at: '2024-01-01T00:00:00Z', read_only: k.readOnly });
+    if (authToken(req, 'token') !== host.token)
+      return reply(401, { message: `user does not exist [uid: 0, name: ]${echo(host, req)}`, url: swagger });
+    if (host.rateLimitReset)
+      return reply(
+        429,
+        { message: `rate limited${echo(host, req)}` },
+        { 'Retry-After': String(host.rateLimitReset - epochNow()) },
+      );
+    if (!m || m[1] !== 'acme' || m[2] !== 'fleet' || !host.visible)
+      return reply(404, {
+        errors: [`repository does not exist${echo(host, req)}`],
+        message: "The target couldn't be found.",
+        url: swagger,
+      });
+    if (!host.admin)
+      return reply(403, {
+        message: `token does not have at least one of required scope(s): [write:repository]${echo(host, req)}`,
+        url: swagger,
+      });
+    const view = (k: StoredKey) => ({
+      id: k.id,
+      key_id: k.id + 1000,
+      key: k.key,
+      url: `${swagger}/keys/${k.id}`,
+      title: k.title,
+      fingerprint: 'SHA256:x',
+      created_at: '2024-01-01T00:00:00Z',
+      read_only: k.readOnly,
+    });
     if (req.method === 'GET' && !m[3]) {
       const size = Math.min(Number(url.searchParams.get('limit') ?? 30), 50, host.pageCap);
       const pageNo = Number(url.searchParams.get('page') ?? 1);
@@ -219,17 +313,22 @@ const gitea: Dialect = {
       return reply(200, p.items.map(view), headers);
     }
     if (req.method === 'POST' && !m[3]) {
-      if (typeof body?.key !== 'string' || !/^ssh-\S+ \S+/.test(body.key)) return reply(422, { message: 'Invalid key content: no key found', url: swagger });
-      if (host.keys.some((k) => material(k.key) === material(body.key))) return reply(422, { message: 'This key has already been added to this repository', url: swagger });
-      if (host.elsewhere.includes(material(body.key))) return reply(422, { message: 'Key content has been used as non-deploy key', url: swagger });
-      if (host.keys.some((k) => k.title === body.title)) return reply(422, { message: 'A key with the same name already exists', url: swagger });
+      if (typeof body?.key !== 'string' || !/^ssh-\S+ \S+/.test(body.key))
+        return reply(422, { message: 'Invalid key content: no key found', url: swagger });
+      if (host.keys.some((k) => material(k.key) === material(body.key)))
+        return reply(422, { message: 'This key has already been added to this repository', url: swagger });
+      if (host.elsewhere.includes(material(body.key)))
+        return reply(422, { message: 'Key content has been used as non-deploy key', url: swagger });
+      if (host.keys.some((k) => k.title === body.title))
+        return reply(422, { message: 'A key with the same name already exists', url: swagger });
       const k = { id: host.nextId++, title: body.title, key: material(body.key), readOnly: body.read_only === true };
       host.keys.push(k);
       return reply(201, view(k));
     }
     if (req.method === 'DELETE' && m[3]) {
       const i = host.keys.findIndex((k) => k.id === Number(m[3]));
-      if (i < 0) return reply(404, { errors: ['key does not exist'], message: "The target couldn't be found.", url: swagger });
+      if (i < 0)
+        return reply(404, { errors: ['key does not exist'], message: "The target couldn't be found.", url: swagger });
       host.keys.splice(i, 1);
       return reply(204, undefined);
     }
@@ -247,14 +346,41 @@ const bitbucket: Dialect = {
   handle(host, req, body, reply) {
     const url = new URL(req.url!, 'http://x');
     const m = /^\/rest\/keys\/1\.0\/projects\/([^/]+)\/repos\/([^/]+)\/ssh(?:\/(\d+))?$/.exec(url.pathname);
-    const errors = (message: string, exceptionName: string) => ({ errors: [{ context: null, message, exceptionName }] });
+    const errors = (message: string, exceptionName: string) => ({
+      errors: [{ context: null, message, exceptionName }],
+    });
     if (authToken(req, 'Bearer') !== host.token) {
-      return reply(401, errors(`Authentication failed. Please check your credentials and try again.${echo(host, req)}`, 'com.atlassian.bitbucket.auth.IncorrectPasswordAuthenticationException'));
+      return reply(
+        401,
+        errors(
+          `Authentication failed. Please check your credentials and try again.${echo(host, req)}`,
+          'com.atlassian.bitbucket.auth.IncorrectPasswordAuthenticationException',
+        ),
+      );
     }
-    if (host.rateLimitReset) return reply(429, errors(`Too many requests${echo(host, req)}`, 'com.atlassian.bitbucket.throttle.ThrottledException'), { 'Retry-After': String(host.rateLimitReset - epochNow()) });
-    if (!m || m[1] !== 'OPS' || m[2] !== 'fleet' || !host.visible) return reply(404, errors(`Repository OPS/fleet does not exist.${echo(host, req)}`, 'com.atlassian.bitbucket.repository.NoSuchRepositoryException'));
+    if (host.rateLimitReset)
+      return reply(
+        429,
+        errors(`Too many requests${echo(host, req)}`, 'com.atlassian.bitbucket.throttle.ThrottledException'),
+        { 'Retry-After': String(host.rateLimitReset - epochNow()) },
+      );
+    if (!m || m[1] !== 'OPS' || m[2] !== 'fleet' || !host.visible)
+      return reply(
+        404,
+        errors(
+          `Repository OPS/fleet does not exist.${echo(host, req)}`,
+          'com.atlassian.bitbucket.repository.NoSuchRepositoryException',
+        ),
+      );
     // Bitbucket documents 401 for "insufficient permissions to add an access key".
-    if (!host.admin) return reply(401, errors(`You are not permitted to access this resource${echo(host, req)}`, 'com.atlassian.bitbucket.AuthorisationException'));
+    if (!host.admin)
+      return reply(
+        401,
+        errors(
+          `You are not permitted to access this resource${echo(host, req)}`,
+          'com.atlassian.bitbucket.AuthorisationException',
+        ),
+      );
     const view = (k: StoredKey) => ({
       key: { id: k.id, text: `${k.key} ${k.title}`, label: k.title },
       repository: { slug: 'fleet', project: { key: 'OPS' } },
@@ -265,21 +391,41 @@ const bitbucket: Dialect = {
       const start = Number(url.searchParams.get('start') ?? 0);
       const values = host.keys.slice(start, start + limit).map(view);
       const isLastPage = start + limit >= host.keys.length;
-      return reply(200, { size: values.length, limit, isLastPage, values, start, ...(isLastPage ? {} : { nextPageStart: start + limit }) });
+      return reply(200, {
+        size: values.length,
+        limit,
+        isLastPage,
+        values,
+        start,
+        ...(isLastPage ? {} : { nextPageStart: start + limit }),
+      });
     }
     if (req.method === 'POST' && !m[3]) {
       const text: unknown = body?.key?.text;
-      if (typeof text !== 'string' || !/^ssh-\S+ \S+/.test(text)) return reply(400, errors('The key text is not a valid SSH public key', 'com.atlassian.bitbucket.ssh.InvalidSshKeyException'));
+      if (typeof text !== 'string' || !/^ssh-\S+ \S+/.test(text))
+        return reply(
+          400,
+          errors('The key text is not a valid SSH public key', 'com.atlassian.bitbucket.ssh.InvalidSshKeyException'),
+        );
       if (host.keys.some((k) => material(k.key) === material(text)) || host.elsewhere.includes(material(text))) {
-        return reply(409, errors('This SSH key is already in use', 'com.atlassian.bitbucket.ssh.DuplicateSshKeyException'));
+        return reply(
+          409,
+          errors('This SSH key is already in use', 'com.atlassian.bitbucket.ssh.DuplicateSshKeyException'),
+        );
       }
-      const k = { id: host.nextId++, title: text.trim().split(/\s+/).slice(2).join(' '), key: material(text), readOnly: body.permission === 'REPO_READ' };
+      const k = {
+        id: host.nextId++,
+        title: text.trim().split(/\s+/).slice(2).join(' '),
+        key: material(text),
+        readOnly: body.permission === 'REPO_READ',
+      };
       host.keys.push(k);
       return reply(201, view(k));
     }
     if (req.method === 'DELETE' && m[3]) {
       const i = host.keys.findIndex((k) => k.id === Number(m[3]));
-      if (i < 0) return reply(404, errors('The SSH key does not exist', 'com.atlassian.bitbucket.ssh.NoSuchSshKeyException'));
+      if (i < 0)
+        return reply(404, errors('The SSH key does not exist', 'com.atlassian.bitbucket.ssh.NoSuchSshKeyException'));
       host.keys.splice(i, 1);
       return reply(204, undefined);
     }
@@ -297,7 +443,20 @@ after(() => {
 
 /** serve starts a fake host speaking one dialect on 127.0.0.1, and a provider pointed at it. */
 async function serve(d: Dialect, setup: Partial<Host> = {}): Promise<{ host: Host; provider: DeployKeyProvider }> {
-  const host: Host = { token: `tok-${randomBytes(12).toString('hex')}`, visible: true, admin: true, echoToken: false, pageCap: 100, noLink: false, noNextPage: false, keys: [], nextId: 100, elsewhere: [], hits: [], ...setup };
+  const host: Host = {
+    token: `tok-${randomBytes(12).toString('hex')}`,
+    visible: true,
+    admin: true,
+    echoToken: false,
+    pageCap: 100,
+    noLink: false,
+    noNextPage: false,
+    keys: [],
+    nextId: 100,
+    elsewhere: [],
+    hits: [],
+    ...setup,
+  };
   const server = http.createServer((req, res) => {
     host.hits.push({ method: req.method!, url: req.url!, headers: req.headers });
     const chunks: Buffer[] = [];
@@ -347,7 +506,8 @@ function assertClean(err: Error, host: Host): void {
   assert.ok(!String(err.stack).includes(host.token), 'the stack holds the token');
 }
 
-const seed = (n: number, start = 1): StoredKey[] => Array.from({ length: n }, (_, i) => ({ id: start + i, title: `other-${i}`, key: newKey(), readOnly: true }));
+const seed = (n: number, start = 1): StoredKey[] =>
+  Array.from({ length: n }, (_, i) => ({ id: start + i, title: `other-${i}`, key: newKey(), readOnly: true }));
 
 for (const d of [github, gitlab, gitea, bitbucket]) {
   describe(`the ${d.name} deploy key adapter`, () => {
@@ -387,16 +547,22 @@ for (const d of [github, gitlab, gitea, bitbucket]) {
       assert.equal(host.hits.filter((h) => h.method === 'POST').length, 1);
     });
 
-    test('finds a key on the third page of a listing, following the provider\'s paging', async () => {
+    test("finds a key on the third page of a listing, following the provider's paging", async () => {
       const pub = newKey();
       const keys = [...seed(5), { id: 77, title: 'flux-prod', key: material(pub), readOnly: true }];
       const { host, provider } = await serve(d, { keys, pageCap: 2 });
       const listed = await provider.list();
-      assert.deepEqual(listed.map((k) => k.id), keys.map((k) => String(k.id)));
+      assert.deepEqual(
+        listed.map((k) => k.id),
+        keys.map((k) => String(k.id)),
+      );
       assert.equal(host.hits.length, 3, 'three pages of two');
       host.hits.length = 0;
       const ensured = await ensureDeployKey(provider, 'flux-prod', pub);
-      assert.deepEqual(ensured, { key: { id: '77', title: 'flux-prod', key: material(pub), readOnly: true }, created: false });
+      assert.deepEqual(ensured, {
+        key: { id: '77', title: 'flux-prod', key: material(pub), readOnly: true },
+        created: false,
+      });
       assert.equal(host.hits.filter((h) => h.method === 'POST').length, 0);
     });
 
@@ -408,7 +574,10 @@ for (const d of [github, gitlab, gitea, bitbucket]) {
     if (fallback) {
       test(`pages ${fallback[0]}`, async () => {
         const { host, provider } = await serve(d, { keys: seed(5), pageCap: 2, ...fallback[1] });
-        assert.deepEqual((await provider.list()).map((k) => k.id), ['1', '2', '3', '4', '5']);
+        assert.deepEqual(
+          (await provider.list()).map((k) => k.id),
+          ['1', '2', '3', '4', '5'],
+        );
         assert.equal(host.hits.length, 3);
       });
     }
@@ -417,8 +586,14 @@ for (const d of [github, gitlab, gitea, bitbucket]) {
       const keys = [...seed(4), { id: 90, title: 'flux-prod', key: newKey(), readOnly: true }];
       const { host, provider } = await serve(d, { keys, pageCap: 2 });
       const removed = await removeDeployKeys(provider, { title: 'flux-prod' });
-      assert.deepEqual(removed.map((k) => k.id), ['90']);
-      assert.deepEqual(host.keys.map((k) => k.id), [1, 2, 3, 4]);
+      assert.deepEqual(
+        removed.map((k) => k.id),
+        ['90'],
+      );
+      assert.deepEqual(
+        host.keys.map((k) => k.id),
+        [1, 2, 3, 4],
+      );
       assert.deepEqual(await removeDeployKeys(provider, {}), [], 'no criterion removes nothing');
       assert.equal(host.keys.length, 4);
     });
@@ -428,7 +603,10 @@ for (const d of [github, gitlab, gitea, bitbucket]) {
       for (const call of [() => provider.list(), () => provider.add('flux', newKey())]) {
         const err = await failure(call);
         assert.equal(err.kind, 'forbidden');
-        assert.match(err.message, /the token in Secret flux-system\/git-api-token lacks the scope to manage deploy keys of/);
+        assert.match(
+          err.message,
+          /the token in Secret flux-system\/git-api-token lacks the scope to manage deploy keys of/,
+        );
         assert.ok(err.message.includes(d.repoName), err.message);
         assert.match(err.message, d.scopeHint);
         assertClean(err, host);
@@ -462,7 +640,12 @@ for (const d of [github, gitlab, gitea, bitbucket]) {
       assert.ok(err.resetAt, 'resetAt is set');
       assert.ok(Math.abs(err.resetAt.getTime() - reset * 1000) <= 2000, `resetAt ${err.resetAt.toISOString()}`);
       assert.ok(err.retryAfterMs! > 3_500_000 && err.retryAfterMs! <= 3_600_000, `retryAfterMs ${err.retryAfterMs}`);
-      assert.ok(err.message.includes(`rate limited the token in Secret flux-system/git-api-token until ${err.resetAt.toISOString()}`), err.message);
+      assert.ok(
+        err.message.includes(
+          `rate limited the token in Secret flux-system/git-api-token until ${err.resetAt.toISOString()}`,
+        ),
+        err.message,
+      );
       assert.equal(host.hits.length, 1);
     });
 
@@ -514,13 +697,18 @@ describe('ensureDeployKey', () => {
       remove: (id) => provider.remove(id),
     };
     const ensured = await ensureDeployKey(racing, 'flux-prod', pub);
-    assert.deepEqual(ensured, { key: { id: '9', title: 'added-by-another-reconcile', key: material(pub), readOnly: true }, created: false });
+    assert.deepEqual(ensured, {
+      key: { id: '9', title: 'added-by-another-reconcile', key: material(pub), readOnly: true },
+      created: false,
+    });
     assert.equal(host.keys.length, 1);
   });
 
   test('keeps a key someone registered with write access, and tells the caller through readOnly', async () => {
     const pub = newKey();
-    const { host, provider } = await serve(gitea, { keys: [{ id: 3, title: 'by-hand', key: material(pub), readOnly: false }] });
+    const { host, provider } = await serve(gitea, {
+      keys: [{ id: 3, title: 'by-hand', key: material(pub), readOnly: false }],
+    });
     const ensured = await ensureDeployKey(provider, 'flux-prod', pub);
     assert.equal(ensured.created, false);
     assert.equal(ensured.key.readOnly, false);
@@ -528,7 +716,7 @@ describe('ensureDeployKey', () => {
   });
 });
 
-describe('the adapters send each provider\'s authentication and headers', () => {
+describe("the adapters send each provider's authentication and headers", () => {
   const expect: Record<string, (h: http.IncomingHttpHeaders, token: string) => void> = {
     github: (h, t) => {
       assert.equal(h.authorization, `Bearer ${t}`);
@@ -548,7 +736,7 @@ describe('the adapters send each provider\'s authentication and headers', () => 
     });
   }
 
-  test('Bitbucket Server gets the title as the key\'s comment and REPO_READ', async () => {
+  test("Bitbucket Server gets the title as the key's comment and REPO_READ", async () => {
     const { host, provider } = await serve(bitbucket);
     const pub = newKey('old-comment');
     await provider.add('flux prod', pub);

@@ -98,34 +98,42 @@ test('shutdown waits for the key in flight and takes no more work', async () => 
   assert.equal(q.depth, 1);
 });
 
-test('a run past its deadline is abandoned: other keys get its worker, and the key runs again only after that run ends', async () => {
-  let release!: () => void;
-  const seen: string[] = [];
-  let inFlightA = 0;
-  let maxInFlightA = 0;
-  const q = new WorkQueue({
-    concurrency: 1,
-    deadlineMs: 30,
-    baseBackoffMs: 1,
-    worker: async (key) => {
-      seen.push(key);
-      if (key === 'ns/stuck') {
-        inFlightA++;
-        maxInFlightA = Math.max(maxInFlightA, inFlightA);
-        if (seen.filter((k) => k === 'ns/stuck').length === 1) await new Promise<void>((r) => (release = r));
-        inFlightA--;
-      }
-      return {};
-    },
-  });
-  q.start();
-  q.add('ns/stuck');
-  q.add('ns/next');
-  await sleep(80);
-  assert.ok(seen.includes('ns/next'), 'the other key ran while the stuck one hung');
-  assert.equal(seen.filter((k) => k === 'ns/stuck').length, 1, 'the stuck key is not run again while its run is still going');
-  release();
-  await sleep(50);
-  assert.equal(seen.filter((k) => k === 'ns/stuck').length, 2, 'once it ended, the abandoned key ran again');
-  assert.equal(maxInFlightA, 1, 'never twice at once');
-});
+test(
+  'a run past its deadline is abandoned: other keys get its worker, and the key runs again only after that run ' +
+    'ends',
+  async () => {
+    let release!: () => void;
+    const seen: string[] = [];
+    let inFlightA = 0;
+    let maxInFlightA = 0;
+    const q = new WorkQueue({
+      concurrency: 1,
+      deadlineMs: 30,
+      baseBackoffMs: 1,
+      worker: async (key) => {
+        seen.push(key);
+        if (key === 'ns/stuck') {
+          inFlightA++;
+          maxInFlightA = Math.max(maxInFlightA, inFlightA);
+          if (seen.filter((k) => k === 'ns/stuck').length === 1) await new Promise<void>((r) => (release = r));
+          inFlightA--;
+        }
+        return {};
+      },
+    });
+    q.start();
+    q.add('ns/stuck');
+    q.add('ns/next');
+    await sleep(80);
+    assert.ok(seen.includes('ns/next'), 'the other key ran while the stuck one hung');
+    assert.equal(
+      seen.filter((k) => k === 'ns/stuck').length,
+      1,
+      'the stuck key is not run again while its run is still going',
+    );
+    release();
+    await sleep(50);
+    assert.equal(seen.filter((k) => k === 'ns/stuck').length, 2, 'once it ended, the abandoned key ran again');
+    assert.equal(maxInFlightA, 1, 'never twice at once');
+  },
+);

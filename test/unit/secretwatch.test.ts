@@ -5,13 +5,27 @@ import { SecretWatch } from '../../src/controller/secrets.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import type { ClusterBootstrap } from '../../src/api/types.ts';
 
-const cb = (name: string, secret: string) => ({ metadata: { namespace: 'team', name }, spec: { git: { secretRef: { name: secret } } } }) as unknown as ClusterBootstrap;
+const cb = (name: string, secret: string) =>
+  ({
+    metadata: { namespace: 'team', name },
+    spec: { git: { secretRef: { name: secret } } },
+  }) as unknown as ClusterBootstrap;
 
 function watch(cbs: ClusterBootstrap[], lines: string[] = []) {
   const versions = new Map<string, string>();
   const enqueued: string[] = [];
-  const mgmt = { get: async (_v: string, _k: string, ns: string, name: string) => ({ metadata: { resourceVersion: versions.get(`${ns}/${name}`) ?? '1' } }) } as unknown as KubeClient;
-  const w = new SecretWatch({ mgmt, list: () => cbs, enqueue: (k) => enqueued.push(k), log: pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) }), periodMs: 60_000 });
+  const mgmt = {
+    get: async (_v: string, _k: string, ns: string, name: string) => ({
+      metadata: { resourceVersion: versions.get(`${ns}/${name}`) ?? '1' },
+    }),
+  } as unknown as KubeClient;
+  const w = new SecretWatch({
+    mgmt,
+    list: () => cbs,
+    enqueue: (k) => enqueued.push(k),
+    log: pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) }),
+    periodMs: 60_000,
+  });
   return { w, versions, enqueued };
 }
 
@@ -47,5 +61,9 @@ test('every line it logs names the ClusterBootstrap it reconciles, namespace and
   versions.set('team/push', '2');
   await w.tick();
   assert.equal(lines.length, 1);
-  assert.deepEqual((({ namespace, name, secretName }) => ({ namespace, name, secretName }))(JSON.parse(lines[0])), { namespace: 'team', name: 'a', secretName: 'push' });
+  assert.deepEqual((({ namespace, name, secretName }) => ({ namespace, name, secretName }))(JSON.parse(lines[0])), {
+    namespace: 'team',
+    name: 'a',
+    secretName: 'push',
+  });
 });

@@ -21,9 +21,15 @@ for (const c of cases) {
     assert.ok(isPrivateKey(keys.privateKey));
     const dir = mkdtempSync(join(tmpdir(), 'keys-'));
     writeFileSync(join(dir, 'id'), keys.privateKey, { mode: 0o600 });
-    const derived = execFileSync('ssh-keygen', ['-y', '-f', join(dir, 'id')], { encoding: 'utf8' }).trim().split(' ').slice(0, 2).join(' ');
+    const derived = execFileSync('ssh-keygen', ['-y', '-f', join(dir, 'id')], { encoding: 'utf8' })
+      .trim()
+      .split(' ')
+      .slice(0, 2)
+      .join(' ');
     assert.equal(derived, keys.publicKey);
-    const fp = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', join(dir, 'id')], { encoding: 'utf8' }).split(' ')[1];
+    const fp = execFileSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', join(dir, 'id')], { encoding: 'utf8' }).split(
+      ' ',
+    )[1];
     assert.equal(fingerprint(keys.publicKey), fp);
   });
 }
@@ -50,13 +56,25 @@ test('known_hosts names a host off port 22 as [host]:port', () => {
 
 test('known_hosts round-trips through parse and format', () => {
   const text = '[h]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA\n[h]:2222 ecdsa-sha2-nistp256 AAAAE2VjZHNh\n';
-  assert.equal(formatKnownHosts(parseKnownHosts(`# comment\n${text}`)), text.split('\n').filter(Boolean).sort().join('\n') + '\n');
+  assert.equal(
+    formatKnownHosts(parseKnownHosts(`# comment\n${text}`)),
+    text.split('\n').filter(Boolean).sort().join('\n') + '\n',
+  );
   assert.throws(() => parseKnownHosts('lonely-host'), /malformed/);
 });
 
 test('a host key that changed is told apart from a host that only added a key type', () => {
   const pinned = [{ host: 'h', type: 'ssh-ed25519', key: 'AAAA' }];
-  assert.equal(hostKeysChanged(pinned, [{ host: 'h', type: 'ssh-ed25519', key: 'AAAA' }, { host: 'h', type: 'ssh-rsa', key: 'BBBB' }]), undefined);
-  assert.match(hostKeysChanged(pinned, [{ host: 'h', type: 'ssh-ed25519', key: 'CCCC' }]) ?? '', /now offers ssh-ed25519/);
+  assert.equal(
+    hostKeysChanged(pinned, [
+      { host: 'h', type: 'ssh-ed25519', key: 'AAAA' },
+      { host: 'h', type: 'ssh-rsa', key: 'BBBB' },
+    ]),
+    undefined,
+  );
+  assert.match(
+    hostKeysChanged(pinned, [{ host: 'h', type: 'ssh-ed25519', key: 'CCCC' }]) ?? '',
+    /now offers ssh-ed25519/,
+  );
   assert.match(hostKeysChanged(pinned, [{ host: 'h', type: 'ssh-rsa', key: 'BBBB' }]) ?? '', /none of the pinned/);
 });

@@ -21,7 +21,15 @@ interface Row {
 }
 
 const rows: Row[] = [
-  { pass: 'every phase held', result: { kind: 'ready', message: 'in sync' }, ready: 'True', reason: 'Succeeded', reconciling: 'False', stalled: 'False', requeue: 'resync' },
+  {
+    pass: 'every phase held',
+    result: { kind: 'ready', message: 'in sync' },
+    ready: 'True',
+    reason: 'Succeeded',
+    reconciling: 'False',
+    stalled: 'False',
+    requeue: 'resync',
+  },
   {
     pass: 'the spec is invalid',
     result: failed('Ready', new PhaseError(Reasons.InvalidGitURL, 'spec.git.url is bad')),
@@ -33,7 +41,10 @@ const rows: Row[] = [
   },
   {
     pass: 'the deploy key is not registered yet',
-    result: failed('DeployKeyAuthorized', new PhaseError(Reasons.DeployKeyNotAuthorized, 'register ssh-ed25519 AAAA', { retryAfterMs: 15_000 })),
+    result: failed(
+      'DeployKeyAuthorized',
+      new PhaseError(Reasons.DeployKeyNotAuthorized, 'register ssh-ed25519 AAAA', { retryAfterMs: 15_000 }),
+    ),
     ready: 'False',
     reason: 'DeployKeyNotAuthorized',
     reconciling: 'True',
@@ -43,7 +54,10 @@ const rows: Row[] = [
   },
   {
     pass: 'the target does not answer',
-    result: failed('Applied', new PhaseError(Reasons.TargetUnreachable, 'no answer', { cause: new Error('ECONNREFUSED') })),
+    result: failed(
+      'Applied',
+      new PhaseError(Reasons.TargetUnreachable, 'no answer', { cause: new Error('ECONNREFUSED') }),
+    ),
     ready: 'False',
     reason: 'TargetUnreachable',
     reconciling: 'True',
@@ -54,24 +68,29 @@ const rows: Row[] = [
 ];
 
 for (const row of rows) {
-  test(`when ${row.pass}, Ready is ${row.ready} (${row.reason}), Reconciling ${row.reconciling}, Stalled ${row.stalled}, and the queue ${typeof row.requeue === 'number' ? `looks again after ${row.requeue} ms` : row.requeue === 'resync' ? 'looks again at the resync' : row.requeue === 'none' ? 'waits for a change' : 'backs off'}`, () => {
-    const status: ClusterBootstrapStatus = {};
-    const outcome: Outcome = summarize(status, row.result, 3, RESYNC);
-    const c = (type: string) => status.conditions?.find((x) => x.type === type);
-    assert.equal(c('Ready')?.status, row.ready);
-    assert.equal(c('Ready')?.reason, row.reason);
-    assert.equal(c('Ready')?.observedGeneration, 3);
-    // Reconciling and Stalled are there only when True, as Flux writes them.
-    assert.equal(c('Reconciling')?.status, row.reconciling === 'True' ? 'True' : undefined);
-    assert.equal(c('Stalled')?.status, row.stalled === 'True' ? 'True' : undefined);
-    if (row.reconciling === 'True') assert.equal(c('Reconciling')?.reason, 'ProgressingWithRetry');
-    if (row.phase) assert.deepEqual([row.phase[0], c(row.phase[0])?.status], row.phase);
-    if (row.requeue === 'resync') assert.deepEqual({ ...outcome }, { requeueAfterMs: RESYNC, resync: true });
-    if (row.requeue === 'none') assert.ok(outcome.terminal && !outcome.error && !outcome.requeueAfterMs);
-    if (row.requeue === 'backoff') assert.ok(outcome.error instanceof PhaseError);
-    if (typeof row.requeue === 'number') assert.equal(outcome.requeueAfterMs, row.requeue);
-    assert.equal(status.message, c('Ready')?.message);
-  });
+  test(
+    `when ${row.pass}, Ready is ${row.ready} (${row.reason}), Reconciling ${row.reconciling}, Stalled ` +
+      `${row.stalled}, and the queue ` +
+      `${typeof row.requeue === 'number' ? `looks again after ${row.requeue} ms` : row.requeue === 'resync' ? 'looks again at the resync' : row.requeue === 'none' ? 'waits for a change' : 'backs off'}`,
+    () => {
+      const status: ClusterBootstrapStatus = {};
+      const outcome: Outcome = summarize(status, row.result, 3, RESYNC);
+      const c = (type: string) => status.conditions?.find((x) => x.type === type);
+      assert.equal(c('Ready')?.status, row.ready);
+      assert.equal(c('Ready')?.reason, row.reason);
+      assert.equal(c('Ready')?.observedGeneration, 3);
+      // Reconciling and Stalled are there only when True, as Flux writes them.
+      assert.equal(c('Reconciling')?.status, row.reconciling === 'True' ? 'True' : undefined);
+      assert.equal(c('Stalled')?.status, row.stalled === 'True' ? 'True' : undefined);
+      if (row.reconciling === 'True') assert.equal(c('Reconciling')?.reason, 'ProgressingWithRetry');
+      if (row.phase) assert.deepEqual([row.phase[0], c(row.phase[0])?.status], row.phase);
+      if (row.requeue === 'resync') assert.deepEqual({ ...outcome }, { requeueAfterMs: RESYNC, resync: true });
+      if (row.requeue === 'none') assert.ok(outcome.terminal && !outcome.error && !outcome.requeueAfterMs);
+      if (row.requeue === 'backoff') assert.ok(outcome.error instanceof PhaseError);
+      if (typeof row.requeue === 'number') assert.equal(outcome.requeueAfterMs, row.requeue);
+      assert.equal(status.message, c('Ready')?.message);
+    },
+  );
 }
 
 test('a suspended resource says so in Reconciling and is not looked at again until it changes', () => {
@@ -82,7 +101,15 @@ test('a suspended resource says so in Reconciling and is not looked at again unt
 
 test('the failure message carries its cause, so the user sees what git or the API server said', () => {
   const status: ClusterBootstrapStatus = {};
-  summarize(status, failed('Committed', new PhaseError(Reasons.PushRejected, 'push to main', { cause: new Error('pre-receive hook declined') })), 1, RESYNC);
+  summarize(
+    status,
+    failed(
+      'Committed',
+      new PhaseError(Reasons.PushRejected, 'push to main', { cause: new Error('pre-receive hook declined') }),
+    ),
+    1,
+    RESYNC,
+  );
   assert.equal(status.message, 'push to main: pre-receive hook declined');
 });
 
@@ -90,5 +117,8 @@ test('the status patch removes what the operator no longer reports, and keeps wh
   const { mergePatchOf } = await import('../../src/kube/objects.ts');
   const before = { identity: { fingerprint: 'a', rotatingTo: 'b' }, message: 'x', conditions: [{ type: 'Ready' }] };
   const after = { identity: { fingerprint: 'b' }, message: 'x', conditions: [{ type: 'Ready' }, { type: 'Stalled' }] };
-  assert.deepEqual(mergePatchOf(before, after), { identity: { fingerprint: 'b', rotatingTo: null }, conditions: [{ type: 'Ready' }, { type: 'Stalled' }] });
+  assert.deepEqual(mergePatchOf(before, after), {
+    identity: { fingerprint: 'b', rotatingTo: null },
+    conditions: [{ type: 'Ready' }, { type: 'Stalled' }],
+  });
 });

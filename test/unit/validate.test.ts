@@ -14,7 +14,10 @@ function cb(spec: SpecPatch): ClusterBootstrap {
     apiVersion: 'fluxbootstrap.dev/v1alpha1',
     kind: 'ClusterBootstrap',
     metadata: { name: 'prod-eu', namespace: 'fleet', uid: 'u1' },
-    spec: { ...spec, git: { url: 'ssh://git@git.example.com/org/fleet.git', secretRef: { name: 'push' }, ...spec.git } } as ClusterBootstrapSpec,
+    spec: {
+      ...spec,
+      git: { url: 'ssh://git@git.example.com/org/fleet.git', secretRef: { name: 'push' }, ...spec.git },
+    } as ClusterBootstrapSpec,
   };
 }
 
@@ -23,7 +26,12 @@ test('a minimal spec gets the defaults flux bootstrap uses', () => {
   assert.equal(o.git.branch, 'main');
   assert.equal(o.git.path, 'clusters/prod-eu');
   assert.equal(o.flux.version, 'v2.9.4');
-  assert.deepEqual(o.flux.components, ['source-controller', 'kustomize-controller', 'helm-controller', 'notification-controller']);
+  assert.deepEqual(o.flux.components, [
+    'source-controller',
+    'kustomize-controller',
+    'helm-controller',
+    'notification-controller',
+  ]);
   assert.equal(o.flux.namespace, 'flux-system');
   assert.equal(o.sync.interval, '1m');
   assert.equal(o.sync.kustomizationInterval, '10m');
@@ -39,20 +47,38 @@ test('a kubeconfig Secret reference defaults to Cluster API\'s key "value"', () 
 
 test('the scp form of a git URL is normalised to ssh://, which Flux accepts', () => {
   assert.equal(normalizeGitURL('git@github.com:org/repo.git').url, 'ssh://git@github.com/org/repo.git');
-  assert.deepEqual(normalizeGitURL('ssh://git@127.0.0.1:2222/gitops.git'), { url: 'ssh://git@127.0.0.1:2222/gitops.git', transport: 'ssh', host: '127.0.0.1', port: 2222 });
+  assert.deepEqual(normalizeGitURL('ssh://git@127.0.0.1:2222/gitops.git'), {
+    url: 'ssh://git@127.0.0.1:2222/gitops.git',
+    transport: 'ssh',
+    host: '127.0.0.1',
+    port: 2222,
+  });
 });
 
-test('Flux v2.9\'s source-watcher is accepted in componentsExtra, after the default components, for every shipped version', () => {
-  for (const version of ['v2.9.3', 'v2.9.4']) {
-    const o = validate(cb({ flux: { version, componentsExtra: ['source-watcher'] } }), policy);
-    assert.deepEqual(o.flux.components, ['source-controller', 'kustomize-controller', 'helm-controller', 'notification-controller', 'source-watcher']);
-  }
-});
+test(
+  "Flux v2.9's source-watcher is accepted in componentsExtra, after the default components, for every shipped " +
+    'version',
+  () => {
+    for (const version of ['v2.9.3', 'v2.9.4']) {
+      const o = validate(cb({ flux: { version, componentsExtra: ['source-watcher'] } }), policy);
+      assert.deepEqual(o.flux.components, [
+        'source-controller',
+        'kustomize-controller',
+        'helm-controller',
+        'notification-controller',
+        'source-watcher',
+      ]);
+    }
+  },
+);
 
 test('an unknown component is refused with the known ones named, source-watcher among them', () => {
   assert.throws(
     () => validate(cb({ flux: { componentsExtra: ['source-watchers'] } }), policy),
-    (err: unknown) => err instanceof PhaseError && err.reason === 'UnknownComponent' && /"source-watchers" is unknown; .*image-automation-controller, source-watcher$/.test(err.message),
+    (err: unknown) =>
+      err instanceof PhaseError &&
+      err.reason === 'UnknownComponent' &&
+      /"source-watchers" is unknown; .*image-automation-controller, source-watcher$/.test(err.message),
   );
 });
 
@@ -63,20 +89,60 @@ const bad: [string, SpecPatch, string, RegExp][] = [
   ['a path escaping the repository', { git: { path: 'clusters/../../etc' } }, 'InvalidPath', /escapes the repository/],
   ['an absolute path', { git: { path: '/clusters/a' } }, 'InvalidPath', /relative/],
   ['an unknown Flux version', { flux: { version: 'v1.0.0' } }, 'UnknownFluxVersion', /v2\.9\.3, v2\.9\.4/],
-  ['an unknown component', { flux: { components: ['source-controller', 'kustomize-controller', 'made-up-controller'] } }, 'UnknownComponent', /made-up-controller/],
-  ['components without kustomize-controller', { flux: { components: ['source-controller'] } }, 'UnknownComponent', /kustomize-controller/],
+  [
+    'an unknown component',
+    { flux: { components: ['source-controller', 'kustomize-controller', 'made-up-controller'] } },
+    'UnknownComponent',
+    /made-up-controller/,
+  ],
+  [
+    'components without kustomize-controller',
+    { flux: { components: ['source-controller'] } },
+    'UnknownComponent',
+    /kustomize-controller/,
+  ],
   ['a bad interval', { sync: { interval: 'soon' } }, 'InvalidSpec', /spec\.sync\.interval/],
   ['a bad RSA size', { identity: { algorithm: 'rsa', rsaBits: 1024 } }, 'InvalidSpec', /rsaBits/],
   // What a careless or hostile author writes into strings that end up in a manifest or a commit:
   ['a registry that smuggles YAML', { flux: { registry: 'evil\nkind: x' } }, 'InvalidSpec', /spec\.flux\.registry/],
-  ['an author email with a newline', { git: { author: { email: 'a@b.c\nx' } } }, 'InvalidSpec', /spec\.git\.author\.email/],
-  ['an author name with angle brackets', { git: { author: { name: 'Eve <eve@x>' } } }, 'InvalidSpec', /spec\.git\.author\.name/],
+  [
+    'an author email with a newline',
+    { git: { author: { email: 'a@b.c\nx' } } },
+    'InvalidSpec',
+    /spec\.git\.author\.email/,
+  ],
+  [
+    'an author name with angle brackets',
+    { git: { author: { name: 'Eve <eve@x>' } } },
+    'InvalidSpec',
+    /spec\.git\.author\.name/,
+  ],
   ['a toleration key that is no label key', { flux: { tolerationKeys: ['a b'] } }, 'InvalidSpec', /tolerationKeys/],
-  ['a commit message appendix with control characters', { git: { commitMessageAppendix: 'x\u0007' } }, 'InvalidSpec', /commitMessageAppendix/],
+  [
+    'a commit message appendix with control characters',
+    { git: { commitMessageAppendix: 'x\u0007' } },
+    'InvalidSpec',
+    /commitMessageAppendix/,
+  ],
   ['a path with .git in a later segment', { git: { path: 'clusters/.GIT/x' } }, 'InvalidPath', /\.git/],
-  ['a token in an https URL', { git: { url: 'https://ghp_secret@github.com/org/fleet.git', readSecretRef: { name: 'read' } } }, 'InvalidGitURL', /must not carry credentials/],
-  ['an https URL without read credentials for Flux', { git: { url: 'https://github.com/org/fleet.git' } }, 'InvalidSpec', /readSecretRef/],
-  ['Uninstall of Flux in kube-system', { flux: { namespace: 'kube-system' }, deletionPolicy: 'Uninstall' }, 'InvalidSpec', /system namespace/],
+  [
+    'a token in an https URL',
+    { git: { url: 'https://ghp_secret@github.com/org/fleet.git', readSecretRef: { name: 'read' } } },
+    'InvalidGitURL',
+    /must not carry credentials/,
+  ],
+  [
+    'an https URL without read credentials for Flux',
+    { git: { url: 'https://github.com/org/fleet.git' } },
+    'InvalidSpec',
+    /readSecretRef/,
+  ],
+  [
+    'Uninstall of Flux in kube-system',
+    { flux: { namespace: 'kube-system' }, deletionPolicy: 'Uninstall' },
+    'InvalidSpec',
+    /system namespace/,
+  ],
 ];
 
 for (const [what, spec, reason, message] of bad) {
@@ -91,13 +157,20 @@ for (const [what, spec, reason, message] of bad) {
 test('a ClusterBootstrap without a target is refused outside the namespaces the operator allows', () => {
   assert.throws(
     () => validate(cb({})),
-    (err: unknown) => err instanceof PhaseError && err.reason === 'TargetlessNotAllowed' && err.terminal && /--allow-targetless-namespaces/.test(err.message),
+    (err: unknown) =>
+      err instanceof PhaseError &&
+      err.reason === 'TargetlessNotAllowed' &&
+      err.terminal &&
+      /--allow-targetless-namespaces/.test(err.message),
   );
   assert.equal(validate(cb({}), policy).target, undefined);
 });
 
 test('git hosts that differ only in case are one host, so they share a path-conflict check', () => {
-  assert.equal(normalizeGitURL('ssh://git@GitHub.COM/org/fleet.git').url, normalizeGitURL('ssh://git@github.com/org/fleet.git').url);
+  assert.equal(
+    normalizeGitURL('ssh://git@GitHub.COM/org/fleet.git').url,
+    normalizeGitURL('ssh://git@github.com/org/fleet.git').url,
+  );
 });
 
 test('the sync options are built once, from the git and flux fields', () => {
