@@ -8,7 +8,10 @@ import { TargetClients } from './kube/targets.ts';
 import { Repositories } from './git/repository.ts';
 import { Reconciler } from './controller/reconciler.ts';
 import { WorkQueue } from './controller/queue.ts';
-import { ClusterBootstrapOperator, SET_KEY_PREFIX } from './controller/operator.ts';
+import { ClusterBootstrapOperator, keyId, type ResourceKey } from './controller/operator.ts';
+import { PathIndex } from './controller/paths.ts';
+import { KIND, SET_KIND } from './api/types.ts';
+import { isCancelled } from './cancel.ts';
 import { SetReconciler } from './controller/sets.ts';
 import { LeaderElector } from './controller/leader.ts';
 import { kubeEventRecorder } from './controller/events.ts';
@@ -35,39 +38,37 @@ const targets = new TargetClients({
 });
 const policy = { targetlessNamespaces: config.allowTargetlessNamespaces };
 const repos = new Repositories(join(config.workDir, 'repos'));
+const paths = new PathIndex(policy);
 const reconciler: Reconciler = new Reconciler({
   mgmt,
-  repos,
+  git: repos,
   log,
   events: kubeEventRecorder(mgmt, config.identity),
   metrics,
   resyncMs: config.resyncMs,
   targetClient: targets.get,
   policy,
-  siblings: () => operator.list(),
+  paths,
 });
 const sets = new SetReconciler({ mgmt, log, policy, clusterBootstraps: () => operator.list() });
-/** resourceOf reads a work-queue key: a ClusterBootstrap's `namespace/name`, or a set's with its prefix. */
-const resourceOf = (key: string) => {
-  const isSet = key.startsWith(SET_KEY_PREFIX);
-  const [namespace, name] = key.slice(isSet ? SET_KEY_PREFIX.length : 0).split('/');
-  return { isSet, namespace, name };
-};
-const queue: WorkQueue = new WorkQueue({
+const queue: WorkQueue<ResourceKey> = new WorkQueue<ResourceKey>({
   concurrency: config.concurrency,
   deadlineMs: config.reconcileTimeoutMs,
-  worker: async (key) => {
-    const { isSet, namespace, name } = resourceOf(key);
-    return isSet ? sets.reconcile(namespace, name) : reconciler.reconcile(namespace, name);
-  },
+  id: keyId,
+  worker: ({ kind, namespace, name }, signal) =>
+    kind === SET_KIND ? sets.reconcile(namespace, name, signal) : reconciler.reconcile(namespace, name, signal),
   observer: {
     ...metrics.queueObserver,
     finished(key, result, workMs, outcome) {
       metrics.queueObserver.finished!(key, result, workMs, outcome);
       // The reconciler logs the phase errors it reports in status; anything else is logged here.
-      if (outcome.error && !(outcome.error instanceof PhaseError)) {
-        const { namespace, name } = resourceOf(key);
-        log.warn({ namespace, name, err: outcome.error }, 'reconcile failed; retrying with backoff');
+      if (outcome.kind === 'retry' && !(outcome.error instanceof PhaseError)) {
+        const { namespace, name } = key;
+        const cancelled = isCancelled(outcome.error);
+        log[cancelled ? 'info' : 'warn'](
+          { namespace, name, err: outcome.error },
+          cancelled ? 'reconcile cancelled; retrying' : 'reconcile failed; retrying with backoff',
+        );
       }
     },
   },
@@ -77,6 +78,7 @@ const operator: ClusterBootstrapOperator = new ClusterBootstrapOperator({
   kubeConfig,
   mgmt,
   queue,
+  paths,
   namespaces: config.watchNamespaces,
   log,
   resyncMs: config.resyncMs,
@@ -96,7 +98,7 @@ const SECRET_POLL_MS = 30_000;
 new SecretWatch({
   mgmt,
   list: () => operator.list(),
-  enqueue: (key) => queue.add(key),
+  enqueue: (namespace, name) => queue.add({ kind: KIND, namespace, name }),
   log,
   periodMs: SECRET_POLL_MS,
 }).start();
@@ -141,7 +143,7 @@ async function lead(): Promise<void> {
 async function shutdown(signal: string): Promise<void> {
   if (shuttingDown) return;
   shuttingDown = true;
-  log.info({ signal }, 'shutting down: finishing the reconciles in flight');
+  log.info({ signal }, 'shutting down: cancelling the reconciles in flight');
   // Not operator.stop(): dot-i's stop exits 1. The informers end with the process.
   await queue.shutdown(20_000);
   await elector?.release().catch((err) => log.warn({ err }, 'cannot release the Lease'));
@@ -161,8 +163,8 @@ metrics.leader.set({ name: CONTROLLER }, 0);
 if (elector) {
   void elector.run(lead, async (err) => {
     metrics.leader.set({ name: CONTROLLER }, 0);
-    log.error({ err }, 'stopped leading: finishing the reconciles in flight, then standing by');
-    queue.pause();
+    log.error({ err }, 'stopped leading: cancelling the reconciles in flight, then standing by');
+    queue.cancel('the leader Lease was lost');
   });
 } else {
   await lead();

@@ -15,70 +15,80 @@ export const ConditionTypes = {
 
 export type ConditionType = (typeof ConditionTypes)[keyof typeof ConditionTypes];
 
+/** ReasonInfo is what a reason means for the work queue and the log. */
+export interface ReasonInfo {
+  /** stalls marks a configuration error: Stalled=True, not retried until the spec changes. */
+  stalls?: true;
+  /** retryMs is when the operator looks again; without it, with exponential backoff. */
+  retryMs?: number;
+  /** computed marks a delay the phase works out itself (a rate limit's reset, the deploy-key wait curve). */
+  computed?: true;
+  /** quiet marks an expected wait, logged at info rather than warn. */
+  quiet?: true;
+}
+
+const MINUTE = 60_000;
+
 /**
- * Reasons is the one catalogue of condition reasons. A test checks that the README documents each one.
- * Configuration errors (Stalled, not retried until the spec changes) and transient errors (retried with
- * backoff) are told apart by `Terminal` below.
+ * Catalogue is the one list of condition reasons, each with what it means for the retry and the log. The
+ * README's conditions table documents each (docs.test.ts checks its retry column against this).
  */
-export const Reasons = {
+export const Catalogue = {
   // progress and success
-  Succeeded: 'Succeeded',
-  Progressing: 'Progressing',
-  ProgressingWithRetry: 'ProgressingWithRetry',
-  Suspended: 'Suspended',
-  Deleting: 'Deleting',
+  Succeeded: {},
+  Progressing: {},
+  ProgressingWithRetry: {},
+  Suspended: {},
+  Deleting: {},
   // configuration errors: fix the spec
-  InvalidSpec: 'InvalidSpec',
-  InvalidGitURL: 'InvalidGitURL',
-  InvalidPath: 'InvalidPath',
-  UnknownFluxVersion: 'UnknownFluxVersion',
-  UnknownComponent: 'UnknownComponent',
-  PathConflict: 'PathConflict',
-  TargetlessNotAllowed: 'TargetlessNotAllowed',
+  InvalidSpec: { stalls: true },
+  InvalidGitURL: { stalls: true },
+  InvalidPath: { stalls: true },
+  UnknownFluxVersion: { stalls: true },
+  UnknownComponent: { stalls: true },
+  PathConflict: { stalls: true },
+  TargetlessNotAllowed: { stalls: true },
   // the management cluster's Secrets
-  KubeconfigSecretMissing: 'KubeconfigSecretMissing',
-  KubeconfigInvalid: 'KubeconfigInvalid',
-  GitCredentialsMissing: 'GitCredentialsMissing',
-  GitCredentialsInvalid: 'GitCredentialsInvalid',
+  KubeconfigSecretMissing: { retryMs: 30_000 },
+  KubeconfigInvalid: { retryMs: MINUTE },
+  GitCredentialsMissing: { retryMs: 30_000 },
+  GitCredentialsInvalid: { retryMs: MINUTE },
   // git host
-  HostKeyChanged: 'HostKeyChanged',
-  HostKeyInvalid: 'HostKeyInvalid',
-  GitHostUnreachable: 'GitHostUnreachable',
-  RepositoryNotFound: 'RepositoryNotFound',
-  GitAuthenticationFailed: 'GitAuthenticationFailed',
-  DeployKeyNotAuthorized: 'DeployKeyNotAuthorized',
-  PushRejected: 'PushRejected',
-  PushRaceLost: 'PushRaceLost',
-  GitOperationFailed: 'GitOperationFailed',
+  HostKeyChanged: { retryMs: 5 * MINUTE },
+  HostKeyInvalid: { retryMs: MINUTE },
+  GitHostUnreachable: {},
+  RepositoryNotFound: { retryMs: 30_000 },
+  GitAuthenticationFailed: { retryMs: 30_000 },
+  DeployKeyNotAuthorized: { retryMs: 15_000, computed: true, quiet: true },
+  PushRejected: {},
+  PushRaceLost: { retryMs: 2_000, computed: true },
+  GitOperationFailed: {},
   // the git host's API (spec.git.provider)
-  GitProviderAuthFailed: 'GitProviderAuthFailed',
-  GitProviderRateLimited: 'GitProviderRateLimited',
-  GitProviderError: 'GitProviderError',
+  GitProviderAuthFailed: { retryMs: MINUTE },
+  GitProviderRateLimited: { retryMs: 5_000, computed: true },
+  GitProviderError: {},
   // the repository's contents
-  KustomizationInvalid: 'KustomizationInvalid',
-  UnsafeRepositoryContent: 'UnsafeRepositoryContent',
+  KustomizationInvalid: { retryMs: MINUTE },
+  UnsafeRepositoryContent: { retryMs: MINUTE },
   // target cluster
-  TargetUnreachable: 'TargetUnreachable',
-  ApplyFailed: 'ApplyFailed',
-  FluxNotReady: 'FluxNotReady',
+  TargetUnreachable: {},
+  ApplyFailed: {},
+  FluxNotReady: { retryMs: 10_000, quiet: true },
   // the operator's own permissions
-  Forbidden: 'Forbidden',
+  Forbidden: { retryMs: 30_000 },
   // anything else
-  InternalError: 'InternalError',
-} as const;
+  InternalError: {},
+} as const satisfies Record<string, ReasonInfo>;
 
-export type Reason = (typeof Reasons)[keyof typeof Reasons];
+export type Reason = keyof typeof Catalogue;
 
-/** Terminal reasons are configuration errors: the resource is Stalled until its spec changes. */
-export const Terminal: ReadonlySet<string> = new Set<string>([
-  Reasons.InvalidSpec,
-  Reasons.InvalidGitURL,
-  Reasons.InvalidPath,
-  Reasons.UnknownFluxVersion,
-  Reasons.UnknownComponent,
-  Reasons.PathConflict,
-  Reasons.TargetlessNotAllowed,
-]);
+/** Reasons names every reason of the Catalogue, for use as `Reasons.PathConflict`. */
+export const Reasons = Object.fromEntries(Object.keys(Catalogue).map((r) => [r, r])) as { readonly [R in Reason]: R };
+
+/** reasonInfo is what the catalogue says of a reason. */
+export function reasonInfo(reason: string): ReasonInfo {
+  return (Catalogue as Record<string, ReasonInfo>)[reason] ?? {};
+}
 
 /**
  * setCondition puts a condition into a list, keeping lastTransitionTime when the status did not change,

@@ -1,10 +1,10 @@
-import { Terminal, type Reason } from './conditions.ts';
+import { reasonInfo, type Reason } from './conditions.ts';
 
 /**
- * PhaseError is how a phase says why it stopped: the reason, a message that says what to fix, and when to
- * look again. The pipeline, not the phase, decides which condition reports it. Terminal reasons
- * (configuration errors) are not retried until the spec changes; the rest are retried with backoff, or
- * after `retryAfterMs` when the phase knows better (e.g. waiting for a deploy key to be registered).
+ * PhaseError is how a phase says why it stopped: the reason and a message that says what to fix. The
+ * pipeline, not the phase, decides which condition reports it. When to look again is the reason's, from the
+ * Catalogue: configuration errors are not retried until the spec changes, the rest after the reason's delay
+ * or with backoff; a phase that knows better (a rate limit's reset) passes `retryAfterMs`.
  */
 export class PhaseError extends Error {
   readonly reason: Reason;
@@ -14,12 +14,12 @@ export class PhaseError extends Error {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'PhaseError';
     this.reason = reason;
-    this.retryAfterMs = opts.retryAfterMs;
+    this.retryAfterMs = opts.retryAfterMs ?? reasonInfo(reason).retryMs;
   }
 
   /** terminal is true for configuration errors: the resource is Stalled. */
   get terminal(): boolean {
-    return Terminal.has(this.reason);
+    return reasonInfo(this.reason).stalls === true;
   }
 }
 

@@ -8,9 +8,9 @@ export const CONTROLLER = 'clusterbootstrap';
 export interface Metrics {
   registry: Registry;
   /** queueObserver turns the work queue's doings into controller-runtime's and client-go's workqueue series. */
-  queueObserver: QueueObserver;
+  queueObserver: QueueObserver<unknown>;
   /** watchQueue has the gauges that read the queue's state when scraped. */
-  watchQueue: (queue: WorkQueue, maxConcurrent: number) => void;
+  watchQueue: (queue: WorkQueue<any>, maxConcurrent: number) => void;
   phaseDuration: Histogram<'phase'>;
   leader: Gauge<'name'>;
   restRequests: Counter<'code' | 'method' | 'host'>;
@@ -120,7 +120,7 @@ export function createMetrics(version: string): Metrics {
         reconcileTime.observe(controller, workMs / 1000);
         workDuration.observe(name, workMs / 1000);
         if (result === 'error') errors.inc(controller);
-        if (outcome.terminal) terminal.inc(controller);
+        if (outcome.kind === 'stalled') terminal.inc(controller);
       },
     },
     watchQueue(queue, maxConcurrent) {

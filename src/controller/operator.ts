@@ -9,6 +9,7 @@ import {
 } from '@kubernetes/client-node';
 import {
   GROUP,
+  KIND,
   PLURAL,
   RECONCILE_REQUESTED_AT,
   SET_KIND,
@@ -19,6 +20,7 @@ import {
 import { KubeClient } from '../kube/client.ts';
 import { frameworkLogger, type Logger } from '../logger.ts';
 import type { WorkQueue } from './queue.ts';
+import type { PathIndex } from './paths.ts';
 
 // dot-i is CommonJS with `exports.default`: under Node's ESM loader the default import is module.exports.
 const Operator = dotI.default;
@@ -47,7 +49,8 @@ const PROBE_EVERY_MS = 10_000;
  * reconciler needs to list, and a periodic resync adds every cached key again.
  */
 export class ClusterBootstrapOperator extends Operator {
-  readonly #queue: WorkQueue;
+  readonly #queue: WorkQueue<ResourceKey>;
+  readonly #paths?: PathIndex;
   readonly #mgmt: KubeClient;
   readonly #kc: KubeConfig;
   /** #scopes are the watched namespaces; undefined stands for all of them. */
@@ -63,7 +66,9 @@ export class ClusterBootstrapOperator extends Operator {
   constructor(opts: {
     kubeConfig: KubeConfig;
     mgmt: KubeClient;
-    queue: WorkQueue;
+    queue: WorkQueue<ResourceKey>;
+    /** paths is kept up to date with every ClusterBootstrap the informers see (path conflicts). */
+    paths?: PathIndex;
     namespaces: string[];
     log: Logger;
     resyncMs: number;
@@ -75,6 +80,7 @@ export class ClusterBootstrapOperator extends Operator {
     this.#kc = opts.kubeConfig;
     this.#prober = new KubeClient(opts.kubeConfig, { timeoutMs: 5_000, maxAttempts: 1 });
     this.#queue = opts.queue;
+    this.#paths = opts.paths;
     this.#mgmt = opts.mgmt;
     this.#scopes = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
     this.#log = opts.log;
@@ -139,8 +145,9 @@ export class ClusterBootstrapOperator extends Operator {
       informer.on('add', enqueue);
       informer.on('update', enqueue);
     } else {
-      informer.on('add', (cb) => current() && this.#enqueue(cb));
-      informer.on('update', (cb) => current() && this.#onUpdate(cb));
+      informer.on('add', (cb) => current() && (this.#paths?.upsert(cb), this.#enqueue(cb)));
+      informer.on('update', (cb) => current() && (this.#paths?.upsert(cb), this.#onUpdate(cb)));
+      informer.on('delete', (cb) => current() && this.#paths?.remove(cb));
     }
     informer.on('error', (err) => current() && this.#restart(state, err));
     await this.#begin(state, informer);
@@ -209,7 +216,7 @@ export class ClusterBootstrapOperator extends Operator {
   }
 
   #enqueue(cb: ClusterBootstrap): void {
-    this.#queue.add(`${cb.metadata.namespace}/${cb.metadata.name}`);
+    this.#queue.add({ kind: KIND, namespace: cb.metadata.namespace, name: cb.metadata.name });
     // The set that owns it counts its Ready ones.
     const owner = cb.metadata.ownerReferences?.find((r) => r.kind === SET_KIND && r.controller);
     if (owner) this.#queue.add(setKey(cb.metadata.namespace, owner.name));
@@ -222,8 +229,15 @@ export class ClusterBootstrapOperator extends Operator {
   }
 }
 
-/** SET_KEY_PREFIX marks a ClusterBootstrapSet's key in the work queue, which ClusterBootstraps share. */
-export const SET_KEY_PREFIX = 'set:';
+/** ResourceKey is a work-queue key: a ClusterBootstrap or a ClusterBootstrapSet, by namespace and name. */
+export interface ResourceKey {
+  kind: typeof KIND | typeof SET_KIND;
+  namespace: string;
+  name: string;
+}
+
+/** keyId is a ResourceKey's identity in the work queue. */
+export const keyId = (key: ResourceKey) => `${key.kind}/${key.namespace}/${key.name}`;
 
 /** setKey is the work-queue key of a ClusterBootstrapSet. */
-export const setKey = (namespace: string, name: string) => `${SET_KEY_PREFIX}${namespace}/${name}`;
+export const setKey = (namespace: string, name: string): ResourceKey => ({ kind: SET_KIND, namespace, name });

@@ -1,98 +1,125 @@
-/** Outcome tells the work queue what to do next with a key: look again after a while, or back off after an error. */
-export interface Outcome {
-  requeueAfterMs?: number;
-  error?: Error;
-  /** resync marks a requeue that is only the periodic check of a resource that is done (counted as a success). */
-  resync?: boolean;
-  /** terminal marks an error that is not retried until the object changes (a configuration error). */
-  terminal?: Error;
-}
+import { CancelledError } from '../cancel.ts';
+
+/**
+ * Outcome tells the work queue how a run ended and what to do next with its key: nothing until the object
+ * changes (`done`, `stalled` for a configuration error), the periodic look of a resource that is done
+ * (`resync`), a wait the worker knows (`requeue`), or a retry with per-key backoff (`retry`).
+ */
+export type Outcome =
+  | { kind: 'done' }
+  | { kind: 'resync'; afterMs: number }
+  | { kind: 'requeue'; afterMs: number }
+  | { kind: 'retry'; error: Error }
+  | { kind: 'stalled'; error: Error };
 
 /** Result is how one run of a key ended, in controller-runtime's words. */
 export type Result = 'success' | 'error' | 'requeue' | 'requeue_after';
 
-/** QueueObserver hears what the queue does, for metrics: the names follow client-go's workqueue metrics. */
-export interface QueueObserver {
-  added?(depth: number): void;
-  started?(key: string, queuedMs: number, depth: number): void;
-  finished?(key: string, result: Result, workMs: number, outcome: Outcome): void;
-  retried?(key: string): void;
+/** resultOf names an outcome in controller-runtime's words: a resync is a success. */
+export function resultOf(outcome: Outcome): Result {
+  if (outcome.kind === 'retry' || outcome.kind === 'stalled') return 'error';
+  return outcome.kind === 'requeue' ? 'requeue_after' : 'success';
 }
 
-export interface WorkQueueOptions {
+/** QueueObserver hears what the queue does, for metrics: the names follow client-go's workqueue metrics. */
+export interface QueueObserver<K> {
+  added?(depth: number): void;
+  started?(key: K, queuedMs: number, depth: number): void;
+  finished?(key: K, result: Result, workMs: number, outcome: Outcome): void;
+  retried?(key: K): void;
+}
+
+export interface WorkQueueOptions<K> {
   /** concurrency is how many keys are worked on at once; one key is never worked on twice at once. */
   concurrency: number;
-  worker: (key: string) => Promise<Outcome>;
+  /** worker runs one key; `signal` is aborted when the run is cancelled (deadline, cancel, shutdown). */
+  worker: (key: K, signal: AbortSignal) => Promise<Outcome>;
+  /** id is a key's identity (keys with one id are one key); String by default. */
+  id?: (key: K) => string;
   baseBackoffMs?: number;
   maxBackoffMs?: number;
-  /**
-   * deadlineMs is how long one run may take before it is abandoned: its worker slot is freed and it is retried with
-   * backoff.
-   */
+  /** deadlineMs is how long one run may take before it is cancelled, its worker slot freed and the key retried. */
   deadlineMs?: number;
-  observer?: QueueObserver;
+  observer?: QueueObserver<K>;
+}
+
+interface Running {
+  startedAt: number;
+  abort: AbortController;
 }
 
 /**
  * WorkQueue is a keyed work queue like client-go's: a key waits at most once, is processed by one worker at
  * a time (a key added while it is processed runs again right after), and is retried with per-key
- * exponential backoff after an error, or after the delay its worker asked for. A run past its deadline is
- * abandoned: the slot goes to other keys at once, and the key itself runs again only once that run has
- * ended (with backoff), so one stalled server never holds up the other tenants and a key never runs twice.
+ * exponential backoff after an error, or after the delay its worker asked for. Every run has an AbortSignal:
+ * a run past its deadline is cancelled and its slot goes to other keys at once, while the key itself runs
+ * again only once that run has unwound (with backoff), so one stalled server never holds up the other
+ * tenants and a key never runs twice. `cancel` (a lost Lease) and `shutdown` cancel the runs in flight.
  */
-export class WorkQueue {
-  readonly #o: Required<Omit<WorkQueueOptions, 'observer'>> & Pick<WorkQueueOptions, 'observer'>;
+export class WorkQueue<K = string> {
+  readonly #o: Required<Omit<WorkQueueOptions<K>, 'observer'>> & Pick<WorkQueueOptions<K>, 'observer'>;
   readonly #waiting: string[] = [];
+  readonly #keys = new Map<string, K>();
   readonly #queuedAt = new Map<string, number>();
-  /** #processing maps each key being run (abandoned runs included) to when its run started. */
-  readonly #processing = new Map<string, number>();
+  /** #running maps each key being run (cancelled runs still unwinding included) to its run. */
+  readonly #running = new Map<string, Running>();
   readonly #dirty = new Set<string>();
   readonly #timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   readonly #failures = new Map<string, number>();
   #active = 0;
-  #running = false;
+  #started = false;
   #lastFinished = Date.now();
   #idle: (() => void)[] = [];
 
-  constructor(opts: WorkQueueOptions) {
-    this.#o = { baseBackoffMs: 1_000, maxBackoffMs: 5 * 60_000, deadlineMs: 5 * 60_000, ...opts };
+  constructor(opts: WorkQueueOptions<K>) {
+    this.#o = { baseBackoffMs: 1_000, maxBackoffMs: 5 * 60_000, deadlineMs: 5 * 60_000, id: String, ...opts };
   }
 
   /** start begins (or resumes) taking work. */
   start(): void {
-    this.#running = true;
+    this.#started = true;
     this.#pump();
   }
 
   /** pause stops taking new work; keys keep waiting, and the runs in flight finish. */
   pause(): void {
-    this.#running = false;
+    this.#started = false;
+  }
+
+  /**
+   * cancel stops taking new work and cancels the runs in flight (the Lease is lost: another replica leads
+   * now); keys keep waiting for a later start.
+   */
+  cancel(why: string): void {
+    this.#started = false;
+    for (const run of this.#running.values()) run.abort.abort(new CancelledError(why));
   }
 
   /** add schedules a key now, or after a delay; an earlier schedule of the same key wins. */
-  add(key: string, delayMs = 0): void {
+  add(key: K, delayMs = 0): void {
+    const id = this.#o.id(key);
+    this.#keys.set(id, key);
+    const existing = this.#timers.get(id);
     if (delayMs > 0) {
       const at = Date.now() + delayMs;
-      const existing = this.#timers.get(key);
       if (existing && existing.at <= at) return;
       if (existing) clearTimeout(existing.timer);
       const timer = setTimeout(() => {
-        this.#timers.delete(key);
+        this.#timers.delete(id);
         this.add(key);
       }, delayMs);
       timer.unref();
-      this.#timers.set(key, { at, timer });
+      this.#timers.set(id, { at, timer });
       return;
     }
-    const existing = this.#timers.get(key);
     if (existing) {
       clearTimeout(existing.timer);
-      this.#timers.delete(key);
+      this.#timers.delete(id);
     }
-    if (this.#processing.has(key)) this.#dirty.add(key);
-    else if (!this.#queuedAt.has(key)) {
-      this.#queuedAt.set(key, Date.now());
-      this.#waiting.push(key);
+    if (this.#running.has(id)) this.#dirty.add(id);
+    else if (!this.#queuedAt.has(id)) {
+      this.#queuedAt.set(id, Date.now());
+      this.#waiting.push(id);
       this.#o.observer?.added?.(this.#waiting.length);
     }
     this.#pump();
@@ -108,9 +135,9 @@ export class WorkQueue {
     return this.#active;
   }
 
-  /** runningSince lists when each run in flight began (abandoned runs included). */
+  /** runningSince lists when each run in flight began (cancelled runs still unwinding included). */
   runningSince(): number[] {
-    return [...this.#processing.values()];
+    return [...this.#running.values()].map((r) => r.startedAt);
   }
 
   /** stalledForMs is how long keys have waited while no run finished: 0 when the queue is idle or moving. */
@@ -119,79 +146,81 @@ export class WorkQueue {
     return Date.now() - this.#lastFinished;
   }
 
-  /** shutdown stops taking work and waits (at most timeoutMs) for the keys in flight to finish. */
+  /**
+   * shutdown stops taking work, cancels the runs in flight and waits (at most timeoutMs) until they have
+   * unwound: a cancelled run writes nothing more.
+   */
   async shutdown(timeoutMs = 30_000): Promise<void> {
-    this.#running = false;
+    this.cancel('the operator is shutting down');
     for (const { timer } of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
-    if (this.#active === 0) return;
+    if (this.#running.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       new Promise<void>((r) => this.#idle.push(r)),
-      new Promise((r) => setTimeout(r, timeoutMs).unref()),
+      new Promise((r) => (timer = setTimeout(r, timeoutMs)).unref()),
     ]);
+    clearTimeout(timer);
   }
 
   #pump(): void {
-    while (this.#running && this.#active < this.#o.concurrency && this.#waiting.length > 0) {
-      const key = this.#waiting.shift()!;
-      const queuedAt = this.#queuedAt.get(key) ?? Date.now();
-      this.#queuedAt.delete(key);
-      this.#processing.set(key, Date.now());
+    while (this.#started && this.#active < this.#o.concurrency && this.#waiting.length > 0) {
+      const id = this.#waiting.shift()!;
+      const queuedAt = this.#queuedAt.get(id) ?? Date.now();
+      this.#queuedAt.delete(id);
       this.#active++;
-      this.#o.observer?.started?.(key, Date.now() - queuedAt, this.#waiting.length);
-      void this.#run(key);
+      this.#o.observer?.started?.(this.#keys.get(id)!, Date.now() - queuedAt, this.#waiting.length);
+      void this.#run(id);
     }
   }
 
-  async #run(key: string): Promise<void> {
-    const started = Date.now();
-    let deadline: NodeJS.Timeout | undefined;
-    const abandoned = new Promise<Outcome>((resolve) => {
-      deadline = setTimeout(
-        () =>
-          resolve({
-            error: new Error(
-              `the reconcile of ${key} did not finish within ${this.#o.deadlineMs / 1000} s: abandoned, retrying ` +
-                `with backoff`,
-            ),
-          }),
-        this.#o.deadlineMs,
-      );
-      deadline.unref();
-    });
+  async #run(id: string): Promise<void> {
+    const key = this.#keys.get(id)!;
+    const run: Running = { startedAt: Date.now(), abort: new AbortController() };
+    this.#running.set(id, run);
+    const { signal } = run.abort;
+    const seconds = this.#o.deadlineMs / 1000;
+    const deadline = setTimeout(
+      () => run.abort.abort(new CancelledError(`the reconcile did not finish within ${seconds} s`)),
+      this.#o.deadlineMs,
+    );
+    deadline.unref();
     const work = this.#o
-      .worker(key)
-      .catch((err): Outcome => ({ error: err instanceof Error ? err : new Error(String(err)) }));
-    const outcome = await Promise.race([work, abandoned]);
+      .worker(key, signal)
+      .catch((err): Outcome => ({ kind: 'retry', error: err instanceof Error ? err : new Error(String(err)) }));
+    // The slot is freed when the run ends or is cancelled, whichever comes first; the key stays held until it has unwound.
+    const cancelled = new Promise<Outcome>((resolve) =>
+      signal.addEventListener('abort', () => resolve({ kind: 'retry', error: signal.reason }), { once: true }),
+    );
+    const outcome = await Promise.race([work, cancelled]);
     clearTimeout(deadline);
     this.#active--;
     this.#lastFinished = Date.now();
-    this.#settle(key, outcome, Date.now() - started);
-    if (this.#active === 0) this.#idle.splice(0).forEach((r) => r());
+    this.#settle(
+      key,
+      id,
+      signal.aborted ? { kind: 'retry', error: signal.reason } : outcome,
+      Date.now() - run.startedAt,
+    );
     this.#pump();
-    // An abandoned run still holds its key until it really ends: the key never runs twice at once.
     await work;
-    this.#processing.delete(key);
-    if (this.#dirty.delete(key) && this.#running) this.add(key);
+    this.#running.delete(id);
+    if (this.#running.size === 0) this.#idle.splice(0).forEach((r) => r());
+    if (this.#dirty.delete(id) && this.#started) this.add(key);
+    else if (!this.#timers.has(id) && !this.#queuedAt.has(id)) this.#keys.delete(id);
   }
 
-  #settle(key: string, outcome: Outcome, workMs: number): void {
-    const result: Result =
-      outcome.error || outcome.terminal
-        ? 'error'
-        : outcome.resync || !outcome.requeueAfterMs
-          ? 'success'
-          : 'requeue_after';
-    this.#o.observer?.finished?.(key, result, workMs, outcome);
-    if (outcome.error) {
-      const failures = (this.#failures.get(key) ?? 0) + 1;
-      this.#failures.set(key, failures);
+  #settle(key: K, id: string, outcome: Outcome, workMs: number): void {
+    this.#o.observer?.finished?.(key, resultOf(outcome), workMs, outcome);
+    if (outcome.kind === 'retry') {
+      const failures = (this.#failures.get(id) ?? 0) + 1;
+      this.#failures.set(id, failures);
       this.#o.observer?.retried?.(key);
-      if (this.#running) this.add(key, this.backoff(failures));
+      if (this.#started) this.add(key, this.backoff(failures));
       return;
     }
-    this.#failures.delete(key);
-    if (this.#running && outcome.requeueAfterMs) this.add(key, outcome.requeueAfterMs);
+    this.#failures.delete(id);
+    if (this.#started && (outcome.kind === 'resync' || outcome.kind === 'requeue')) this.add(key, outcome.afterMs);
   }
 
   /** backoff is the delay before the n-th retry: exponential, capped, with 10% jitter. */

@@ -1,4 +1,4 @@
-import { ConditionTypes, findCondition, Reasons } from '../api/conditions.ts';
+import { ConditionTypes, findCondition, Reasons, reasonInfo } from '../api/conditions.ts';
 import { errorMessage, PhaseError } from '../api/errors.ts';
 import {
   API_VERSION,
@@ -9,64 +9,72 @@ import {
   type ClusterBootstrapStatus,
 } from '../api/types.ts';
 import { validate, type BootstrapOptions, type Policy } from '../api/validate.ts';
-import { KubeError, type KubeClient } from '../kube/client.ts';
+import { guarded, reasonOf, sleep } from '../cancel.ts';
 import type { Repositories } from '../git/repository.ts';
+import { SecretIdentityStore } from '../kube/identity.ts';
 import type { Logger } from '../logger.ts';
-import type { Context } from '../phases/context.ts';
-import { bootstrap, type RunPhase } from '../phases/pipeline.ts';
-import { connectTarget } from '../phases/target.ts';
-import { uninstallFlux } from '../phases/uninstall.ts';
-import { mergePatchOf } from '../kube/objects.ts';
-import { unregisterDeployKeys } from '../phases/deploykey.ts';
-import { identitySecretName } from '../phases/identity.ts';
-import { forgetHostKeys } from '../ssh/hostkeys.ts';
+import type { Clock, Context, GitRemote, KubeApi, ProviderKeys } from '../phases/context.ts';
+import { asPhaseError } from '../phases/errors.ts';
+import { bootstrap, teardown, type RunPhase } from '../phases/pipeline.ts';
+import { providerKeys } from '../providers/index.ts';
+import type { ProviderOptions } from '../providers/types.ts';
+import { forgetHostKeys, scanHostKeysShared } from '../ssh/hostkeys.ts';
 import type { EventRecorder } from './events.ts';
 import type { Metrics } from './metrics.ts';
+import { PathIndex } from './paths.ts';
 import type { Outcome } from './queue.ts';
-import { markCondition, summarize, type PassResult } from './status.ts';
+import { markCondition, summarize, writeStatus, type PassResult } from './status.ts';
 
 export interface ReconcilerOptions {
-  mgmt: KubeClient;
-  repos: Repositories;
+  mgmt: KubeApi;
+  /** git is the git host: Repositories (and the host-key scan) unless a test gives its own. */
+  git: Repositories | GitRemote;
   log: Logger;
   events: EventRecorder;
   metrics?: Metrics;
   /** resyncMs is how often a Ready resource is checked again for drift. */
   resyncMs: number;
-  /**
-   * targetClient returns a client for a target's kubeconfig, or for the operator's own cluster when it is undefined.
-   */
-  targetClient: (kubeconfig: string | undefined) => KubeClient;
+  /** targetClient returns a client for a target's kubeconfig, or for the operator's own cluster when it is undefined. */
+  targetClient: (kubeconfig: string | undefined) => KubeApi;
+  /** provider connects to a git host's API; providers/index.ts's by default. */
+  provider?: (opts: ProviderOptions & { signal?: AbortSignal }) => ProviderKeys;
+  /** clock is the time the phases see; the real one by default. */
+  clock?: (signal: AbortSignal) => Clock;
   /** policy is what the operator's flags allow beyond the safe default. */
   policy?: Policy;
-  /**
-   * siblings lists the ClusterBootstraps the operator knows of (from its informer's cache), for the path-conflict
-   * check.
-   */
-  siblings?: () => ClusterBootstrap[];
+  /** paths indexes the ClusterBootstraps the operator knows of by repository, branch and path (conflicts). */
+  paths?: PathIndex;
 }
+
+/** realClock is the wall clock, with a sleep that ends on abort. */
+const realClock = (signal: AbortSignal): Clock => ({ now: Date.now, sleep: (ms) => sleep(ms, signal) });
 
 /**
  * Reconciler brings one ClusterBootstrap to its desired state. It reads the latest object itself, runs the
- * bootstrap, and writes the status once, at the end; every write error is thrown to the queue.
+ * bootstrap, and writes the status once, at the end; every write error is thrown to the queue. A pass whose
+ * signal is aborted stops at its next call (and ends the calls in flight where the adapter can) and writes
+ * nothing: it ends as a retry, and the next pass resumes from what is stored.
  */
 export class Reconciler {
   readonly #o: ReconcilerOptions;
+  readonly #paths: PathIndex;
 
   constructor(opts: ReconcilerOptions) {
     this.#o = opts;
+    this.#paths = opts.paths ?? new PathIndex(opts.policy);
   }
 
   /** reconcile runs one pass for `namespace/name` and says when to look again. */
-  async reconcile(namespace: string, name: string): Promise<Outcome> {
+  async reconcile(namespace: string, name: string, signal = new AbortController().signal): Promise<Outcome> {
     const log = this.#o.log.child({ namespace, name });
-    const cb = await this.#o.mgmt.get<ClusterBootstrap>(API_VERSION, KIND, namespace, name);
+    const mgmt = this.#bind(this.#o.mgmt, signal);
+    const cb = await mgmt.get<ClusterBootstrap>(API_VERSION, KIND, namespace, name);
     if (!cb) {
       this.#o.metrics?.setReady(`${namespace}/${name}`, undefined);
-      return {};
+      return { kind: 'done' };
     }
-    if (cb.metadata.deletionTimestamp) return this.#finalize(cb, log);
-    await this.#addFinalizer(cb);
+    if (cb.metadata.deletionTimestamp) return this.#finalize(cb, mgmt, log, signal);
+    await this.#addFinalizer(cb, mgmt);
 
     const status: ClusterBootstrapStatus = {
       ...cb.status,
@@ -75,28 +83,31 @@ export class Reconciler {
     };
     const requestedAt = cb.metadata.annotations?.[RECONCILE_REQUESTED_AT];
     if (requestedAt) status.lastHandledReconcileAt = requestedAt;
-    const result = await this.#pass(cb, status, log);
+    const result = await this.#pass(cb, status, mgmt, log, signal);
+    // A cancelled pass reports nothing: what it stored (keys, a commit) the next pass finds and goes on from.
+    if (signal.aborted) return { kind: 'retry', error: reasonOf(signal) };
     if (result.kind === 'failed') {
-      const level =
-        result.error.reason === Reasons.DeployKeyNotAuthorized || result.error.reason === Reasons.FluxNotReady
-          ? 'info'
-          : 'warn';
+      const level = reasonInfo(result.error.reason).quiet ? 'info' : 'warn';
       log[level](
         { err: result.error, reason: result.error.reason, condition: result.condition },
         errorMessage(result.error),
       );
     }
     const outcome = summarize(status, result, cb.metadata.generation, this.#o.resyncMs);
-    await this.#writeStatus(cb, status, log);
-    this.#o.metrics?.setReady(
-      `${namespace}/${name}`,
-      findCondition(status.conditions, ConditionTypes.Ready)?.status ?? 'Unknown',
-    );
+    await this.#writeStatus(cb, status, mgmt, log, signal);
+    const ready = findCondition(status.conditions, ConditionTypes.Ready)?.status ?? 'Unknown';
+    this.#o.metrics?.setReady(`${namespace}/${name}`, ready);
     return outcome;
   }
 
   /** #pass validates, checks for conflicts and suspension, then runs the bootstrap, timing and marking each phase. */
-  async #pass(cb: ClusterBootstrap, status: ClusterBootstrapStatus, log: Logger): Promise<PassResult> {
+  async #pass(
+    cb: ClusterBootstrap,
+    status: ClusterBootstrapStatus,
+    mgmt: KubeApi,
+    log: Logger,
+    signal: AbortSignal,
+  ): Promise<PassResult> {
     let current: string = ConditionTypes.Ready;
     const phase: RunPhase = async (condition, step) => {
       current = condition;
@@ -113,18 +124,10 @@ export class Reconciler {
     let opts: BootstrapOptions | undefined;
     try {
       opts = validate(cb, this.#o.policy);
-      const ctx = this.#context(cb, opts, log);
-      this.#checkConflicts(cb, ctx.opts);
-      if (ctx.opts.suspend) return { kind: 'suspended' };
-      markCondition(
-        status,
-        cb.metadata.generation,
-        ConditionTypes.Reconciling,
-        'True',
-        Reasons.Progressing,
-        'reconciling',
-      );
-      return { kind: 'ready', message: await bootstrap(ctx, phase) };
+      this.#paths.upsert(cb);
+      this.#paths.check(cb);
+      if (opts.suspend) return { kind: 'suspended' };
+      return { kind: 'ready', message: await bootstrap(this.#context(cb, opts, mgmt, log, signal), phase) };
     } catch (err) {
       const error = asPhaseError(err, current, cb.metadata.namespace);
       // A changed host key is the host's trust, wherever git first saw it; the next look scans afresh.
@@ -136,28 +139,51 @@ export class Reconciler {
     }
   }
 
-  #context(cb: ClusterBootstrap, opts: BootstrapOptions, log: Logger): Context {
+  /** #bind gives an adapter the run's signal: calls in flight end on abort, and none starts after it. */
+  #bind(api: KubeApi, signal: AbortSignal): KubeApi {
+    return guarded(api.withSignal?.(signal) ?? api, signal);
+  }
+
+  #context(cb: ClusterBootstrap, opts: BootstrapOptions, mgmt: KubeApi, log: Logger, signal: AbortSignal): Context {
+    const { git, targetClient } = this.#o;
+    const remote: GitRemote =
+      'scanHostKeys' in git
+        ? git
+        : {
+            readHead: (url, branch, auth) => git.readHead(url, branch, auth, signal),
+            update: (req) => git.update({ ...req, signal }),
+            scanHostKeys: (host, port) => scanHostKeysShared(host, port),
+          };
+    const provider = this.#o.provider ?? providerKeys;
     return {
       cb,
       opts,
-      mgmt: this.#o.mgmt,
-      repos: this.#o.repos,
       log,
-      targetClient: this.#o.targetClient,
+      mgmt,
+      git: guarded(remote, signal),
+      identity: guarded(new SecretIdentityStore(mgmt, cb), signal),
+      provider: (o) => guarded(provider({ ...o, signal }), signal),
+      targetClient: (kubeconfig) => this.#bind(targetClient(kubeconfig), signal),
+      clock: (this.#o.clock ?? realClock)(signal),
+      signal,
       resyncMs: this.#o.resyncMs,
-      record: this.#recorder(cb, log),
+      record: this.#recorder(cb, log, signal),
     };
   }
 
-  /** #recorder writes Events on one ClusterBootstrap; a failure to write one is logged, never thrown. */
-  #recorder(cb: ClusterBootstrap, log: Logger): Context['record'] {
-    return (type, reason, message) =>
-      this.#o.events.record(cb, type, reason, message).catch((err) => log.warn({ err }, 'cannot record an Event'));
+  /** #recorder writes Events on one ClusterBootstrap; a failure to write one is logged, never thrown; none after a cancel. */
+  #recorder(cb: ClusterBootstrap, log: Logger, signal: AbortSignal): Context['record'] {
+    return async (type, reason, message) => {
+      if (signal.aborted) return;
+      await this.#o.events
+        .record(cb, type, reason, message)
+        .catch((err) => log.warn({ err }, 'cannot record an Event'));
+    };
   }
 
-  async #addFinalizer(cb: ClusterBootstrap): Promise<void> {
+  async #addFinalizer(cb: ClusterBootstrap, mgmt: KubeApi): Promise<void> {
     if (cb.metadata.finalizers?.includes(FINALIZER)) return;
-    const updated = await this.#o.mgmt.mergePatch<ClusterBootstrap>(
+    const updated = await mgmt.mergePatch<ClusterBootstrap>(
       API_VERSION,
       KIND,
       cb.metadata.namespace,
@@ -172,33 +198,10 @@ export class Reconciler {
     cb.metadata = updated.metadata;
   }
 
-  /**
-   * #checkConflicts refuses a second ClusterBootstrap on the same repository, branch and path: the oldest
-   * one keeps it, the others are Stalled until their spec changes. It reads the informer's cache, not the API.
-   */
-  #checkConflicts(cb: ClusterBootstrap, opts: BootstrapOptions): void {
-    const order = (x: ClusterBootstrap) => `${x.metadata.creationTimestamp}|${x.metadata.namespace}/${x.metadata.name}`;
-    for (const other of this.#o.siblings?.() ?? []) {
-      if (other.metadata.uid === cb.metadata.uid || other.metadata.deletionTimestamp || order(other) >= order(cb))
-        continue;
-      let o: BootstrapOptions;
-      try {
-        o = validate(other, this.#o.policy);
-      } catch {
-        continue;
-      }
-      if (o.git.url === opts.git.url && o.git.branch === opts.git.branch && o.git.path === opts.git.path)
-        throw new PhaseError(
-          Reasons.PathConflict,
-          `ClusterBootstrap ${other.metadata.namespace}/${other.metadata.name} already bootstraps ${opts.git.path} ` +
-            `on ${opts.git.branch} of ${opts.git.url}: choose another spec.git.path`,
-        );
-    }
-  }
-
-  /** #finalize carries out the deletion policy, then lets the ClusterBootstrap go. */
-  async #finalize(cb: ClusterBootstrap, log: Logger): Promise<Outcome> {
-    if (!cb.metadata.finalizers?.includes(FINALIZER)) return {};
+  /** #finalize carries out the deletion policy (phases/pipeline.ts's teardown), then lets the ClusterBootstrap go. */
+  async #finalize(cb: ClusterBootstrap, mgmt: KubeApi, log: Logger, signal: AbortSignal): Promise<Outcome> {
+    this.#paths.remove(cb);
+    if (!cb.metadata.finalizers?.includes(FINALIZER)) return { kind: 'done' };
     let opts: BootstrapOptions | undefined;
     try {
       opts = validate(cb, this.#o.policy);
@@ -206,86 +209,48 @@ export class Reconciler {
       log.warn({ err }, 'the spec is invalid: deleting without uninstalling Flux');
     }
     if (opts?.deletionPolicy === 'Uninstall') {
-      const ctx = this.#context(cb, opts, log);
       try {
-        await this.#uninstall(ctx);
-        await unregisterDeployKeys(ctx, identitySecretName(cb.metadata.name));
+        await teardown(this.#context(cb, opts, mgmt, log, signal));
       } catch (err) {
-        const message =
-          `uninstalling Flux failed (set spec.deletionPolicy to Orphan to delete without it): ` +
-          `${errorMessage(err)}`;
+        if (signal.aborted) return { kind: 'retry', error: reasonOf(signal) };
+        const message = `uninstalling Flux failed (set spec.deletionPolicy to Orphan to delete without it): ${errorMessage(err)}`;
         const status = { ...cb.status };
+        const failed = new PhaseError(Reasons.Deleting, message);
         summarize(
           status,
-          { kind: 'failed', condition: ConditionTypes.Ready, error: new PhaseError(Reasons.Deleting, message) },
+          { kind: 'failed', condition: ConditionTypes.Ready, error: failed },
           cb.metadata.generation,
           this.#o.resyncMs,
         );
-        await this.#writeStatus(cb, status, log);
-        return { error: new Error(message, { cause: err }) };
+        await this.#writeStatus(cb, status, mgmt, log, signal);
+        return { kind: 'retry', error: new Error(message, { cause: err }) };
       }
     }
-    return this.#letGo(cb, log, opts?.deletionPolicy ?? 'Orphan');
-  }
-
-  /**
-   * #uninstall removes Flux from the target; when the kubeconfig Secret is gone (Cluster API deletes it with its
-   * cluster) there is nothing left to uninstall from.
-   */
-  async #uninstall(ctx: Context): Promise<void> {
-    let target: KubeClient;
-    try {
-      target = (await connectTarget(ctx)).result;
-    } catch (err) {
-      if (!(err instanceof PhaseError && err.reason === Reasons.KubeconfigSecretMissing)) throw err;
-      ctx.log.warn({ err }, 'the kubeconfig Secret is gone: deleting without uninstalling Flux');
-      await ctx.record('Warning', 'UninstallSkipped', `${errorMessage(err)}: Flux was not uninstalled`);
-      return;
-    }
-    await uninstallFlux(ctx, target);
-  }
-
-  async #letGo(cb: ClusterBootstrap, log: Logger, policy: string): Promise<Outcome> {
-    await this.#o.mgmt.mergePatch(API_VERSION, KIND, cb.metadata.namespace, cb.metadata.name, {
+    await mgmt.mergePatch(API_VERSION, KIND, cb.metadata.namespace, cb.metadata.name, {
       metadata: {
         finalizers: (cb.metadata.finalizers ?? []).filter((f) => f !== FINALIZER),
         resourceVersion: cb.metadata.resourceVersion,
       },
     });
-    log.info({ deletionPolicy: policy }, 'finalized');
-    return {};
+    log.info({ deletionPolicy: opts?.deletionPolicy ?? 'Orphan' }, 'finalized');
+    return { kind: 'done' };
   }
 
-  /** #writeStatus writes the status only when it changed, and records an Event when Ready changed. */
-  async #writeStatus(cb: ClusterBootstrap, status: ClusterBootstrapStatus, log: Logger): Promise<void> {
-    if (JSON.stringify(status) === JSON.stringify(cb.status ?? {})) return;
-    await this.#o.mgmt.mergePatch(
-      API_VERSION,
-      KIND,
-      cb.metadata.namespace,
-      cb.metadata.name,
-      { status: mergePatchOf(cb.status ?? {}, status) },
-      'status',
-    );
+  /** #writeStatus writes the status when it changed, and records an Event when Ready changed or a commit was pushed. */
+  async #writeStatus(
+    cb: ClusterBootstrap,
+    status: ClusterBootstrapStatus,
+    mgmt: KubeApi,
+    log: Logger,
+    signal: AbortSignal,
+  ): Promise<void> {
+    if (!(await writeStatus(mgmt, cb, status))) return;
     const before = findCondition(cb.status?.conditions, ConditionTypes.Ready);
     const after = findCondition(status.conditions, ConditionTypes.Ready);
-    const record = this.#recorder(cb, log);
+    const record = this.#recorder(cb, log, signal);
     if (after && (before?.status !== after.status || before?.reason !== after.reason))
       await record(after.status === 'True' ? 'Normal' : 'Warning', after.reason, after.message);
     if (status.lastPushedCommit && status.lastPushedCommit !== cb.status?.lastPushedCommit)
       await record('Normal', 'Pushed', `pushed ${status.lastPushedRevision}`);
   }
-}
-
-/** asPhaseError reports any error as a PhaseError, naming the fix for a refused management-cluster call. */
-function asPhaseError(err: unknown, condition: string, namespace: string): PhaseError {
-  if (err instanceof PhaseError) return err;
-  if (err instanceof KubeError && err.code === 403)
-    return new PhaseError(
-      Reasons.Forbidden,
-      `the operator is not allowed to do this in the management cluster: bind ClusterRole ` +
-        `flux-bootstrap-operator-secrets in namespace ${namespace} (deploy/examples/tenant-rolebinding.yaml)`,
-      { cause: err, retryAfterMs: 30_000 },
-    );
-  return new PhaseError(Reasons.InternalError, `${condition} failed`, { cause: err });
 }

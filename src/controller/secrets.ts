@@ -20,7 +20,7 @@ export function referencedSecrets(cb: ClusterBootstrap): string[] {
 export interface SecretWatchOptions {
   mgmt: KubeClient;
   list: () => ClusterBootstrap[];
-  enqueue: (key: string) => void;
+  enqueue: (namespace: string, name: string) => void;
   log: Logger;
   periodMs: number;
 }
@@ -81,7 +81,7 @@ export class SecretWatch {
               { namespace, name: cbName, secretName: name },
               before === undefined ? 'a referenced Secret first seen' : 'a referenced Secret changed',
             );
-            this.#o.enqueue(cb);
+            this.#o.enqueue(namespace, cbName);
           }
         }
       }

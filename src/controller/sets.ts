@@ -11,11 +11,13 @@ import {
   type LabelSelector,
 } from '../api/types.ts';
 import { validate, type Policy } from '../api/validate.ts';
-import { KubeError, type KubeClient } from '../kube/client.ts';
-import { mergePatchOf, ownerReference } from '../kube/objects.ts';
+import { KubeError } from '../kube/client.ts';
+import { guarded, reasonOf } from '../cancel.ts';
+import type { KubeApi } from '../phases/context.ts';
+import { ownerReference } from '../kube/objects.ts';
 import type { Logger } from '../logger.ts';
 import type { Outcome } from './queue.ts';
-import { markCondition } from './status.ts';
+import { markCondition, writeStatus } from './status.ts';
 
 /** SET_FIELD_MANAGER owns the fields of the ClusterBootstraps a set keeps. */
 export const SET_FIELD_MANAGER = 'flux-bootstrap-operator-set';
@@ -35,7 +37,7 @@ interface SelectedCluster {
 }
 
 export interface SetReconcilerOptions {
-  mgmt: KubeClient;
+  mgmt: KubeApi;
   log: Logger;
   policy?: Policy;
   /** clusterBootstraps lists the ClusterBootstraps in the informer's cache. */
@@ -57,11 +59,11 @@ export class SetReconciler {
     this.#o = opts;
   }
 
-  async reconcile(namespace: string, name: string): Promise<Outcome> {
-    const { mgmt } = this.#o;
+  async reconcile(namespace: string, name: string, signal = new AbortController().signal): Promise<Outcome> {
+    const mgmt = guarded(this.#o.mgmt.withSignal?.(signal) ?? this.#o.mgmt, signal);
     const log = this.#o.log.child({ namespace, name, kind: SET_KIND });
     const set = await mgmt.get<ClusterBootstrapSet>(API_VERSION, SET_KIND, namespace, name);
-    if (!set || set.metadata.deletionTimestamp) return {}; // its ClusterBootstraps go with it (owner references)
+    if (!set || set.metadata.deletionTimestamp) return { kind: 'done' }; // its ClusterBootstraps go with it (owner references)
     const status: NonNullable<ClusterBootstrapSet['status']> = {
       ...set.status,
       observedGeneration: set.metadata.generation,
@@ -69,7 +71,7 @@ export class SetReconciler {
     const gen = set.metadata.generation;
     try {
       validate(this.#desired(set, 'cluster').cb, this.#o.policy);
-      const selected = await this.#select(set);
+      const selected = await this.#select(mgmt, set);
       const here = new Map(
         this.#o
           .clusterBootstraps()
@@ -84,7 +86,7 @@ export class SetReconciler {
           conflicts.push(cluster.name);
           continue;
         }
-        await this.#apply(set, cluster.name);
+        await this.#apply(mgmt, set, cluster.name);
       }
       const keep = new Set(selected.filter((c) => c.ready).map((c) => c.name));
       for (const cb of owned.filter((cb) => !keep.has(cb.metadata.name) && !cb.metadata.deletionTimestamp)) {
@@ -144,11 +146,12 @@ export class SetReconciler {
       if (pe.terminal) markCondition(status, gen, ConditionTypes.Stalled, 'True', pe.reason, message);
       status.message = message;
       log.warn({ err: pe, reason: pe.reason }, message);
-      await this.#writeStatus(set, status);
-      return pe.terminal ? { terminal: pe } : { error: pe };
+      if (signal.aborted) return { kind: 'retry', error: reasonOf(signal) };
+      await writeStatus(mgmt, set, status);
+      return pe.terminal ? { kind: 'stalled', error: pe } : { kind: 'retry', error: pe };
     }
-    await this.#writeStatus(set, status);
-    return { requeueAfterMs: POLL_MS, resync: true };
+    await writeStatus(mgmt, set, status);
+    return { kind: 'resync', afterMs: POLL_MS };
   }
 
   /** #desired is the ClusterBootstrap the set wants for a cluster: its template, with the cluster's name. */
@@ -178,15 +181,14 @@ export class SetReconciler {
     };
   }
 
-  async #apply(set: ClusterBootstrapSet, cluster: string): Promise<void> {
+  async #apply(mgmt: KubeApi, set: ClusterBootstrapSet, cluster: string): Promise<void> {
     const { cb } = this.#desired(set, cluster);
     const { uid: _uid, ...metadata } = cb.metadata;
-    await this.#o.mgmt.apply({ ...cb, metadata } as any, { fieldManager: SET_FIELD_MANAGER, force: true });
+    await mgmt.apply({ ...cb, metadata } as any, { fieldManager: SET_FIELD_MANAGER, force: true });
   }
 
   /** #select lists the clusters the set's selector matches, and whether each can be bootstrapped yet. */
-  async #select(set: ClusterBootstrapSet): Promise<SelectedCluster[]> {
-    const { mgmt } = this.#o;
+  async #select(mgmt: KubeApi, set: ClusterBootstrapSet): Promise<SelectedCluster[]> {
     const ns = set.metadata.namespace;
     if (set.spec.kubeconfigSecretSelector) {
       const secrets = await mgmt.list<any>(
@@ -215,7 +217,6 @@ export class SetReconciler {
         Reasons.InvalidSpec,
         'spec.clusterSelector selects Cluster API Clusters, but this cluster does not serve cluster.x-k8s.io: ' +
           'install Cluster API, or use spec.kubeconfigSecretSelector',
-        { retryAfterMs: 60_000 },
       );
     const selected: SelectedCluster[] = [];
     for (const c of clusters) {
@@ -226,18 +227,6 @@ export class SetReconciler {
       selected.push({ name: c.metadata.name, ready: !!secret });
     }
     return selected;
-  }
-
-  async #writeStatus(set: ClusterBootstrapSet, status: NonNullable<ClusterBootstrapSet['status']>): Promise<void> {
-    if (JSON.stringify(status) === JSON.stringify(set.status ?? {})) return;
-    await this.#o.mgmt.mergePatch(
-      API_VERSION,
-      SET_KIND,
-      set.metadata.namespace,
-      set.metadata.name,
-      { status: mergePatchOf(set.status ?? {}, status) },
-      'status',
-    );
   }
 }
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { abortable, CancelledError, checkSignal, reasonOf } from '../cancel.ts';
 import { access, mkdir, readdir, rm } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { checkRepoPath, checkTree, parseLsTree, prefixes, readInside, writeInside } from './content.ts';
@@ -27,6 +28,13 @@ const DEFAULTS: Required<RepositoriesOptions> = {
   maxFileBytes: 2 * 1048576,
   protocols: ['ssh', 'https'],
 };
+
+/** SharedRead is one ls-remote and how many callers wait for it. */
+interface SharedRead {
+  head: Promise<string | undefined>;
+  waiters: number;
+  stop: AbortController;
+}
 
 interface Pending {
   req: UpdateRequest;
@@ -110,7 +118,7 @@ export class Repositories {
   readonly #busy = new Map<string, Promise<void>>();
   readonly #opened = new Set<string>();
   /** #reads are the ls-remotes running, keyed by a digest of what they read with. */
-  readonly #reads = new Map<string, Promise<string | undefined>>();
+  readonly #reads = new Map<string, SharedRead>();
 
   constructor(root: string, options: RepositoriesOptions = {}) {
     this.#root = resolve(root);
@@ -135,14 +143,29 @@ export class Repositories {
   update(req: UpdateRequest): Promise<UpdateResult> {
     try {
       checkRequest(req);
+      checkSignal(req.signal);
     } catch (err) {
       return Promise.reject(err);
     }
     const dir = this.#dirOf(req.url);
     return new Promise((resolve, reject) => {
       const queue = this.#pending.get(dir) ?? [];
-      queue.push({ req, resolve, reject, settled: false });
+      const pending: Pending = { req, resolve, reject, settled: false };
+      queue.push(pending);
       this.#pending.set(dir, queue);
+      req.signal?.addEventListener(
+        'abort',
+        () => {
+          settle(pending, reasonOf(req.signal!));
+          const waiting = this.#pending.get(dir);
+          if (waiting?.includes(pending))
+            this.#pending.set(
+              dir,
+              waiting.filter((p) => p !== pending),
+            );
+        },
+        { once: true },
+      );
       if (!this.#busy.has(dir)) this.#startDrain(dir);
     });
   }
@@ -152,19 +175,26 @@ export class Repositories {
    * The same read asked for while one is running shares it: a fleet's clusters check one set of push
    * credentials at once, and each ls-remote over SSH costs the git host a connection.
    */
-  readHead(url: string, branch: string, auth: GitAuth): Promise<string | undefined> {
+  readHead(url: string, branch: string, auth: GitAuth, signal?: AbortSignal): Promise<string | undefined> {
     const key = createHash('sha256')
       .update(JSON.stringify([url, branch, auth]))
       .digest('hex');
     let read = this.#reads.get(key);
     if (!read) {
-      read = this.#lsRemote(url, branch, auth).finally(() => this.#reads.delete(key));
-      this.#reads.set(key, read);
+      const stop = new AbortController();
+      const shared: SharedRead = { waiters: 0, stop, head: undefined as never };
+      shared.head = this.#lsRemote(url, branch, auth, stop.signal).finally(() => this.#reads.delete(key));
+      this.#reads.set(key, (read = shared));
     }
-    return read;
+    // The read is killed only when every caller waiting for it has been cancelled.
+    const shared = read;
+    shared.waiters++;
+    const head = abortable(shared.head, signal);
+    void head.catch(() => undefined).finally(() => --shared.waiters === 0 && signal?.aborted && shared.stop.abort());
+    return head;
   }
 
-  async #lsRemote(url: string, branch: string, auth: GitAuth): Promise<string | undefined> {
+  async #lsRemote(url: string, branch: string, auth: GitAuth, signal: AbortSignal): Promise<string | undefined> {
     checkUrl(url);
     checkBranch(branch);
     await mkdir(this.#root, { recursive: true });
@@ -178,6 +208,7 @@ export class Repositories {
         maxOutputBytes: this.#opts.maxOutputBytes,
         action: `read ${redact(url)}`,
         remote: true,
+        signal,
       }),
     );
     for (const line of out.split('\n')) {
@@ -259,6 +290,12 @@ export class Repositories {
    */
   async #commit(dir: string, batch: Pending[]): Promise<void> {
     const { url, branch, auth, author } = batch[0].req;
+    // A batch every update of which was withdrawn stops at once: its git processes are killed, nothing is pushed.
+    const stop = new AbortController();
+    const withdrawn = () =>
+      batch.every((p) => p.settled) && stop.abort(new CancelledError('every update was withdrawn'));
+    for (const p of batch) p.req.signal?.addEventListener('abort', withdrawn, { once: true });
+    withdrawn();
     await withAuth(
       auth,
       this.#opts.protocols,
@@ -279,6 +316,7 @@ export class Repositories {
           maxOutputBytes: this.#opts.maxOutputBytes,
           action,
           remote: false,
+          signal: stop.signal,
         });
         const remote = (args: string[], action: string): GitCommand => ({
           ...local(args, action),
@@ -300,6 +338,8 @@ export class Repositories {
             local,
           );
           if (live.length === 0) return;
+          // An update withdrawn while rendering is left out: start again from the fetch without it.
+          if (live.some((p) => p.settled)) continue;
           await mustRun(local(['add', '--', ...live.flatMap((p) => p.req.files.map((f) => f.path))]));
           const staged = new Set(
             (await mustRun(local(['diff', '--cached', '--name-only', '-z']))).split('\0').filter(Boolean),
@@ -317,6 +357,7 @@ export class Repositories {
           await mustRun(
             local(['commit', '-q', '--no-verify', '-m', message], `commit as ${author.name} <${author.email}>`),
           );
+          if (live.some((p) => p.settled)) continue;
           try {
             await mustRun(
               remote(

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GitError, classifyGitError, formatBytes, redact } from './errors.ts';
 import type { GitAuth } from './types.ts';
+import { reasonOf } from '../cancel.ts';
 
 /** GitCommand is one git invocation with its limits. */
 export interface GitCommand {
@@ -20,6 +21,8 @@ export interface GitCommand {
   action: string;
   /** remote is true when the command talks to the git host, so a timeout is the host's. */
   remote: boolean;
+  /** signal kills the command's process group when it is aborted (a cancelled reconcile). */
+  signal?: AbortSignal;
 }
 
 /** GitOutput is what a git command that ran to its end printed, and its exit code. */
@@ -100,16 +103,23 @@ export async function runGit(cmd: GitCommand): Promise<GitOutput> {
     guard = setTimeout(() => (abort.abort(), reject(timedOut(cmd, seconds))), (seconds + 5) * 1000);
     guard.unref();
   });
+  const { signal } = cmd;
+  const onAbort = () => abort.abort();
+  if (signal?.aborted) throw reasonOf(signal);
+  signal?.addEventListener('abort', onAbort, { once: true });
   let stdout: string;
   try {
     stdout = await Promise.race([git.raw(cmd.args), late]);
   } catch (err) {
+    if (signal?.aborted) throw reasonOf(signal);
     if (limit) throw limit;
     if (err instanceof GitError) throw err;
     throw new GitError('other', `${cmd.action}: cannot run git`, err);
   } finally {
     clearTimeout(guard);
+    signal?.removeEventListener('abort', onAbort);
   }
+  if (signal?.aborted) throw reasonOf(signal);
   if (limit) throw limit;
   if (exit?.code === TIMED_OUT) throw timedOut(cmd, seconds);
   return { code: exit?.code ?? 0, stdout, stderr: exit?.stderr ?? '' };

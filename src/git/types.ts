@@ -22,6 +22,12 @@ export interface UpdateRequest {
   author: { name: string; email: string };
   message: string;
   files: FileUpdate[];
+  /**
+   * signal withdraws the update when it is aborted: before its batch starts it is dropped; in a running batch
+   * it is left out of the commit (the attempt starts again without it), and a batch whose every update is
+   * withdrawn stops, its git processes killed, before anything is pushed.
+   */
+  signal?: AbortSignal;
 }
 
 /** UpdateResult says what the branch holds after the update, and whether this update pushed a commit. */

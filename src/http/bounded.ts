@@ -1,6 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { reasonOf, sleep } from '../cancel.ts';
 
 /** Reply is one HTTP answer read in full: status, headers, the body as text and as JSON (undefined if not JSON). */
 export interface Reply {
@@ -28,13 +28,13 @@ export interface BoundedErrors {
 /**
  * boundedRequest makes one try of an HTTP call and reads the whole answer, whatever its status. It ends by
  * `deadline` however slowly the server drips bytes, and cuts off a body larger than `maxBodyBytes`; failures
- * reject with the errors `errors` makes.
+ * reject with the errors `errors` makes, or with the signal's CancelledError once it is aborted.
  */
 export function boundedRequest(
   url: URL,
   opts: http.RequestOptions,
   payload: string | undefined,
-  limits: { deadline: number; maxBodyBytes: number },
+  limits: { deadline: number; maxBodyBytes: number; signal?: AbortSignal },
   errors: BoundedErrors,
 ): Promise<Reply> {
   const transport = url.protocol === 'https:' ? https : http;
@@ -44,10 +44,12 @@ export function boundedRequest(
     let answered = false;
     let timer: NodeJS.Timeout | undefined;
     let req: http.ClientRequest;
+    const onAbort = () => cut(reasonOf(limits.signal!));
     const finish = (err: Error | undefined, value?: Reply) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      limits.signal?.removeEventListener('abort', onAbort);
       if (err) reject(err);
       else resolve(value!);
     };
@@ -87,6 +89,8 @@ export function boundedRequest(
     } catch (cause) {
       return reject(errors.invalid(cause));
     }
+    if (limits.signal?.aborted) return cut(reasonOf(limits.signal));
+    limits.signal?.addEventListener('abort', onAbort, { once: true });
     timer = setTimeout(() => cut(errors.timedOut()), Math.max(0, limits.deadline - Date.now()));
     req.on('error', (err) => finish(lost(err)));
     req.end(payload);
@@ -103,9 +107,9 @@ export function backoffMs(baseMs: number, attempt: number): number {
  * waitWithin sleeps `ms` and returns true when that ends before `deadline`; with no wait, or one that would not, it
  * returns false at once.
  */
-export async function waitWithin(ms: number | undefined, deadline: number): Promise<boolean> {
+export async function waitWithin(ms: number | undefined, deadline: number, signal?: AbortSignal): Promise<boolean> {
   if (ms === undefined || Date.now() + ms >= deadline) return false;
-  await sleep(ms);
+  await sleep(ms, signal);
   return true;
 }
 

@@ -80,6 +80,12 @@ interface Resource {
   namespaced: boolean;
 }
 
+interface Pool {
+  agent?: http.Agent;
+  agentKey: string;
+  resources: Map<string, Resource>;
+}
+
 /** METADATA_ONLY asks the API server to answer with a PartialObjectMetadata instead of the whole object. */
 const METADATA_ONLY = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json';
 
@@ -107,7 +113,6 @@ export class KubeClient {
   /** fieldManager owns what `apply` writes. */
   readonly fieldManager: string;
   readonly #kc: KubeConfig;
-  readonly #resources = new Map<string, Resource>();
   readonly #timeoutMs: number;
   readonly #maxBodyBytes: number;
   readonly #maxAttempts: number;
@@ -115,10 +120,13 @@ export class KubeClient {
   readonly #maxSockets: number;
   readonly #idleSocketMs: number;
   readonly #onResponse?: KubeClientOptions['onResponse'];
-  #agent: http.Agent | undefined;
-  #agentKey = '';
+  readonly #opts: KubeClientOptions;
+  /** #pool is what the client and its views share: the connections and what discovery found. */
+  readonly #pool: Pool;
+  /** #signal ends this view's calls in flight when it is aborted. */
+  readonly #signal?: AbortSignal;
 
-  constructor(kc: KubeConfig, opts: KubeClientOptions = {}) {
+  constructor(kc: KubeConfig, opts: KubeClientOptions = {}, view?: { pool: Pool; signal: AbortSignal }) {
     const cluster = kc.getCurrentCluster();
     if (!cluster?.server) throw new Error('the kubeconfig has no current cluster with a server address');
     if (cluster.proxyUrl)
@@ -136,6 +144,17 @@ export class KubeClient {
     this.#maxSockets = opts.maxSockets ?? 8;
     this.#idleSocketMs = opts.idleSocketMs ?? 15_000;
     this.#onResponse = opts.onResponse;
+    this.#opts = opts;
+    this.#pool = view?.pool ?? { agentKey: '', resources: new Map() };
+    this.#signal = view?.signal;
+  }
+
+  /**
+   * withSignal is a view of this client — the same connections and discovery — whose calls in flight end,
+   * and whose waits between tries end, when the signal is aborted (a cancelled reconcile).
+   */
+  withSignal(signal: AbortSignal): KubeClient {
+    return new KubeClient(this.#kc, this.#opts, { pool: this.#pool, signal });
   }
 
   /**
@@ -168,9 +187,9 @@ export class KubeClient {
 
   /** close drops the client's kept-alive connections; calls made afterwards open new ones. */
   close(): void {
-    this.#agent?.destroy();
-    this.#agent = undefined;
-    this.#agentKey = '';
+    this.#pool.agent?.destroy();
+    this.#pool.agent = undefined;
+    this.#pool.agentKey = '';
   }
 
   /**
@@ -198,7 +217,7 @@ export class KubeClient {
           new URL(this.server).host,
           err instanceof KubeError && err.code > 0 ? String(err.code) : '<error>',
         );
-        if (!(await waitWithin(this.#retryDelay(err, method, attempt), deadline))) throw err;
+        if (!(await waitWithin(this.#retryDelay(err, method, attempt), deadline, this.#signal))) throw err;
       }
     }
   }
@@ -241,7 +260,7 @@ export class KubeClient {
       url,
       opts,
       payload,
-      { deadline, maxBodyBytes: max },
+      { deadline, maxBodyBytes: max, signal: this.#signal },
       {
         timedOut,
         tooLarge: () =>
@@ -301,7 +320,7 @@ export class KubeClient {
       hash.update(`\0${k}\0`).update(Buffer.isBuffer(v) || typeof v === 'string' ? v : JSON.stringify(v));
     }
     const key = hash.digest('hex');
-    if (this.#agent && key === this.#agentKey) return this.#agent;
+    if (this.#pool.agent && key === this.#pool.agentKey) return this.#pool.agent;
     const pool = {
       keepAlive: true,
       maxSockets: this.#maxSockets,
@@ -309,15 +328,15 @@ export class KubeClient {
       timeout: this.#idleSocketMs,
       scheduling: 'lifo' as const,
     };
-    this.#agent = protocol === 'https:' ? new https.Agent({ ...pool, ...tls }) : new http.Agent(pool);
-    this.#agentKey = key;
-    return this.#agent;
+    this.#pool.agent = protocol === 'https:' ? new https.Agent({ ...pool, ...tls }) : new http.Agent(pool);
+    this.#pool.agentKey = key;
+    return this.#pool.agent;
   }
 
   /** resourcePath finds the REST path of a kind through discovery (cached), with the namespace and name. */
   async resourcePath(apiVersion: string, kind: string, namespace?: string, name?: string): Promise<string> {
     const key = `${apiVersion}/${kind}`;
-    let r = this.#resources.get(key);
+    let r = this.#pool.resources.get(key);
     if (!r) {
       const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
       const list = await this.request<{ resources: { name: string; kind: string; namespaced: boolean }[] }>(
@@ -326,9 +345,9 @@ export class KubeClient {
       );
       for (const res of list.resources) {
         if (!res.name.includes('/'))
-          this.#resources.set(`${apiVersion}/${res.kind}`, { base, plural: res.name, namespaced: res.namespaced });
+          this.#pool.resources.set(`${apiVersion}/${res.kind}`, { base, plural: res.name, namespaced: res.namespaced });
       }
-      r = this.#resources.get(key);
+      r = this.#pool.resources.get(key);
       if (!r) throw new KubeError(404, 'NotFound', `the server does not serve ${kind} in ${apiVersion}`);
     }
     const ns = r.namespaced && namespace ? `/namespaces/${encodeURIComponent(namespace)}` : '';
@@ -337,7 +356,7 @@ export class KubeClient {
 
   /** forget drops cached discovery, e.g. after new CRDs are established. */
   forget(): void {
-    this.#resources.clear();
+    this.#pool.resources.clear();
   }
 
   /**

@@ -1,17 +1,18 @@
 import { Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
-import { KubeError, type KubeClient, type KubeObject } from '../kube/client.ts';
+import { KubeError, type KubeObject } from '../kube/client.ts';
 import { componentObjects, componentsDigest } from '../manifests/files.ts';
 import { syncObjects } from '../manifests/sync.ts';
 import { RECONCILE_REQUESTED_AT } from '../api/types.ts';
-import type { Context } from './context.ts';
+import type { Context, KubeApi } from './context.ts';
+import { applyError } from './errors.ts';
 import type { FluxSecret, Step } from './types.ts';
 
 const ESTABLISH_TIMEOUT_MS = 60_000;
 
 /** Components is what applyComponents found: whether Flux manages its own components, and what had drifted. */
 export interface Components {
-  target: KubeClient;
+  target: KubeApi;
   selfManaged: boolean;
   drifted: string[];
 }
@@ -23,7 +24,7 @@ export interface Components {
  * they are all there: the CRDs are a megabyte a target, and applying them again costs its API server a
  * CPU-second. They are applied again when they change, when one is missing, and once per resync period.
  */
-export async function applyComponents(ctx: Context, target: KubeClient): Promise<Step<Components>> {
+export async function applyComponents(ctx: Context, target: KubeApi): Promise<Step<Components>> {
   const { opts } = ctx;
   try {
     const namespace: KubeObject = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: opts.flux.namespace } };
@@ -42,12 +43,16 @@ export async function applyComponents(ctx: Context, target: KubeClient): Promise
       // comes back: a CRD's whole answer is hundreds of KB, times every target at once.
       const apply = (o: KubeObject) => target.apply(o, { metadataOnly: true });
       await Promise.all(crds.map(apply));
-      await waitEstablished(target, crds);
+      await waitEstablished(ctx, target, crds);
       target.forget();
       const rest = objects.filter((o) => o.kind !== 'CustomResourceDefinition');
       for (const o of rest.filter((o) => o.kind === 'Namespace')) await apply(o);
       await Promise.all(rest.filter((o) => o.kind !== 'Namespace').map(apply));
-      const appliedComponents = { version: opts.flux.version, digest, appliedAt: new Date().toISOString() };
+      const appliedComponents = {
+        version: opts.flux.version,
+        digest,
+        appliedAt: new Date(ctx.clock.now()).toISOString(),
+      };
       return { result: { target, selfManaged, drifted }, status: { appliedComponents } };
     }
     return { result: { target, selfManaged, drifted } };
@@ -59,17 +64,17 @@ export async function applyComponents(ctx: Context, target: KubeClient): Promise
 /** isCurrent is true when the last pass applied these very components (by digest) within the resync period. */
 function isCurrent(ctx: Context, digest: string): boolean {
   const last = ctx.cb.status?.appliedComponents;
-  return last?.digest === digest && Date.now() - Date.parse(last.appliedAt) < ctx.resyncMs;
+  return last?.digest === digest && ctx.clock.now() - Date.parse(last.appliedAt) < ctx.resyncMs;
 }
 
 /** absent names the components' CRDs the target does not serve and their controllers' missing Deployments. */
-async function absent(ctx: Context, target: KubeClient, crds: KubeObject[]): Promise<string[]> {
+async function absent(ctx: Context, target: KubeApi, crds: KubeObject[]): Promise<string[]> {
   const [unservedCrds, deployments] = await Promise.all([unserved(target, crds), missingControllers(ctx, target)]);
   return [...unservedCrds.map((crd) => `CustomResourceDefinition ${crd}`), ...deployments];
 }
 
 /** missingControllers names the Deployments of Flux's controllers that are not in the target. */
-async function missingControllers(ctx: Context, target: KubeClient): Promise<string[]> {
+async function missingControllers(ctx: Context, target: KubeApi): Promise<string[]> {
   const { namespace, components } = ctx.opts.flux;
   const found = await Promise.all(components.map((c) => target.get('apps/v1', 'Deployment', namespace, c)));
   return components.filter((_, i) => !found[i]).map((c) => `Deployment ${namespace}/${c}`);
@@ -117,12 +122,6 @@ export async function applySync(
   }
 }
 
-function applyError(err: unknown): PhaseError {
-  if (err instanceof PhaseError) return err;
-  const reason = err instanceof KubeError && err.code === 0 ? Reasons.TargetUnreachable : Reasons.ApplyFailed;
-  return new PhaseError(reason, 'applying Flux to the target cluster failed', { cause: err });
-}
-
 /** wasApplied is true when the last reconcile found Flux's objects applied: from then on a difference is drift. */
 function wasApplied(ctx: Context): boolean {
   return ctx.cb.status?.conditions?.some((c) => c.type === 'Applied' && c.status === 'True') ?? false;
@@ -132,7 +131,7 @@ function wasApplied(ctx: Context): boolean {
  * drift names the objects the operator keeps that are missing in the target, or whose fields it sets differ
  * from what it would set (a Secret's data, the sync objects' spec); other fields are left to their owners.
  */
-async function drift(target: KubeClient, wanted: KubeObject[]): Promise<string[]> {
+async function drift(target: KubeApi, wanted: KubeObject[]): Promise<string[]> {
   const lives = await Promise.all(
     wanted.map((w) => target.get(w.apiVersion, w.kind, w.metadata.namespace, w.metadata.name)),
   );
@@ -158,10 +157,7 @@ async function drift(target: KubeClient, wanted: KubeObject[]): Promise<string[]
  * applying them so as not to fight it. A controller deleted behind Flux's back cannot bring itself back,
  * so then the operator applies the components again (drift repair).
  */
-async function fluxManagesItself(
-  ctx: Context,
-  target: KubeClient,
-): Promise<{ selfManaged: boolean; missing?: string }> {
+async function fluxManagesItself(ctx: Context, target: KubeApi): Promise<{ selfManaged: boolean; missing?: string }> {
   const ks = await target
     .get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', ctx.opts.flux.namespace, ctx.opts.sync.name)
     .catch(() => undefined);
@@ -176,7 +172,7 @@ async function fluxManagesItself(
  * release drops is removed from the cluster. One object is looked at first; the rest only when it still
  * names the operator (after a first bootstrap, or after a drift repair applied them again).
  */
-async function handOver(target: KubeClient, objects: KubeObject[]): Promise<void> {
+async function handOver(target: KubeApi, objects: KubeObject[]): Promise<void> {
   const owns = (o: any) => (o?.metadata?.managedFields ?? []).some((f: any) => f.manager === target.fieldManager);
   const probe = objects.find((o) => o.kind === 'Deployment');
   if (probe && !owns(await target.get(probe.apiVersion, probe.kind, probe.metadata.namespace, probe.metadata.name)))
@@ -200,17 +196,17 @@ async function handOver(target: KubeClient, objects: KubeObject[]): Promise<void
 /**
  * waitEstablished waits until the API server serves every CRD's kinds (see unserved).
  */
-async function waitEstablished(target: KubeClient, crds: KubeObject[]): Promise<void> {
-  const deadline = Date.now() + ESTABLISH_TIMEOUT_MS;
+async function waitEstablished(ctx: Context, target: KubeApi, crds: KubeObject[]): Promise<void> {
+  const deadline = ctx.clock.now() + ESTABLISH_TIMEOUT_MS;
   for (;;) {
     const missing = await unserved(target, crds);
     if (missing.length === 0) return;
-    if (Date.now() > deadline)
+    if (ctx.clock.now() > deadline)
       throw new PhaseError(
         Reasons.ApplyFailed,
         `CRD ${missing[0]} is not Established after ${ESTABLISH_TIMEOUT_MS / 1000} s`,
       );
-    await new Promise((r) => setTimeout(r, 100));
+    await ctx.clock.sleep(100);
   }
 }
 
@@ -218,7 +214,7 @@ async function waitEstablished(target: KubeClient, crds: KubeObject[]): Promise<
  * unserved names the CRDs whose kinds the API server does not serve yet: the discovery document of each group
  * version lists a CRD's resource only once the CRD is Established, and is a few KB where the CRD is hundreds.
  */
-async function unserved(target: KubeClient, crds: KubeObject[]): Promise<string[]> {
+async function unserved(target: KubeApi, crds: KubeObject[]): Promise<string[]> {
   const wanted = new Map<string, { plural: string; crd: string }[]>();
   for (const crd of crds)
     for (const v of (crd.spec?.versions ?? []).filter((v: any) => v.served)) {

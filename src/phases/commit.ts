@@ -1,6 +1,7 @@
 import { Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
-import { GitError, type GitAuth } from '../git/repository.ts';
+import { GitError } from '../git/errors.ts';
+import type { GitAuth } from '../git/types.ts';
 import { fluxFiles } from '../manifests/files.ts';
 import { KustomizationError } from '../manifests/sync.ts';
 import type { Context } from './context.ts';
@@ -20,7 +21,7 @@ export async function commitManifests(ctx: Context, creds: PushCredentials, know
   let pushed: boolean;
   let attempts: number;
   try {
-    ({ head, pushed, attempts } = await ctx.repos.update({
+    ({ head, pushed, attempts } = await ctx.git.update({
       url: opts.git.url,
       branch: opts.git.branch,
       auth,
@@ -33,10 +34,7 @@ export async function commitManifests(ctx: Context, creds: PushCredentials, know
       throw new PhaseError(
         Reasons.KustomizationInvalid,
         `${opts.git.path}/flux-system/kustomization.yaml in the repository cannot be kept: fix it by hand`,
-        {
-          cause: err,
-          retryAfterMs: 60_000,
-        },
+        { cause: err },
       );
     const hint =
       err instanceof GitError && err.kind === 'auth'

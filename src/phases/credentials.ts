@@ -1,9 +1,8 @@
-import { Reasons } from '../api/conditions.ts';
-import { PhaseError } from '../api/errors.ts';
-import { decodeSecret } from '../kube/objects.ts';
 import { isPrivateKey } from '../ssh/keys.ts';
-import type { Context } from './context.ts';
+import { invalidRef, readRef, type Context } from './context.ts';
 import type { HttpsCredentials, PushCredentials, Step } from './types.ts';
+
+const GIT_CREDENTIALS = 'the git credentials';
 
 /**
  * readPushCredentials reads the push Secret (spec.git.secretRef): `identity` (an SSH private key, with an
@@ -12,17 +11,11 @@ import type { HttpsCredentials, PushCredentials, Step } from './types.ts';
  */
 export async function readPushCredentials(ctx: Context): Promise<Step<PushCredentials>> {
   const { opts } = ctx;
-  const data = await readSecret(ctx, opts.git.secretName, 'spec.git.secretRef');
+  const ref = { name: opts.git.secretName, field: 'spec.git.secretRef', what: GIT_CREDENTIALS };
+  const data = await readRef(ctx, ref);
   if (opts.git.transport === 'ssh') {
     if (!data.identity || !isPrivateKey(data.identity))
-      throw new PhaseError(
-        Reasons.GitCredentialsInvalid,
-        `Secret ${ctx.cb.metadata.namespace}/${opts.git.secretName} must hold an SSH private key (OpenSSH or PEM, ` +
-          `unencrypted) under the key "identity"`,
-        {
-          retryAfterMs: 60_000,
-        },
-      );
+      throw invalidRef(ctx, ref, 'must hold an SSH private key (OpenSSH or PEM, unencrypted) under the key "identity"');
     return { result: { transport: 'ssh', privateKey: data.identity, knownHosts: data.known_hosts || undefined } };
   }
   return { result: httpsCredentials(ctx, opts.git.secretName, data) };
@@ -39,38 +32,13 @@ export async function readFluxCredentials(
 ): Promise<Step<HttpsCredentials | undefined>> {
   const { git } = ctx.opts;
   if (push.transport === 'ssh' || !git.readSecretName) return { result: push.transport === 'https' ? push : undefined };
-  return {
-    result: httpsCredentials(
-      ctx,
-      git.readSecretName,
-      await readSecret(ctx, git.readSecretName, 'spec.git.readSecretRef'),
-    ),
-  };
-}
-
-async function readSecret(ctx: Context, name: string, field: string): Promise<Record<string, string>> {
-  const secret = await ctx.mgmt.get('v1', 'Secret', ctx.cb.metadata.namespace, name);
-  if (!secret)
-    throw new PhaseError(
-      Reasons.GitCredentialsMissing,
-      `Secret ${ctx.cb.metadata.namespace}/${name} (${field}) does not exist: create it with the git credentials`,
-      {
-        retryAfterMs: 30_000,
-      },
-    );
-  return decodeSecret(secret);
+  const ref = { name: git.readSecretName, field: 'spec.git.readSecretRef', what: GIT_CREDENTIALS };
+  return { result: httpsCredentials(ctx, git.readSecretName, await readRef(ctx, ref)) };
 }
 
 function httpsCredentials(ctx: Context, name: string, data: Record<string, string>): HttpsCredentials {
   const password = data.password ?? data.bearerToken ?? data.token;
   if (!password)
-    throw new PhaseError(
-      Reasons.GitCredentialsInvalid,
-      `Secret ${ctx.cb.metadata.namespace}/${name} must hold "username" and "password" (or a "bearerToken") for an ` +
-        `https URL`,
-      {
-        retryAfterMs: 60_000,
-      },
-    );
+    throw invalidRef(ctx, { name }, 'must hold "username" and "password" (or a "bearerToken") for an https URL');
   return { transport: 'https', username: data.username ?? 'git', password, ca: data['ca.crt'] || undefined };
 }

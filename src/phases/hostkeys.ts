@@ -6,7 +6,6 @@ import {
   hostKeyFingerprints,
   hostKeysChanged,
   parseKnownHosts,
-  scanHostKeysShared,
   type HostKey,
 } from '../ssh/hostkeys.ts';
 import type { Context } from './context.ts';
@@ -34,13 +33,13 @@ export async function trustHostKeys(ctx: Context, identity: Identity, creds: Pus
       throw new PhaseError(
         Reasons.HostKeyInvalid,
         'the pinned known_hosts cannot be read: fix spec.git.knownHosts or the known_hosts of the push Secret',
-        { cause, retryAfterMs: 60_000 },
+        { cause },
       );
     }
   }
   let scanned: HostKey[];
   try {
-    scanned = await scanHostKeysShared(host, port);
+    scanned = await ctx.git.scanHostKeys(host, port);
   } catch (cause) {
     throw new PhaseError(Reasons.GitHostUnreachable, `cannot reach the git host ${host}:${port} over SSH`, { cause });
   }
@@ -55,11 +54,11 @@ export async function trustHostKeys(ctx: Context, identity: Identity, creds: Pus
         Reasons.HostKeyChanged,
         `the SSH host key of ${host}:${port} changed since it was pinned — refusing to connect: ${changed}. If the ` +
           `change is legitimate, replace the pinned key in ${where}`,
-        { retryAfterMs: 5 * 60_000 },
       );
     }
   } else {
-    await pinKnownHosts(ctx, identity, formatKnownHosts(scanned));
+    await ctx.identity.pinKnownHosts(formatKnownHosts(scanned));
+    ctx.log.info({ secret: identity.secretName }, 'pinned the git host keys');
     if (repinning)
       ctx.log.warn(
         { fingerprints: hostKeyFingerprints(scanned) },
@@ -69,14 +68,4 @@ export async function trustHostKeys(ctx: Context, identity: Identity, creds: Pus
   const fingerprints = hostKeyFingerprints(pinned ?? scanned);
   const status = { hostKeys: { fingerprints }, ...(repin ? { lastHandledRepinAt: repin } : {}) };
   return { result: pinnedText ?? formatKnownHosts(scanned), message: `pinned ${fingerprints.join(', ')}`, status };
-}
-
-/**
- * pinKnownHosts stores the host keys seen on the first scan in the identity Secret; later scans compare against them.
- */
-async function pinKnownHosts(ctx: Context, identity: Identity, knownHosts: string): Promise<void> {
-  await ctx.mgmt.mergePatch('v1', 'Secret', ctx.cb.metadata.namespace, identity.secretName, {
-    data: { known_hosts: Buffer.from(knownHosts).toString('base64') },
-  });
-  ctx.log.info({ secret: identity.secretName }, 'pinned the git host keys');
 }

@@ -1,10 +1,7 @@
 import { Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
-import type { KubeClient } from '../kube/client.ts';
-import type { Context } from './context.ts';
+import type { Context, KubeApi } from './context.ts';
 import type { Step } from './types.ts';
-
-const WAIT_MS = 10_000;
 
 function readyCondition(obj: any): { status?: string; message?: string; reason?: string } {
   return obj?.status?.conditions?.find((c: any) => c.type === 'Ready') ?? {};
@@ -16,10 +13,10 @@ function readyCondition(obj: any): { status?: string; message?: string; reason?:
  * phase is retried shortly; a suspended Kustomization fails with a message that says so. After a key
  * rotation (`refetchAt`), the GitRepository must also have fetched again, with the new key.
  */
-export async function observeFlux(ctx: Context, target: KubeClient, head: string, refetchAt?: string): Promise<Step> {
+export async function observeFlux(ctx: Context, target: KubeApi, head: string, refetchAt?: string): Promise<Step> {
   const { namespace: ns, name, branch } = ctx.opts.sync;
   const want = `${branch}@sha1:${head}`;
-  const wait = (message: string) => new PhaseError(Reasons.FluxNotReady, message, { retryAfterMs: WAIT_MS });
+  const wait = (message: string) => new PhaseError(Reasons.FluxNotReady, message);
   const repo = await target.get('source.toolkit.fluxcd.io/v1', 'GitRepository', ns, name);
   const ks = await target.get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', ns, name);
   if (!repo || !ks) throw wait(`GitRepository and Kustomization ${ns}/${name} are not in the target cluster yet`);

@@ -1,8 +1,6 @@
 import { Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
-import type { KubeClient } from '../kube/client.ts';
-import { decodeSecret } from '../kube/objects.ts';
-import type { Context } from './context.ts';
+import { invalidRef, readRef, type Context, type KubeApi } from './context.ts';
 import type { Step } from './types.ts';
 
 /**
@@ -10,23 +8,20 @@ import type { Step } from './types.ts';
  * `<cluster>-kubeconfig`, key `value`), or for the operator's own cluster when spec.target is omitted (where
  * the operator's flags allow it), and checks that the API server answers.
  */
-export async function connectTarget(ctx: Context): Promise<Step<KubeClient>> {
-  const { opts, cb } = ctx;
+export async function connectTarget(ctx: Context): Promise<Step<KubeApi>> {
+  const { opts } = ctx;
   let kubeconfig: string | undefined;
   if (opts.target) {
-    const ref = `Secret ${cb.metadata.namespace}/${opts.target.secretName}`;
-    const secret = await ctx.mgmt.get('v1', 'Secret', cb.metadata.namespace, opts.target.secretName);
-    if (!secret)
-      throw new PhaseError(Reasons.KubeconfigSecretMissing, `${ref} (spec.target.kubeconfigSecretRef) does not exist`, {
-        retryAfterMs: 30_000,
-      });
-    kubeconfig = decodeSecret(secret)[opts.target.key];
+    const ref = {
+      name: opts.target.secretName,
+      field: 'spec.target.kubeconfigSecretRef',
+      what: "the cluster's kubeconfig",
+    };
+    kubeconfig = (await readRef(ctx, ref, Reasons.KubeconfigSecretMissing))[opts.target.key];
     if (!kubeconfig)
-      throw new PhaseError(Reasons.KubeconfigInvalid, `${ref} has no key "${opts.target.key}" holding a kubeconfig`, {
-        retryAfterMs: 60_000,
-      });
+      throw invalidRef(ctx, ref, `has no key "${opts.target.key}" holding a kubeconfig`, Reasons.KubeconfigInvalid);
   }
-  let client: KubeClient;
+  let client: KubeApi;
   try {
     client = ctx.targetClient(kubeconfig);
   } catch (err) {
@@ -38,7 +33,6 @@ export async function connectTarget(ctx: Context): Promise<Step<KubeClient>> {
     throw new PhaseError(
       Reasons.KubeconfigInvalid,
       `the kubeconfig in Secret ${opts.target?.secretName} (key ${opts.target?.key}) cannot be used${why}`,
-      { retryAfterMs: 60_000 },
     );
   }
   try {
@@ -47,7 +41,9 @@ export async function connectTarget(ctx: Context): Promise<Step<KubeClient>> {
     throw new PhaseError(
       Reasons.TargetUnreachable,
       `the target cluster's API server ${client.server} does not answer`,
-      { cause },
+      {
+        cause,
+      },
     );
   }
   return { result: client };

@@ -23,6 +23,8 @@ export interface ApiClientOptions {
   maxAttempts: number;
   retryBaseMs: number;
   caData?: string;
+  /** signal ends every call in flight, and every wait between tries, when it is aborted. */
+  signal?: AbortSignal;
 }
 
 /** RETRYABLE methods are tried again after a 5xx or a lost connection; a POST may already have happened. */
@@ -98,7 +100,7 @@ export class ApiClient {
       try {
         answer = await this.#send(verb, target, verb === method ? payload : undefined, opts.deadline);
       } catch (err) {
-        if (await waitWithin(this.#retryDelay(err, verb, attempt), opts.deadline)) continue;
+        if (await waitWithin(this.#retryDelay(err, verb, attempt), opts.deadline, this.#opts.signal)) continue;
         throw err;
       }
       const location = redirectTo(answer);
@@ -126,7 +128,7 @@ export class ApiClient {
       }
       if (answer.status >= 500 && RETRYABLE.has(verb) && attempt < this.#opts.maxAttempts) {
         const wait = retryAfterMs(answer.headers['retry-after']) ?? backoffMs(this.#opts.retryBaseMs, attempt);
-        if (await waitWithin(wait, opts.deadline)) continue;
+        if (await waitWithin(wait, opts.deadline, this.#opts.signal)) continue;
       }
       return answer;
     }
@@ -152,7 +154,7 @@ export class ApiClient {
       url,
       { method, headers, agent: this.#agent },
       payload,
-      { deadline, maxBodyBytes: max },
+      { deadline, maxBodyBytes: max, signal: this.#opts.signal },
       {
         timedOut: () =>
           new ProviderError(

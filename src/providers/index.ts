@@ -5,6 +5,8 @@ import { GitLabProvider, gitlabHeaders } from './gitlab.ts';
 import { ApiClient } from './http.ts';
 import { bitbucketServerRepo, giteaRepo, githubRepo, gitlabProject, parseGitUrl } from './repo.ts';
 import { ProviderError, type DeployKeyProvider, type ProviderOptions, type ProviderType } from './types.ts';
+import { ensureDeployKey, removeDeployKeys } from './keys.ts';
+import type { ProviderKeys } from '../phases/context.ts';
 
 /**
  * ensureDeployKey adds a read-only deploy key unless the same key material is there; removeDeployKeys removes by title
@@ -22,6 +24,18 @@ export {
 } from './types.ts';
 /** Repository identification from a git URL, per provider. */
 export { bitbucketServerRepo, giteaRepo, githubRepo, gitlabProject, parseGitUrl } from './repo.ts';
+
+/**
+ * providerKeys is the ProviderKeys adapter of the phases: providerFor's deploy keys, registered read-only
+ * unless the same key material is there, and removed by key material.
+ */
+export function providerKeys(opts: ProviderOptions): ProviderKeys {
+  const provider = providerFor(opts);
+  return {
+    ensure: async (title, publicKey) => ({ created: (await ensureDeployKey(provider, title, publicKey)).created }),
+    remove: async (publicKey) => void (await removeDeployKeys(provider, { publicKey })),
+  };
+}
 
 /** DEFAULT_API is the API of each provider's public service; self-hosted ones need `apiUrl`. */
 const DEFAULT_API: Partial<Record<ProviderType, { url: string; hosts: string[] }>> = {
@@ -57,6 +71,7 @@ export function providerFor(opts: ProviderOptions): DeployKeyProvider {
       maxAttempts: Math.max(1, Math.floor(positive(opts.maxAttempts, 3))),
       retryBaseMs: opts.retryBaseMs !== undefined && opts.retryBaseMs >= 0 ? opts.retryBaseMs : 250,
       caData: opts.caData,
+      signal: opts.signal,
     });
     const ctx = { api, tokenRef };
     switch (opts.type) {

@@ -43,6 +43,8 @@ export interface ProviderOptions {
   retryBaseMs?: number;
   /** caData is PEM CA certificates to trust for an https apiUrl of a self-hosted server. */
   caData?: string;
+  /** signal ends the calls in flight when it is aborted (a cancelled reconcile). */
+  signal?: AbortSignal;
 }
 
 /**

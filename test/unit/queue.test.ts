@@ -5,7 +5,7 @@ import { WorkQueue } from '../../src/controller/queue.ts';
 
 test('a key added many times while waiting is processed once', async () => {
   const seen: string[] = [];
-  const q = new WorkQueue({ concurrency: 1, worker: async (k) => (seen.push(k), {}) });
+  const q = new WorkQueue({ concurrency: 1, worker: async (k) => (seen.push(k), { kind: 'done' }) });
   for (let i = 0; i < 5; i++) q.add('ns/a');
   q.add('ns/b');
   q.start();
@@ -25,7 +25,7 @@ test('one key is never processed twice at once, and an add during processing run
       runs++;
       await sleep(20);
       inFlight--;
-      return {};
+      return { kind: 'done' };
     },
   });
   q.start();
@@ -47,7 +47,7 @@ test('different keys are processed in parallel up to the concurrency', async () 
       maxInFlight = Math.max(maxInFlight, ++inFlight);
       await sleep(20);
       inFlight--;
-      return {};
+      return { kind: 'done' };
     },
   });
   q.start();
@@ -63,7 +63,7 @@ test('a failing key is retried with growing backoff, and success resets it', asy
     baseBackoffMs: 10,
     worker: async () => {
       times.push(Date.now());
-      return times.length < 4 ? { error: new Error('boom') } : {};
+      return times.length < 4 ? { kind: 'retry', error: new Error('boom') } : { kind: 'done' };
     },
   });
   q.start();
@@ -77,7 +77,7 @@ test('a failing key is retried with growing backoff, and success resets it', asy
 
 test('a worker may ask to be called again after a delay', async () => {
   let runs = 0;
-  const q = new WorkQueue({ concurrency: 1, worker: async () => (runs++ === 0 ? { requeueAfterMs: 30 } : {}) });
+  const q = new WorkQueue({ concurrency: 1, worker: async () => (runs++ === 0 ? { kind: 'requeue', afterMs: 30 } : { kind: 'done' }) });
   q.start();
   q.add('ns/a');
   await sleep(10);
@@ -88,7 +88,7 @@ test('a worker may ask to be called again after a delay', async () => {
 
 test('shutdown waits for the key in flight and takes no more work', async () => {
   let finished = false;
-  const q = new WorkQueue({ concurrency: 1, worker: async () => (await sleep(30), (finished = true), {}) });
+  const q = new WorkQueue({ concurrency: 1, worker: async () => (await sleep(30), (finished = true), { kind: 'done' }) });
   q.start();
   q.add('ns/a');
   q.add('ns/b');
@@ -118,7 +118,7 @@ test(
           if (seen.filter((k) => k === 'ns/stuck').length === 1) await new Promise<void>((r) => (release = r));
           inFlightA--;
         }
-        return {};
+        return { kind: 'done' };
       },
     });
     q.start();

@@ -22,7 +22,7 @@ function watch(cbs: ClusterBootstrap[], lines: string[] = []) {
   const w = new SecretWatch({
     mgmt,
     list: () => cbs,
-    enqueue: (k) => enqueued.push(k),
+    enqueue: (namespace, name) => enqueued.push(`${namespace}/${name}`),
     log: pino({ level: 'debug' }, { write: (line: string) => void lines.push(line) }),
     periodMs: 60_000,
   });
