@@ -77,7 +77,10 @@ test('a failing key is retried with growing backoff, and success resets it', asy
 
 test('a worker may ask to be called again after a delay', async () => {
   let runs = 0;
-  const q = new WorkQueue({ concurrency: 1, worker: async () => (runs++ === 0 ? { kind: 'requeue', afterMs: 30 } : { kind: 'done' }) });
+  const q = new WorkQueue({
+    concurrency: 1,
+    worker: async () => (runs++ === 0 ? { kind: 'requeue', afterMs: 30 } : { kind: 'done' }),
+  });
   q.start();
   q.add('ns/a');
   await sleep(10);
@@ -88,7 +91,10 @@ test('a worker may ask to be called again after a delay', async () => {
 
 test('shutdown waits for the key in flight and takes no more work', async () => {
   let finished = false;
-  const q = new WorkQueue({ concurrency: 1, worker: async () => (await sleep(30), (finished = true), { kind: 'done' }) });
+  const q = new WorkQueue({
+    concurrency: 1,
+    worker: async () => (await sleep(30), (finished = true), { kind: 'done' }),
+  });
   q.start();
   q.add('ns/a');
   q.add('ns/b');
