@@ -28,10 +28,16 @@ export function checkSignal(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw reasonOf(signal);
 }
 
-/** abortable settles with `work`, or rejects with the signal's CancelledError as soon as it is aborted. */
+/**
+ * abortable settles with `work`, or rejects with the signal's CancelledError as soon as it is aborted; what
+ * `work` comes to after that is dropped (never an unhandled rejection).
+ */
 export function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (!signal) return work;
-  if (signal.aborted) return Promise.reject(reasonOf(signal));
+  if (signal.aborted) {
+    work.catch(() => undefined);
+    return Promise.reject(reasonOf(signal));
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(reasonOf(signal));
     signal.addEventListener('abort', onAbort, { once: true });
@@ -55,22 +61,32 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** SYNC_METHODS are the adapters' methods that return no promise (KubeApi's forget and withSignal). */
+const SYNC_METHODS = new Set(['forget', 'withSignal']);
+
 /**
  * guarded wraps every method of an adapter so that, once the signal is aborted, no call starts, a call in
  * flight is no longer waited for, and an answer that arrives after the cancel is not acted on: each rejects
- * with the CancelledError. The adapter itself also gets the signal where it can stop the work in flight
- * (an HTTP request destroyed, a git process group killed); this is the guard that holds for all of them.
+ * with the CancelledError (a call refused is a rejected promise, never a throw, so `Promise.all(items.map(…))`
+ * stays whole). The adapter itself also gets the signal where it can stop the work in flight (an HTTP request
+ * destroyed, a git process group killed); this is the guard that holds for all of them.
  */
 export function guarded<T extends object>(target: T, signal: AbortSignal): T {
   return new Proxy(target, {
     get(obj, prop) {
       const value = Reflect.get(obj, prop, obj);
       if (typeof value !== 'function') return value;
+      if (SYNC_METHODS.has(String(prop)))
+        return (...args: unknown[]) => (checkSignal(signal), value.apply(obj, args));
       return (...args: unknown[]) => {
-        checkSignal(signal);
-        const out = value.apply(obj, args);
-        if (!(out instanceof Promise)) return out;
-        return abortable(out, signal).then((v) => (checkSignal(signal), v));
+        if (signal.aborted) return Promise.reject(reasonOf(signal));
+        let out: unknown;
+        try {
+          out = value.apply(obj, args);
+        } catch (err) {
+          return Promise.reject(err);
+        }
+        return abortable(Promise.resolve(out), signal).then((v) => (checkSignal(signal), v));
       };
     },
   });

@@ -27,7 +27,7 @@ import { markCondition, summarize, writeStatus, type PassResult } from './status
 
 export interface ReconcilerOptions {
   mgmt: KubeApi;
-  /** git is the git host: Repositories (and the host-key scan) unless a test gives its own. */
+  /** git is the git host: Repositories (with ssh/'s shared host-key scan), or a test's own GitRemote. */
   git: Repositories | GitRemote;
   log: Logger;
   events: EventRecorder;
@@ -64,8 +64,17 @@ export class Reconciler {
     this.#paths = opts.paths ?? new PathIndex(opts.policy);
   }
 
-  /** reconcile runs one pass for `namespace/name` and says when to look again. */
+  /** reconcile runs one pass for `namespace/name` and says when to look again; a cancelled pass is a retry. */
   async reconcile(namespace: string, name: string, signal = new AbortController().signal): Promise<Outcome> {
+    try {
+      return await this.#reconcile(namespace, name, signal);
+    } catch (err) {
+      if (signal.aborted) return { kind: 'retry', error: reasonOf(signal) };
+      throw err;
+    }
+  }
+
+  async #reconcile(namespace: string, name: string, signal: AbortSignal): Promise<Outcome> {
     const log = this.#o.log.child({ namespace, name });
     const mgmt = this.#bind(this.#o.mgmt, signal);
     const cb = await mgmt.get<ClusterBootstrap>(API_VERSION, KIND, namespace, name);
@@ -83,7 +92,9 @@ export class Reconciler {
     };
     const requestedAt = cb.metadata.annotations?.[RECONCILE_REQUESTED_AT];
     if (requestedAt) status.lastHandledReconcileAt = requestedAt;
-    const result = await this.#pass(cb, status, mgmt, log, signal);
+    const clock = (this.#o.clock ?? realClock)(signal);
+    const now = () => new Date(clock.now()).toISOString();
+    const result = await this.#pass(cb, status, mgmt, log, signal, clock);
     // A cancelled pass reports nothing: what it stored (keys, a commit) the next pass finds and goes on from.
     if (signal.aborted) return { kind: 'retry', error: reasonOf(signal) };
     if (result.kind === 'failed') {
@@ -93,7 +104,7 @@ export class Reconciler {
         errorMessage(result.error),
       );
     }
-    const outcome = summarize(status, result, cb.metadata.generation, this.#o.resyncMs);
+    const outcome = summarize(status, result, cb.metadata.generation, this.#o.resyncMs, now);
     await this.#writeStatus(cb, status, mgmt, log, signal);
     const ready = findCondition(status.conditions, ConditionTypes.Ready)?.status ?? 'Unknown';
     this.#o.metrics?.setReady(`${namespace}/${name}`, ready);
@@ -107,7 +118,9 @@ export class Reconciler {
     mgmt: KubeApi,
     log: Logger,
     signal: AbortSignal,
+    clock: Clock,
   ): Promise<PassResult> {
+    const now = () => new Date(clock.now()).toISOString();
     let current: string = ConditionTypes.Ready;
     const phase: RunPhase = async (condition, step) => {
       current = condition;
@@ -115,7 +128,7 @@ export class Reconciler {
       try {
         const { result, message, status: found } = await step();
         Object.assign(status, found);
-        if (message) markCondition(status, cb.metadata.generation, condition, 'True', Reasons.Succeeded, message);
+        if (message) markCondition(status, cb.metadata.generation, condition, 'True', Reasons.Succeeded, message, now);
         return result;
       } finally {
         this.#o.metrics?.phaseDuration.observe({ phase: condition }, (performance.now() - started) / 1000);
@@ -127,7 +140,7 @@ export class Reconciler {
       this.#paths.upsert(cb);
       this.#paths.check(cb);
       if (opts.suspend) return { kind: 'suspended' };
-      return { kind: 'ready', message: await bootstrap(this.#context(cb, opts, mgmt, log, signal), phase) };
+      return { kind: 'ready', message: await bootstrap(this.#context(cb, opts, mgmt, log, signal, clock), phase) };
     } catch (err) {
       const error = asPhaseError(err, current, cb.metadata.namespace);
       // A changed host key is the host's trust, wherever git first saw it; the next look scans afresh.
@@ -144,16 +157,20 @@ export class Reconciler {
     return guarded(api.withSignal?.(signal) ?? api, signal);
   }
 
-  #context(cb: ClusterBootstrap, opts: BootstrapOptions, mgmt: KubeApi, log: Logger, signal: AbortSignal): Context {
+  #context(
+    cb: ClusterBootstrap,
+    opts: BootstrapOptions,
+    mgmt: KubeApi,
+    log: Logger,
+    signal: AbortSignal,
+    clock = (this.#o.clock ?? realClock)(signal),
+  ): Context {
     const { git, targetClient } = this.#o;
-    const remote: GitRemote =
-      'scanHostKeys' in git
-        ? git
-        : {
-            readHead: (url, branch, auth) => git.readHead(url, branch, auth, signal),
-            update: (req) => git.update({ ...req, signal }),
-            scanHostKeys: (host, port) => scanHostKeysShared(host, port),
-          };
+    const remote: GitRemote = {
+      readHead: (url, branch, auth) => git.readHead(url, branch, auth, signal),
+      update: (req) => git.update({ ...req, signal }),
+      scanHostKeys: 'scanHostKeys' in git ? (host, port) => git.scanHostKeys(host, port) : scanHostKeysShared,
+    };
     const provider = this.#o.provider ?? providerKeys;
     return {
       cb,
@@ -164,7 +181,7 @@ export class Reconciler {
       identity: guarded(new SecretIdentityStore(mgmt, cb), signal),
       provider: (o) => guarded(provider({ ...o, signal }), signal),
       targetClient: (kubeconfig) => this.#bind(targetClient(kubeconfig), signal),
-      clock: (this.#o.clock ?? realClock)(signal),
+      clock,
       signal,
       resyncMs: this.#o.resyncMs,
       record: this.#recorder(cb, log, signal),

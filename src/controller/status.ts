@@ -27,9 +27,10 @@ export function summarize(
   result: PassResult,
   generation: number | undefined,
   resyncMs: number,
+  now?: () => string,
 ): Outcome {
   const mark = (type: string, s: Condition['status'], reason: string, message: string) =>
-    markCondition(status, generation, type, s, reason, message);
+    markCondition(status, generation, type, s, reason, message, now);
   const drop = (type: string) => (status.conditions = removeCondition(status.conditions ?? [], type));
   if (result.kind === 'suspended') {
     mark(C.Reconciling, 'False', Reasons.Suspended, 'spec.suspend is true: the operator leaves this cluster alone');
@@ -66,14 +67,10 @@ export function markCondition(
   s: Condition['status'],
   reason: string,
   message: string,
+  now?: () => string,
 ): void {
-  status.conditions = setCondition(status.conditions ?? [], {
-    type,
-    status: s,
-    reason,
-    message,
-    observedGeneration: generation,
-  });
+  const condition = { type, status: s, reason, message, observedGeneration: generation };
+  status.conditions = setCondition(status.conditions ?? [], condition, now);
 }
 
 /**

@@ -46,9 +46,15 @@ export interface KubeApi {
 
 /** GitRemote is what a phase asks of the git host: read a branch's head, commit files (batched), its host keys. */
 export interface GitRemote {
-  /** readHead checks that `auth` can read the repository and returns the branch's head, if it has one. */
-  readHead(url: string, branch: string, auth: GitAuth): Promise<string | undefined>;
-  /** update renders the files onto the branch and pushes a commit when they changed (see git/repository.ts). */
+  /**
+   * readHead checks that `auth` can read the repository and returns the branch's head, if it has one; the
+   * signal ends the read.
+   */
+  readHead(url: string, branch: string, auth: GitAuth, signal?: AbortSignal): Promise<string | undefined>;
+  /**
+   * update renders the files onto the branch and pushes a commit when they changed (see git/repository.ts);
+   * an update whose `signal` is aborted is withdrawn, and pushes nothing.
+   */
   update(req: UpdateRequest): Promise<UpdateResult>;
   /** scanHostKeys lists every host key the SSH server offers (shared by the lookups of one moment). */
   scanHostKeys(host: string, port: number): Promise<HostKey[]>;
