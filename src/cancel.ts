@@ -76,8 +76,7 @@ export function guarded<T extends object>(target: T, signal: AbortSignal): T {
     get(obj, prop) {
       const value = Reflect.get(obj, prop, obj);
       if (typeof value !== 'function') return value;
-      if (SYNC_METHODS.has(String(prop)))
-        return (...args: unknown[]) => (checkSignal(signal), value.apply(obj, args));
+      if (SYNC_METHODS.has(String(prop))) return (...args: unknown[]) => (checkSignal(signal), value.apply(obj, args));
       return (...args: unknown[]) => {
         if (signal.aborted) return Promise.reject(reasonOf(signal));
         let out: unknown;

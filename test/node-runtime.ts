@@ -1,5 +1,5 @@
 /**
- * How the image runs node (Dockerfile's ENTRYPOINT and ENV; test/unit/deploy.test.ts keeps them equal): the
+ * How the image runs node (Dockerfile's ENTRYPOINT and ENV; test/integration/deploy.test.ts keeps them equal): the
  * end-to-end tests and the bench run the operator the same way, so what they measure is what ships.
  */
 export const NODE_FLAGS = ['--max-semi-space-size=1', '--optimize-for-size'];

@@ -188,7 +188,8 @@ export class WorkQueue<K = string> {
     const work = this.#o
       .worker(key, signal)
       .catch((err): Outcome => ({ kind: 'retry', error: err instanceof Error ? err : new Error(String(err)) }));
-    // The slot is freed when the run ends or is cancelled, whichever comes first; the key stays held until it has unwound.
+    // The slot is freed when the run ends or is cancelled, whichever comes first; the key stays held until it has
+    // unwound.
     const cancelled = new Promise<Outcome>((resolve) =>
       signal.addEventListener('abort', () => resolve({ kind: 'retry', error: signal.reason }), { once: true }),
     );

@@ -34,7 +34,9 @@ export interface ReconcilerOptions {
   metrics?: Metrics;
   /** resyncMs is how often a Ready resource is checked again for drift. */
   resyncMs: number;
-  /** targetClient returns a client for a target's kubeconfig, or for the operator's own cluster when it is undefined. */
+  /**
+   * targetClient returns a client for a target's kubeconfig, or for the operator's own cluster when it is undefined.
+   */
   targetClient: (kubeconfig: string | undefined) => KubeApi;
   /** provider connects to a git host's API; providers/index.ts's by default. */
   provider?: (opts: ProviderOptions & { signal?: AbortSignal }) => ProviderKeys;
@@ -188,7 +190,10 @@ export class Reconciler {
     };
   }
 
-  /** #recorder writes Events on one ClusterBootstrap; a failure to write one is logged, never thrown; none after a cancel. */
+  /**
+   * #recorder writes Events on one ClusterBootstrap; a failure to write one is logged, never thrown; none after a
+   * cancel.
+   */
   #recorder(cb: ClusterBootstrap, log: Logger, signal: AbortSignal): Context['record'] {
     return async (type, reason, message) => {
       if (signal.aborted) return;
@@ -230,7 +235,9 @@ export class Reconciler {
         await teardown(this.#context(cb, opts, mgmt, log, signal));
       } catch (err) {
         if (signal.aborted) return { kind: 'retry', error: reasonOf(signal) };
-        const message = `uninstalling Flux failed (set spec.deletionPolicy to Orphan to delete without it): ${errorMessage(err)}`;
+        const message =
+          `uninstalling Flux failed (set spec.deletionPolicy to Orphan to delete without it): ` +
+          `${errorMessage(err)}`;
         const status = { ...cb.status };
         const failed = new PhaseError(Reasons.Deleting, message);
         summarize(

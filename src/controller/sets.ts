@@ -63,7 +63,8 @@ export class SetReconciler {
     const mgmt = guarded(this.#o.mgmt.withSignal?.(signal) ?? this.#o.mgmt, signal);
     const log = this.#o.log.child({ namespace, name, kind: SET_KIND });
     const set = await mgmt.get<ClusterBootstrapSet>(API_VERSION, SET_KIND, namespace, name);
-    if (!set || set.metadata.deletionTimestamp) return { kind: 'done' }; // its ClusterBootstraps go with it (owner references)
+    // A deleted set's ClusterBootstraps go with it (owner references).
+    if (!set || set.metadata.deletionTimestamp) return { kind: 'done' };
     const status: NonNullable<ClusterBootstrapSet['status']> = {
       ...set.status,
       observedGeneration: set.metadata.generation,

@@ -74,7 +74,9 @@ export interface IdentityStore {
   create(keys: KeyPair, algorithm: string, at: string): Promise<StoredIdentity>;
   /** pinKnownHosts stores the host keys seen on the first scan. */
   pinKnownHosts(knownHosts: string): Promise<void>;
-  /** beginRotation keeps `next` beside the current key; when another reconcile began one first, that one is returned. */
+  /**
+   * beginRotation keeps `next` beside the current key; when another reconcile began one first, that one is returned.
+   */
   beginRotation(current: StoredIdentity, next: KeyPair, requestedAt: string): Promise<StoredIdentity>;
   /** switchToNext makes the next key the current one and keeps the current one as `previous`. */
   switchToNext(identity: Identity, at: string): Promise<void>;
@@ -126,7 +128,9 @@ export interface Context {
   record: (type: 'Normal' | 'Warning', reason: string, message: string) => Promise<void>;
 }
 
-/** SecretRef names a Secret of the ClusterBootstrap's namespace, the spec field that names it, and what it must hold. */
+/**
+ * SecretRef names a Secret of the ClusterBootstrap's namespace, the spec field that names it, and what it must hold.
+ */
 export interface SecretRef {
   name: string;
   field: string;

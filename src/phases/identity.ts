@@ -72,7 +72,10 @@ function newKeyPair(ctx: Context) {
   return generateKeyPair({ ...opts.identity, comment: `flux-${cb.metadata.namespace}-${cb.metadata.name}` });
 }
 
-/** rotationDue is true when no rotation is under way and the annotation asks for one, or spec.identity.rotateEvery has passed. */
+/**
+ * rotationDue is true when no rotation is under way and the annotation asks for one, or spec.identity.rotateEvery has
+ * passed.
+ */
 function rotationDue(ctx: Context, identity: StoredIdentity): boolean {
   if (identity.next || identity.previous) return false;
   const requested = ctx.cb.metadata.annotations?.[ROTATE_IDENTITY_AT];

@@ -4,7 +4,7 @@
  * renders, `helm install` makes the release, and the operator — run as a local process with the token of the
  * ServiceAccount the release created, as rbac.test.ts does with deploy/'s — bootstraps a target from a namespace
  * the chart's tenantNamespaces bound. `helm uninstall` then leaves none of the release's objects behind; the CRD
- * stays, as Helm keeps crds/. test/unit/chart.test.ts checks the rendering against deploy/.
+ * stays, as Helm keeps crds/. test/integration/chart.test.ts checks the rendering against deploy/.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -155,7 +155,9 @@ export class FakeKube implements KubeApi {
     ];
     const next = secretData(clone(obj));
     const status = before?.status;
-    return clone(this.#store({ ...next, ...(status ? { status } : {}), metadata: { ...next.metadata, managedFields } }));
+    return clone(
+      this.#store({ ...next, ...(status ? { status } : {}), metadata: { ...next.metadata, managedFields } }),
+    );
   }
 
   async mergePatch<T = any>(
@@ -166,7 +168,9 @@ export class FakeKube implements KubeApi {
     patch: any,
     subresource = '',
   ): Promise<T> {
-    await this.calls.note(`${this.server} patch ${kind} ${namespace ?? ''}/${name}${subresource ? `/${subresource}` : ''}`);
+    await this.calls.note(
+      `${this.server} patch ${kind} ${namespace ?? ''}/${name}${subresource ? `/${subresource}` : ''}`,
+    );
     const key = FakeKube.key(kind, namespace, name);
     const before = this.objects.get(key);
     if (!before) throw new KubeError(404, 'NotFound', `${kind} ${name} not found`);
@@ -175,7 +179,10 @@ export class FakeKube implements KubeApi {
       throw new KubeError(409, 'Conflict', `${kind} ${name}: the object has been modified`);
     const body = subresource === 'status' ? { status: patch.status } : patch;
     const merged = secretData(merge(before, body));
-    if (patch?.metadata?.finalizers === null || (merged.metadata.deletionTimestamp && !merged.metadata.finalizers?.length)) {
+    if (
+      patch?.metadata?.finalizers === null ||
+      (merged.metadata.deletionTimestamp && !merged.metadata.finalizers?.length)
+    ) {
       if (merged.metadata.deletionTimestamp) {
         this.objects.delete(key);
         return clone(merged);
@@ -199,7 +206,9 @@ export class FakeKube implements KubeApi {
     const discovery = /^\/apis\/([^/]+)\/([^/]+)$/.exec(path);
     if (method === 'GET' && discovery) {
       const resources = this.of('CustomResourceDefinition')
-        .filter((c) => c.spec.group === discovery[1] && c.spec.versions.some((v: any) => v.name === discovery[2] && v.served))
+        .filter(
+          (c) => c.spec.group === discovery[1] && c.spec.versions.some((v: any) => v.name === discovery[2] && v.served),
+        )
         .map((c) => ({ name: c.spec.names.plural, kind: c.spec.names.kind }));
       if (resources.length === 0) throw new KubeError(404, 'NotFound', `${path} not found`);
       return { resources } as T;
@@ -209,7 +218,8 @@ export class FakeKube implements KubeApi {
       const key = FakeKube.key(object[1], object[2] || undefined, object[3]);
       const obj = this.objects.get(key);
       for (const op of body as any[]) {
-        if (op.op === 'test' && obj.metadata.resourceVersion !== op.value) throw new KubeError(422, 'Invalid', 'test failed');
+        if (op.op === 'test' && obj.metadata.resourceVersion !== op.value)
+          throw new KubeError(422, 'Invalid', 'test failed');
         if (op.op === 'replace' && op.path === '/metadata/managedFields')
           obj.metadata.managedFields = op.value.filter((f: any) => f.manager);
       }
@@ -245,7 +255,13 @@ export class FakeGit implements GitRemote {
   writer = '';
   head: string | undefined;
   commits = 0;
-  hostKeys: HostKey[] = [{ host: '[git.example]:2222', type: 'ssh-ed25519', key: 'AAAAC3NzaC1lZDI1NTE5AAAAIGl0c19hX2Zha2VfaG9zdF9rZXlfZm9yX3Rlc3Rz' }];
+  hostKeys: HostKey[] = [
+    {
+      host: '[git.example]:2222',
+      type: 'ssh-ed25519',
+      key: 'AAAAC3NzaC1lZDI1NTE5AAAAIGl0c19hX2Zha2VfaG9zdF9rZXlfZm9yX3Rlc3Rz',
+    },
+  ];
   readonly calls: Calls;
 
   constructor(calls = new Calls()) {
@@ -358,7 +374,10 @@ export const NAME = 'prod';
 export const URL_ = 'ssh://git@git.example:2222/org/fleet.git';
 
 /** world sets up a ClusterBootstrap with a push key and a kubeconfig Secret, and the fakes it runs against. */
-export async function world(spec: Partial<ClusterBootstrapSpec> = {}, opts: { provider?: boolean } = {}): Promise<World> {
+export async function world(
+  spec: Partial<ClusterBootstrapSpec> = {},
+  opts: { provider?: boolean } = {},
+): Promise<World> {
   const calls = new Calls();
   const mgmt = new FakeKube(calls, 'https://mgmt.example');
   const target = new FakeKube(calls, 'https://target.example');
@@ -369,10 +388,25 @@ export async function world(spec: Partial<ClusterBootstrapSpec> = {}, opts: { pr
   const flux: World['flux'] = { running: false };
   const push = await generateKeyPair({ algorithm: 'ed25519', comment: 'push' });
   git.writer = material(push.publicKey);
-  mgmt.put({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'push', namespace: NS }, stringData: { identity: push.privateKey } });
-  mgmt.put({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'prod-kubeconfig', namespace: NS }, stringData: { value: 'fake' } });
+  mgmt.put({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'push', namespace: NS },
+    stringData: { identity: push.privateKey },
+  });
+  mgmt.put({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'prod-kubeconfig', namespace: NS },
+    stringData: { value: 'fake' },
+  });
   if (opts.provider)
-    mgmt.put({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'api', namespace: NS }, stringData: { token: 't0ken' } });
+    mgmt.put({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'api', namespace: NS },
+      stringData: { token: 't0ken' },
+    });
   const { git: gitSpec, ...rest } = spec;
   const providerSpec = { provider: { type: 'gitea', url: 'https://git.example/api/v1', secretRef: { name: 'api' } } };
   mgmt.put({
@@ -398,7 +432,9 @@ export async function world(spec: Partial<ClusterBootstrapSpec> = {}, opts: { pr
       },
     };
   };
-  const recorder: EventRecorder = { record: async (_cb, type, reason, message) => void events.push({ type, reason, message }) };
+  const recorder: EventRecorder = {
+    record: async (_cb, type, reason, message) => void events.push({ type, reason, message }),
+  };
   // A new Reconciler is an operator restarted: everything it knows it reads again from the clusters and git.
   const restart = () =>
     new Reconciler({

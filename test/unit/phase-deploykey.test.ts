@@ -7,7 +7,9 @@ import { condition, contextOf, FakeClock, registerKey, world } from './fakes.ts'
 const waitingSince = (at: string) => ({
   metadata: { name: 'prod', namespace: 'team' },
   status: {
-    conditions: [{ type: 'DeployKeyAuthorized', status: 'False', reason: 'DeployKeyNotAuthorized', lastTransitionTime: at }],
+    conditions: [
+      { type: 'DeployKeyAuthorized', status: 'False', reason: 'DeployKeyNotAuthorized', lastTransitionTime: at },
+    ],
   },
 });
 
@@ -31,7 +33,11 @@ test('a pass that finds the key unauthorized publishes it and asks to look again
   const outcome = await w.reconcile();
   const key = w.cb().status?.identity?.publicKey;
   assert.equal(condition(w, 'DeployKeyAuthorized')?.reason, 'DeployKeyNotAuthorized');
-  assert.ok(condition(w, 'DeployKeyAuthorized')!.message.includes(`deploy key of ${'ssh://git@git.example:2222/org/fleet.git'}: ${key}`));
+  assert.ok(
+    condition(w, 'DeployKeyAuthorized')!.message.includes(
+      `deploy key of ${'ssh://git@git.example:2222/org/fleet.git'}: ${key}`,
+    ),
+  );
   assert.deepEqual(outcome, { kind: 'requeue', afterMs: 2_000 });
   w.clock.t += 60_000;
   assert.deepEqual(await w.reconcile(), { kind: 'requeue', afterMs: 30_000 }, 'a minute later: at most 30 s');
@@ -56,7 +62,7 @@ test('a host that answers "not found" to a key is told apart: no repository, or 
   assert.equal(condition(x, 'DeployKeyAuthorized')?.reason, 'RepositoryNotFound');
 });
 
-test('through the provider, Flux\'s key is registered once, titled after the cluster, and not asked again for a while', async () => {
+test("through the provider, Flux's key is registered once, titled after the cluster, and not asked again for a while", async () => {
   const w = await world({ git: { url: 'ssh://git@git.example:2222/org/once.git' } } as any, { provider: true });
   w.flux.running = true;
   await w.reconcile();
@@ -82,8 +88,16 @@ test('a host that refuses a second key with one title (Gitea) gets the next key 
     },
     remove: async () => {},
   };
-  const identity = { publicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGl0c19hX2Zha2VfaG9zdF9rZXlfZm9yX3Rlc3Rz', privateKey: '', secretName: 's' };
-  await registerDeployKeys({ ...ctx, opts: { ...ctx.opts, git: { ...ctx.opts.git, url: 'ssh://h/conflict.git' } } }, identity, provider);
+  const identity = {
+    publicKey: 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGl0c19hX2Zha2VfaG9zdF9rZXlfZm9yX3Rlc3Rz',
+    privateKey: '',
+    secretName: 's',
+  };
+  await registerDeployKeys(
+    { ...ctx, opts: { ...ctx.opts, git: { ...ctx.opts.git, url: 'ssh://h/conflict.git' } } },
+    identity,
+    provider,
+  );
   assert.equal(titles.length, 2);
   assert.match(titles[1], /^flux-team-prod-[A-Za-z0-9+/]{8}$/);
 });
@@ -99,6 +113,9 @@ test('provider answers become reasons: a bad token, a rate limit until its reset
     w.provider.ensure = async () => Promise.reject(answer);
     const outcome = await w.reconcile();
     assert.equal(condition(w, 'DeployKeyAuthorized')?.reason, reason);
-    assert.deepEqual(outcome, retry ? { kind: 'requeue', afterMs: retry } : { kind: 'retry', error: outcome.kind === 'retry' && outcome.error });
+    assert.deepEqual(
+      outcome,
+      retry ? { kind: 'requeue', afterMs: retry } : { kind: 'retry', error: outcome.kind === 'retry' && outcome.error },
+    );
   }
 });

@@ -47,7 +47,8 @@ const rows: {
     then: {
       reason: 'HostKeyChanged',
       message: /changed since it was pinned — refusing to connect.*repin-host-keys-at/,
-      pinned: () => formatKnownHosts([{ ...OTHER, key: 'AAAAC3NzaC1lZDI1NTE5AAAAIGl0c19hX2Zha2VfaG9zdF9rZXlfZm9yX3Rlc3Rz' }]),
+      pinned: () =>
+        formatKnownHosts([{ ...OTHER, key: 'AAAAC3NzaC1lZDI1NTE5AAAAIGl0c19hX2Zha2VfaG9zdF9rZXlfZm9yX3Rlc3Rz' }]),
     },
   },
   {
@@ -65,13 +66,20 @@ const rows: {
       const cb = w.cb();
       w.mgmt.put({ ...cb, spec: { ...cb.spec, git: { ...cb.spec.git, knownHosts: formatKnownHosts([OTHER]) } } });
     },
-    then: { reason: 'HostKeyChanged', message: /replace the pinned key in spec.git.knownHosts/, pinned: () => undefined },
+    then: {
+      reason: 'HostKeyChanged',
+      message: /replace the pinned key in spec.git.knownHosts/,
+      pinned: () => undefined,
+    },
   },
   {
     given: 'a pinned known_hosts that cannot be read',
     setup: (w) => {
       const cb = w.cb();
-      w.mgmt.put({ ...cb, spec: { ...cb.spec, git: { ...cb.spec.git, knownHosts: '[git.example]:2222 ssh-ed25519' } } });
+      w.mgmt.put({
+        ...cb,
+        spec: { ...cb.spec, git: { ...cb.spec.git, knownHosts: '[git.example]:2222 ssh-ed25519' } },
+      });
     },
     then: { reason: 'HostKeyInvalid', message: /cannot be read/ },
   },
@@ -106,7 +114,12 @@ test('an https repository is verified by TLS: no scan, nothing pinned', async ()
   const w = await world({
     git: { url: 'https://git.example/org/fleet.git', secretRef: { name: 'token' }, sharePushCredentials: true },
   } as any);
-  w.mgmt.put({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'token', namespace: 'team' }, stringData: { password: 'x' } });
+  w.mgmt.put({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'token', namespace: 'team' },
+    stringData: { password: 'x' },
+  });
   const step = await trust(w);
   assert.equal(step.result, '');
   assert.ok(!w.calls.list.some((c) => c.what.startsWith('ssh-keyscan')));

@@ -1,15 +1,30 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { WorkQueue } from '../../src/controller/queue.ts';
+import { setImmediate as tick } from 'node:timers/promises';
+import { WorkQueue, type Outcome } from '../../src/controller/queue.ts';
+
+const done: Outcome = { kind: 'done' };
+
+/** until waits for a condition by yielding to the event loop; the test runner's timeout is the only bound. */
+async function until(what: () => boolean): Promise<void> {
+  while (!what()) await tick();
+}
+
+/** gate is a promise a test opens by hand. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => (open = r));
+  return { opened, open };
+}
 
 test('a key added many times while waiting is processed once', async () => {
   const seen: string[] = [];
-  const q = new WorkQueue({ concurrency: 1, worker: async (k) => (seen.push(k), { kind: 'done' }) });
+  const q = new WorkQueue({ concurrency: 1, worker: async (k) => (seen.push(k), done) });
   for (let i = 0; i < 5; i++) q.add('ns/a');
   q.add('ns/b');
   q.start();
-  await sleep(20);
+  await until(() => seen.length === 2);
+  await until(() => q.active === 0);
   assert.deepEqual(seen, ['ns/a', 'ns/b']);
 });
 
@@ -17,23 +32,24 @@ test('one key is never processed twice at once, and an add during processing run
   let inFlight = 0;
   let maxInFlight = 0;
   let runs = 0;
+  const first = gate();
   const q = new WorkQueue({
     concurrency: 4,
     worker: async () => {
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
-      runs++;
-      await sleep(20);
+      if (++runs === 1) await first.opened;
       inFlight--;
-      return { kind: 'done' };
+      return done;
     },
   });
   q.start();
   q.add('ns/a');
-  await sleep(5);
+  await until(() => runs === 1);
   q.add('ns/a');
   q.add('ns/a');
-  await sleep(80);
+  first.open();
+  await until(() => runs === 2 && q.active === 0);
   assert.equal(maxInFlight, 1);
   assert.equal(runs, 2);
 });
@@ -41,105 +57,157 @@ test('one key is never processed twice at once, and an add during processing run
 test('different keys are processed in parallel up to the concurrency', async () => {
   let inFlight = 0;
   let maxInFlight = 0;
+  let finished = 0;
+  const hold = gate();
   const q = new WorkQueue({
     concurrency: 3,
     worker: async () => {
       maxInFlight = Math.max(maxInFlight, ++inFlight);
-      await sleep(20);
+      await hold.opened;
       inFlight--;
-      return { kind: 'done' };
+      finished++;
+      return done;
     },
   });
   q.start();
   for (let i = 0; i < 6; i++) q.add(`ns/${i}`);
-  await sleep(100);
+  await until(() => inFlight === 3);
+  assert.equal(q.depth, 3, 'the rest wait');
+  hold.open();
+  await until(() => finished === 6);
   assert.equal(maxInFlight, 3);
 });
 
-test('a failing key is retried with growing backoff, and success resets it', async () => {
-  const times: number[] = [];
-  const q = new WorkQueue({
-    concurrency: 1,
-    baseBackoffMs: 10,
-    worker: async () => {
-      times.push(Date.now());
-      return times.length < 4 ? { kind: 'retry', error: new Error('boom') } : { kind: 'done' };
-    },
-  });
-  q.start();
-  q.add('ns/a');
-  await sleep(300);
-  assert.equal(times.length, 4);
-  const gaps = times.slice(1).map((t, i) => t - times[i]);
-  assert.ok(gaps[2] > gaps[0], `gaps grow: ${gaps}`);
-  assert.ok(q.backoff(30) <= 5 * 60_000 * 1.1, 'backoff is capped');
-});
-
-test('a worker may ask to be called again after a delay', async () => {
+test('a failing key is retried with backoff until it succeeds, and success resets it', async () => {
   let runs = 0;
   const q = new WorkQueue({
     concurrency: 1,
-    worker: async () => (runs++ === 0 ? { kind: 'requeue', afterMs: 30 } : { kind: 'done' }),
+    baseBackoffMs: 1,
+    worker: async () => (++runs < 4 ? { kind: 'retry', error: new Error('boom') } : done),
   });
   q.start();
   q.add('ns/a');
-  await sleep(10);
-  assert.equal(runs, 1);
-  await sleep(60);
-  assert.equal(runs, 2);
+  await until(() => runs === 4);
+  assert.equal(runs, 4);
 });
 
-test('shutdown waits for the key in flight and takes no more work', async () => {
-  let finished = false;
+test('backoff doubles from its base per failure, with 10% jitter, and is capped', () => {
+  const q = new WorkQueue({ concurrency: 1, baseBackoffMs: 1_000, maxBackoffMs: 60_000, worker: async () => done });
+  for (const [failures, nominal] of [
+    [1, 1_000],
+    [2, 2_000],
+    [4, 8_000],
+    [7, 60_000],
+    [30, 60_000],
+  ]) {
+    const wait = q.backoff(failures);
+    assert.ok(wait >= nominal * 0.9 && wait <= nominal * 1.1, `${failures} failures: ${wait} ms`);
+  }
+});
+
+test('a worker may ask to be called again after a delay, and is not called before', async () => {
+  let runs = 0;
   const q = new WorkQueue({
     concurrency: 1,
-    worker: async () => (await sleep(30), (finished = true), { kind: 'done' }),
+    worker: async () => (runs++ === 0 ? { kind: 'requeue', afterMs: 5 } : done),
+  });
+  q.start();
+  q.add('ns/a');
+  await until(() => runs === 1 && q.active === 0);
+  assert.equal(q.depth, 0, 'the key waits for its delay, not in the queue');
+  await until(() => runs === 2);
+});
+
+test('shutdown cancels the key in flight, waits for it to unwind, and takes no more work', async () => {
+  let cancelled = false;
+  const q = new WorkQueue({
+    concurrency: 1,
+    worker: (_key, signal) =>
+      new Promise<Outcome>((resolve) =>
+        signal.addEventListener('abort', () => ((cancelled = true), resolve(done)), { once: true }),
+      ),
   });
   q.start();
   q.add('ns/a');
   q.add('ns/b');
-  await sleep(5);
-  await q.shutdown(1000);
-  assert.equal(finished, true);
+  await until(() => q.active === 1);
+  await q.shutdown(60_000);
+  assert.equal(cancelled, true);
+  assert.equal(q.runningSince().length, 0);
   assert.equal(q.depth, 1);
 });
 
 test(
-  'a run past its deadline is abandoned: other keys get its worker, and the key runs again only after that run ' +
+  'a run past its deadline is cancelled: other keys get its worker, and the key runs again only after that run ' +
     'ends',
   async () => {
-    let release!: () => void;
+    const release = gate();
     const seen: string[] = [];
     let inFlightA = 0;
     let maxInFlightA = 0;
+    let signalled = false;
     const q = new WorkQueue({
       concurrency: 1,
-      deadlineMs: 30,
+      deadlineMs: 1,
       baseBackoffMs: 1,
-      worker: async (key) => {
+      worker: async (key, signal) => {
         seen.push(key);
         if (key === 'ns/stuck') {
           inFlightA++;
           maxInFlightA = Math.max(maxInFlightA, inFlightA);
-          if (seen.filter((k) => k === 'ns/stuck').length === 1) await new Promise<void>((r) => (release = r));
+          signal.addEventListener('abort', () => (signalled = true));
+          // A run that ignores its signal for a while: the slot is freed anyway.
+          if (seen.filter((k) => k === 'ns/stuck').length === 1) await release.opened;
           inFlightA--;
         }
-        return { kind: 'done' };
+        return done;
       },
     });
     q.start();
     q.add('ns/stuck');
     q.add('ns/next');
-    await sleep(80);
-    assert.ok(seen.includes('ns/next'), 'the other key ran while the stuck one hung');
-    assert.equal(
-      seen.filter((k) => k === 'ns/stuck').length,
-      1,
-      'the stuck key is not run again while its run is still going',
-    );
-    release();
-    await sleep(50);
-    assert.equal(seen.filter((k) => k === 'ns/stuck').length, 2, 'once it ended, the abandoned key ran again');
+    await until(() => seen.includes('ns/next'));
+    assert.ok(signalled, 'the stuck run was told it is cancelled');
+    assert.equal(seen.filter((k) => k === 'ns/stuck').length, 1, 'not run again while its run is still going');
+    release.open();
+    await until(() => seen.filter((k) => k === 'ns/stuck').length === 2);
     assert.equal(maxInFlightA, 1, 'never twice at once');
   },
 );
+
+test('cancel (a lost Lease) cancels the runs in flight and takes no more work until started again', async () => {
+  const seen: string[] = [];
+  const q = new WorkQueue({
+    concurrency: 1,
+    worker: (key, signal) => {
+      seen.push(key);
+      return new Promise<Outcome>((resolve) => signal.addEventListener('abort', () => resolve(done), { once: true }));
+    },
+  });
+  q.start();
+  q.add('ns/a');
+  q.add('ns/b');
+  await until(() => seen.length === 1);
+  q.cancel('the Lease was lost');
+  await until(() => q.runningSince().length === 0);
+  assert.deepEqual(seen, ['ns/a']);
+  q.start();
+  await until(() => seen.length === 2);
+  assert.deepEqual(seen, ['ns/a', 'ns/b']);
+  await q.shutdown(60_000);
+});
+
+test('typed keys: one key is one id, whatever object carries it', async () => {
+  const seen: string[] = [];
+  const q = new WorkQueue<{ kind: string; name: string }>({
+    concurrency: 1,
+    id: (k) => `${k.kind}/${k.name}`,
+    worker: async (k) => (seen.push(`${k.kind}/${k.name}`), done),
+  });
+  q.add({ kind: 'ClusterBootstrap', name: 'a' });
+  q.add({ kind: 'ClusterBootstrap', name: 'a' });
+  q.add({ kind: 'ClusterBootstrapSet', name: 'a' });
+  q.start();
+  await until(() => seen.length === 2 && q.active === 0);
+  assert.deepEqual(seen, ['ClusterBootstrap/a', 'ClusterBootstrapSet/a']);
+});

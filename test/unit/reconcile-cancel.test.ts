@@ -6,7 +6,9 @@ import { WorkQueue } from '../../src/controller/queue.ts';
 import { decodeSecret } from '../../src/kube/objects.ts';
 import { condition, world, type World } from './fakes.ts';
 
-/** bootstrapped runs passes until the world's ClusterBootstrap is Ready (at most `max`), and returns how many it took. */
+/**
+ * bootstrapped runs passes until the world's ClusterBootstrap is Ready (at most `max`), and returns how many it took.
+ */
 async function untilReady(w: World, max = 4): Promise<number> {
   for (let pass = 1; pass <= max; pass++) {
     await w.reconcile();
@@ -27,35 +29,43 @@ test('a whole bootstrap runs in-process, and a second pass changes nothing', asy
   const calls = w.calls.list.length;
   assert.deepEqual(await w.reconcile(), { kind: 'resync', afterMs: 10 * 60_000 });
   assert.equal(w.git.commits, 1);
-  assert.ok(w.calls.list.slice(calls).every((c) => !/ (create|push) /.test(c.what)), 'the second pass wrote nothing new');
+  assert.ok(
+    w.calls.list.slice(calls).every((c) => !/ (create|push) /.test(c.what)),
+    'the second pass wrote nothing new',
+  );
 });
 
-test('a reconcile cancelled at any of its calls makes no call after the cancel, writes no status, and the next pass finishes it with the same key and one commit', async () => {
-  const probe = await fresh();
-  await untilReady(probe);
-  const total = probe.calls.list.length;
-  assert.ok(total > 40, `a first bootstrap makes many calls (${total})`);
-  for (let at = 0; at < total; at++) {
-    const w = await fresh();
-    const cancel = new AbortController();
-    w.calls.before = (_what, index) => {
-      if (index === at) cancel.abort(new CancelledError(`at call ${at}`));
-    };
-    const before = w.cb().status;
-    const outcome = await w.reconcile(cancel.signal);
-    const stop = w.calls.list[at]?.what;
-    assert.equal(outcome.kind, 'retry', `cancelled at ${at} (${stop})`);
-    assert.deepEqual(w.calls.afterAbort(), [], `cancelled at ${at} (${stop}): calls after the cancel`);
-    // Cancelled while the status write itself is in flight, that one patch lands whole; otherwise none does.
-    if (!stop.endsWith('/status')) assert.deepEqual(w.cb().status, before, `cancelled at ${at} (${stop}): status written`);
-    w.calls.before = undefined;
-    await untilReady(w);
-    const identity = decodeSecret(w.mgmt.read('Secret', 'team', 'prod-flux-identity'));
-    assert.equal(w.cb().status?.identity?.publicKey, identity['identity.pub'].trim(), `cancelled at ${at}: one key`);
-    assert.equal(w.provider.keys.size, 1, `cancelled at ${at} (${stop}): one deploy key registered`);
-    assert.equal(w.git.commits, 1, `cancelled at ${at} (${stop}): one commit`);
-  }
-});
+test(
+  'a reconcile cancelled at any of its calls makes no call after the cancel, writes no status, and the next pass ' +
+    'finishes it with the same key and one commit',
+  async () => {
+    const probe = await fresh();
+    await untilReady(probe);
+    const total = probe.calls.list.length;
+    assert.ok(total > 40, `a first bootstrap makes many calls (${total})`);
+    for (let at = 0; at < total; at++) {
+      const w = await fresh();
+      const cancel = new AbortController();
+      w.calls.before = (_what, index) => {
+        if (index === at) cancel.abort(new CancelledError(`at call ${at}`));
+      };
+      const before = w.cb().status;
+      const outcome = await w.reconcile(cancel.signal);
+      const stop = w.calls.list[at]?.what;
+      assert.equal(outcome.kind, 'retry', `cancelled at ${at} (${stop})`);
+      assert.deepEqual(w.calls.afterAbort(), [], `cancelled at ${at} (${stop}): calls after the cancel`);
+      // Cancelled while the status write itself is in flight, that one patch lands whole; otherwise none does.
+      if (!stop.endsWith('/status'))
+        assert.deepEqual(w.cb().status, before, `cancelled at ${at} (${stop}): status written`);
+      w.calls.before = undefined;
+      await untilReady(w);
+      const identity = decodeSecret(w.mgmt.read('Secret', 'team', 'prod-flux-identity'));
+      assert.equal(w.cb().status?.identity?.publicKey, identity['identity.pub'].trim(), `cancelled at ${at}: one key`);
+      assert.equal(w.provider.keys.size, 1, `cancelled at ${at} (${stop}): one deploy key registered`);
+      assert.equal(w.git.commits, 1, `cancelled at ${at} (${stop}): one commit`);
+    }
+  },
+);
 
 /** hang makes every call matching `what` wait forever, as a server that accepts and never answers. */
 function hang(w: World, what: RegExp): { reached: Promise<void> } {
@@ -87,7 +97,11 @@ async function unwound(q: WorkQueue): Promise<void> {
 
 for (const { when, hangAt, cancel } of [
   { when: 'at the queue deadline', hangAt: /target\.example apply/, cancel: (_q: WorkQueue) => {} },
-  { when: 'when the Lease is lost', hangAt: /git fetch/, cancel: (q: WorkQueue) => q.cancel('the leader Lease was lost') },
+  {
+    when: 'when the Lease is lost',
+    hangAt: /git fetch/,
+    cancel: (q: WorkQueue) => q.cancel('the leader Lease was lost'),
+  },
   { when: 'at SIGTERM (queue.shutdown)', hangAt: /provider ensure/, cancel: (q: WorkQueue) => void q.shutdown(60_000) },
 ]) {
   test(`a reconcile stuck on a call is cancelled ${when}: nothing is called, pushed or written after it`, async () => {

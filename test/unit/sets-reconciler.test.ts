@@ -1,0 +1,161 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { API_VERSION, KIND, SET_KIND, type ClusterBootstrap } from '../../src/api/types.ts';
+import { SetReconciler, SET_LABEL } from '../../src/controller/sets.ts';
+import { FakeKube, silentLog } from './fakes.ts';
+
+const NS = 'fleet';
+
+/** fleet is a management cluster with one ClusterBootstrapSet and the Cluster API objects a test adds. */
+function fleet(selector: 'clusters' | 'secrets' = 'clusters') {
+  const mgmt = new FakeKube(undefined, 'https://mgmt.example');
+  const set = mgmt.put({
+    apiVersion: API_VERSION,
+    kind: SET_KIND,
+    metadata: { name: 'prod', namespace: NS, generation: 1 },
+    spec: {
+      ...(selector === 'clusters' ? { clusterSelector: { matchLabels: { flux: 'yes' } } } : {}),
+      ...(selector === 'secrets' ? { kubeconfigSecretSelector: { matchLabels: { flux: 'yes' } } } : {}),
+      template: {
+        spec: {
+          git: {
+            url: 'ssh://git@git.example/org/fleet.git',
+            secretRef: { name: 'push' },
+            path: 'clusters/${CLUSTER_NAME}',
+          },
+        },
+      },
+    },
+  });
+  const reconciler = new SetReconciler({
+    mgmt,
+    log: silentLog,
+    clusterBootstraps: () => mgmt.of(KIND) as ClusterBootstrap[],
+  });
+  return {
+    mgmt,
+    set,
+    reconcile: () => reconciler.reconcile(NS, 'prod'),
+    status: () => mgmt.read(SET_KIND, NS, 'prod').status,
+    cbs: () => (mgmt.of(KIND) as ClusterBootstrap[]).map((cb) => cb.metadata.name).sort(),
+    cluster(name: string, { initialized = true, kubeconfig = true, labels = { flux: 'yes' } } = {}) {
+      mgmt.put({
+        apiVersion: 'cluster.x-k8s.io/v1beta2',
+        kind: 'Cluster',
+        metadata: { name, namespace: NS, labels },
+        status: { initialization: { controlPlaneInitialized: initialized } },
+      });
+      if (kubeconfig)
+        mgmt.put({
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name: `${name}-kubeconfig`, namespace: NS, labels },
+          stringData: { value: 'x' },
+        });
+    },
+  };
+}
+
+test("a set keeps one ClusterBootstrap per selected cluster, made from its template with the cluster's name", async () => {
+  const f = fleet();
+  f.cluster('a');
+  f.cluster('b');
+  f.cluster('other', { labels: { flux: 'no' } });
+  assert.deepEqual(await f.reconcile(), { kind: 'resync', afterMs: 15_000 });
+  assert.deepEqual(f.cbs(), ['a', 'b']);
+  const a = f.mgmt.read(KIND, NS, 'a');
+  assert.equal(a.spec.git.path, 'clusters/a');
+  assert.equal(a.spec.target.kubeconfigSecretRef.name, 'a-kubeconfig');
+  assert.equal(a.metadata.labels[SET_LABEL], 'prod');
+  assert.equal(a.metadata.ownerReferences[0].uid, f.set.metadata.uid);
+  assert.equal(f.status().selected, 2);
+});
+
+const waiting: [string, { initialized?: boolean; kubeconfig?: boolean }][] = [
+  ['whose control plane is not initialized yet', { initialized: false }],
+  ['whose kubeconfig Secret does not exist yet', { kubeconfig: false }],
+];
+for (const [given, state] of waiting) {
+  test(`a cluster ${given} is waited for, not bootstrapped, and named in status`, async () => {
+    const f = fleet();
+    f.cluster('early', state);
+    await f.reconcile();
+    assert.deepEqual(f.cbs(), []);
+    assert.deepEqual(f.status().waiting, ['early']);
+    assert.match(f.status().message, /waiting for 1 \(control plane or kubeconfig Secret\)/);
+    f.cluster('early');
+    await f.reconcile();
+    assert.deepEqual(f.cbs(), ['early']);
+  });
+}
+
+test('a cluster bootstrapped by hand (or by another set) is left to it and reported as a conflict', async () => {
+  const f = fleet();
+  f.cluster('taken');
+  f.mgmt.put({
+    apiVersion: API_VERSION,
+    kind: KIND,
+    metadata: { name: 'taken', namespace: NS },
+    spec: { git: { url: 'ssh://h/x.git' } },
+  });
+  await f.reconcile();
+  assert.equal(f.mgmt.read(KIND, NS, 'taken').spec.git.url, 'ssh://h/x.git', 'not overwritten');
+  assert.deepEqual(f.status().conflicts, ['taken']);
+  assert.equal(f.status().conditions.find((c: any) => c.type === 'Ready').reason, 'PathConflict');
+});
+
+test("a cluster that stops matching has its ClusterBootstrap deleted, which carries out that one's deletion policy", async () => {
+  const f = fleet();
+  f.cluster('a');
+  f.cluster('b');
+  await f.reconcile();
+  f.cluster('b', { labels: { flux: 'no' } });
+  await f.reconcile();
+  assert.deepEqual(f.cbs(), ['a']);
+  assert.ok(f.mgmt.calls.list.some((c) => c.what.includes('delete ClusterBootstrap fleet/b')));
+});
+
+test("Ready counts the set's ClusterBootstraps that are Ready, and names those that are not with their reason", async () => {
+  const f = fleet();
+  f.cluster('a');
+  f.cluster('b');
+  await f.reconcile();
+  const a = f.mgmt.read(KIND, NS, 'a');
+  f.mgmt.put({ ...a, status: { conditions: [{ type: 'Ready', status: 'True', reason: 'Succeeded', message: 'ok' }] } });
+  const b = f.mgmt.read(KIND, NS, 'b');
+  f.mgmt.put({
+    ...b,
+    status: { conditions: [{ type: 'Ready', status: 'False', reason: 'FluxNotReady', message: 'waiting' }] },
+  });
+  await f.reconcile();
+  assert.equal(f.status().ready, 1);
+  assert.deepEqual(f.status().notReady, [{ name: 'b', reason: 'FluxNotReady', message: 'waiting' }]);
+  const b2 = f.mgmt.read(KIND, NS, 'b');
+  f.mgmt.put({
+    ...b2,
+    status: { conditions: [{ type: 'Ready', status: 'True', reason: 'Succeeded', message: 'ok' }] },
+  });
+  await f.reconcile();
+  assert.match(f.status().message, /all 2 selected clusters are bootstrapped and Ready/);
+});
+
+test('kubeconfig Secrets can be selected instead of Cluster API Clusters', async () => {
+  const f = fleet('secrets');
+  f.cluster('edge-1');
+  await f.reconcile();
+  assert.deepEqual(f.cbs(), ['edge-1']);
+});
+
+test('a template that does not validate stalls the set and makes no ClusterBootstrap', async () => {
+  const f = fleet();
+  const set = f.mgmt.read(SET_KIND, NS, 'prod');
+  f.mgmt.put({
+    ...set,
+    spec: { ...set.spec, template: { spec: { git: { url: 'ftp://nope', secretRef: { name: 'push' } } } } },
+  });
+  f.cluster('a');
+  const outcome = await f.reconcile();
+  assert.equal(outcome.kind, 'stalled');
+  assert.deepEqual(f.cbs(), []);
+  assert.equal(f.status().conditions.find((c: any) => c.type === 'Stalled')?.status, 'True');
+});
