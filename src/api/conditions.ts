@@ -25,6 +25,8 @@ export interface ReasonInfo {
   computed?: true;
   /** quiet marks an expected wait, logged at info rather than warn. */
   quiet?: true;
+  /** progress marks a reason that reports how things stand, not a failure. */
+  progress?: true;
 }
 
 const MINUTE = 60_000;
@@ -35,10 +37,10 @@ const MINUTE = 60_000;
  */
 export const Catalogue = {
   // progress and success
-  Succeeded: {},
-  Progressing: {},
-  ProgressingWithRetry: {},
-  Suspended: {},
+  Succeeded: { progress: true },
+  Progressing: { progress: true },
+  ProgressingWithRetry: { progress: true },
+  Suspended: { progress: true },
   Deleting: {},
   // configuration errors: fix the spec
   InvalidSpec: { stalls: true },
