@@ -1,12 +1,13 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { Repositories, GitError, type UpdateRequest } from '../../src/git/repository.ts';
+import { CancelledError } from '../../src/cancel.ts';
 
 // A git server may stall or talk forever. Every git command has a hard deadline and an output cap, and
 // what git started (ssh, a hook of a local remote) dies with it.
@@ -129,4 +130,51 @@ test('a failed push from a hostile server is summarised without its control char
     assert.doesNotMatch(err.message, /[\x00-\x1f]/);
     return true;
   });
+});
+
+/** until waits for a condition, yielding between looks; the test runner's timeout is the only bound. */
+async function until(what: () => boolean): Promise<void> {
+  while (!what()) await new Promise((r) => setTimeout(r, 20));
+}
+
+test('an update withdrawn during its push (a cancelled reconcile) kills git and its hook, and pushes nothing', async () => {
+  const pidFile = join(mkdtempSync(join(tmpdir(), 'hook-')), 'pid');
+  const url = bareRepoWithHook(`echo $$ > ${pidFile}\nwhile :; do sleep 0.05; done`);
+  const cancel = new AbortController();
+  const update = new Repositories(work(), { protocols: ['file'], transferTimeoutMs: 120_000 }).update(
+    request(url, { signal: cancel.signal }),
+  );
+  await until(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim() !== '');
+  cancel.abort(new CancelledError('the reconcile was cancelled'));
+  await assert.rejects(update, (err: unknown) => err instanceof CancelledError);
+  assert.ok(await gone(Number(readFileSync(pidFile, 'utf8'))), 'the hook process was killed with git');
+  assert.throws(() =>
+    execFileSync('git', ['--git-dir', url, 'rev-parse', '--verify', 'refs/heads/main'], { stdio: 'pipe' }),
+  );
+});
+
+test('an update withdrawn before its batch starts is dropped without running git', async () => {
+  const cancel = new AbortController();
+  cancel.abort(new CancelledError('already cancelled'));
+  await assert.rejects(
+    new Repositories(work()).update(request(stalledUrl, { signal: cancel.signal })),
+    (err: unknown) => err instanceof CancelledError,
+  );
+});
+
+test('readHead whose every caller is cancelled kills its ls-remote: the connection closes', async () => {
+  const before = closed.length;
+  const repos = new Repositories(work(), { readTimeoutMs: 120_000 });
+  const [a, b] = [new AbortController(), new AbortController()];
+  const reads = [
+    repos.readHead(stalledUrl, 'main', sshAuth, a.signal),
+    repos.readHead(stalledUrl, 'main', sshAuth, b.signal),
+  ];
+  await until(() => sockets.size > 0);
+  a.abort(new CancelledError('one caller'));
+  await assert.rejects(reads[0], (err: unknown) => err instanceof CancelledError);
+  assert.equal(closed.length, before, 'the shared read goes on while a caller still waits');
+  b.abort(new CancelledError('the other'));
+  await assert.rejects(reads[1], (err: unknown) => err instanceof CancelledError);
+  await until(() => closed.length > before);
 });

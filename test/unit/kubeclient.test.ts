@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import yaml from 'js-yaml';
+import { CancelledError } from '../../src/cancel.ts';
 import { KubeClient, KubeError, type KubeClientOptions } from '../../src/kube/client.ts';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, hit: number) => void;
@@ -194,6 +195,16 @@ describe('a KubeClient call', () => {
 });
 
 describe('a KubeClient', () => {
+  test('withSignal: a call in flight ends when its reconcile is cancelled, and the server sees the request go', async () => {
+    const s = await serve(() => {}); // never answers
+    const cancel = new AbortController();
+    const call = client(s.url, { timeoutMs: 120_000 }).withSignal(cancel.signal).request('GET', '/api');
+    while (s.hits.length === 0) await new Promise((r) => setImmediate(r));
+    cancel.abort(new CancelledError('the reconcile was cancelled'));
+    await assert.rejects(call, (err: unknown) => err instanceof CancelledError);
+    await s.closed;
+  });
+
   test('sends many calls over one kept-alive connection', async () => {
     const s = await serve((_req, res) => json(res, 200, { ok: true }));
     const c = client(s.url);
