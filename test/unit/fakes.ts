@@ -77,6 +77,8 @@ export class FakeKube implements KubeApi {
   readonly calls: Calls;
   /** decorate changes what a get or list returns: a test plays Flux's controllers with it. */
   decorate?: (obj: any) => any;
+  /** establishes is false for a server that never serves the CRDs applied to it. */
+  establishes = true;
   #rv = 0;
 
   constructor(calls = new Calls(), server = 'https://fake.example') {
@@ -206,6 +208,7 @@ export class FakeKube implements KubeApi {
     const discovery = /^\/apis\/([^/]+)\/([^/]+)$/.exec(path);
     if (method === 'GET' && discovery) {
       const resources = this.of('CustomResourceDefinition')
+        .filter(() => this.establishes)
         .filter(
           (c) => c.spec.group === discovery[1] && c.spec.versions.some((v: any) => v.name === discovery[2] && v.served),
         )

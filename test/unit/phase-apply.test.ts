@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { condition, registerKey, world, type World } from './fakes.ts';
+import { PhaseError } from '../../src/api/errors.ts';
+import { applyComponents } from '../../src/phases/apply.ts';
+import { condition, contextOf, registerKey, world, type World } from './fakes.ts';
 
 /** applied bootstraps a ClusterBootstrap to Applied (its key registered, Flux not running yet). */
 async function applied(): Promise<World> {
@@ -137,4 +139,18 @@ test('the components are applied again once per resync period, and at a new Flux
     'a new version',
   );
   assert.equal(w.cb().status?.appliedComponents?.version, 'v2.9.3');
+});
+
+test('CRDs the target never serves fail the apply after 60 s of waiting, and nothing after them is applied', async () => {
+  const w = await world();
+  w.target.establishes = false;
+  const started = w.clock.t;
+  await assert.rejects(applyComponents(contextOf(w), w.target), (err: unknown) => {
+    assert.ok(err instanceof PhaseError && err.reason === 'ApplyFailed');
+    assert.match(err.message, /^CRD .* is not Established after 60 s$/);
+    return true;
+  });
+  assert.ok(w.clock.t - started >= 60_000, 'it waited on its clock, not the wall clock');
+  assert.equal(w.target.of('Deployment').length, 0);
+  assert.equal(w.target.of('Namespace').length, 0);
 });

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KubeError } from '../../src/kube/client.ts';
-import { condition, NAME, NS, registerKey, world, type World } from './fakes.ts';
+import { uninstallFlux } from '../../src/phases/uninstall.ts';
+import { condition, contextOf, NAME, NS, registerKey, world, type World } from './fakes.ts';
 
 /**
  * ready bootstraps a ClusterBootstrap through the provider with deletionPolicy Uninstall, Flux running and a
@@ -117,4 +118,17 @@ test('Orphan (the default) lets go without touching the target or the git host',
     [],
   );
   assert.equal(w.provider.keys.size, 1);
+});
+
+test('uninstallFlux skips what is gone, so a second run (or one after a partial run) deletes nothing new', async () => {
+  const w = await ready();
+  await uninstallFlux(contextOf(w), w.target);
+  const left = [...w.target.objects.keys()];
+  const from = w.calls.list.length;
+  await uninstallFlux(contextOf(w), w.target);
+  assert.deepEqual([...w.target.objects.keys()], left);
+  assert.ok(
+    w.calls.list.slice(from).every((c) => !c.what.includes('patch')),
+    'no finalizer left to remove',
+  );
 });

@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import { setImmediate as tick } from 'node:timers/promises';
 import { CancelledError } from '../../src/cancel.ts';
 import { WorkQueue } from '../../src/controller/queue.ts';
+import { Reconciler } from '../../src/controller/reconciler.ts';
 import { decodeSecret } from '../../src/kube/objects.ts';
-import { condition, world, type World } from './fakes.ts';
+import { condition, FakeGit, FakeKube, silentLog, world, type World } from './fakes.ts';
 
 /**
  * bootstrapped runs passes until the world's ClusterBootstrap is Ready (at most `max`), and returns how many it took.
@@ -123,3 +124,19 @@ for (const { when, hangAt, cancel } of [
     await q.shutdown(0);
   });
 }
+
+test('a reconcile already cancelled when it starts makes no call at all', async () => {
+  const mgmt = new FakeKube();
+  const reconciler = new Reconciler({
+    mgmt,
+    git: new FakeGit(mgmt.calls),
+    log: silentLog,
+    events: { record: async () => {} },
+    resyncMs: 60_000,
+    targetClient: () => mgmt,
+  });
+  const cancel = new AbortController();
+  cancel.abort(new CancelledError('shutting down'));
+  assert.equal((await reconciler.reconcile('team', 'prod', cancel.signal)).kind, 'retry');
+  assert.deepEqual(mgmt.calls.list, []);
+});
