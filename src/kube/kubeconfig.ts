@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
-import yaml from 'js-yaml';
+import { parse } from 'yaml';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Cluster, Context, User } from '@kubernetes/client-node';
 
@@ -87,12 +87,14 @@ export function parseTargetKubeconfig(text: string, opts: TargetKubeconfigOption
     throw new KubeconfigError('kubeconfig', `is larger than ${MAX_KUBECONFIG_BYTES} bytes`);
   let doc: unknown;
   try {
-    doc = yaml.load(text, { schema: yaml.CORE_SCHEMA });
+    // Core schema (no custom tags), and a bound on aliases: a few hundred bytes of aliases can expand to gigabytes.
+    doc = parse(text, { schema: 'core', maxAliasCount: 100, prettyErrors: false, uniqueKeys: false });
   } catch (err) {
     // The parser's message quotes the offending line, which may hold a credential: only its position is kept.
-    const mark = (err as { mark?: { line?: number; column?: number } }).mark;
-    const at = typeof mark?.line === 'number' ? ` (line ${mark.line + 1}, column ${(mark.column ?? 0) + 1})` : '';
-    throw new KubeconfigError('kubeconfig', `is not valid YAML${at}`);
+    const pos = (err as { linePos?: { line: number; col: number }[] }).linePos?.[0];
+    const at = pos ? ` (line ${pos.line}, column ${pos.col})` : '';
+    const why = /alias/i.test((err as Error).message) ? 'uses too many YAML aliases' : `is not valid YAML${at}`;
+    throw new KubeconfigError('kubeconfig', why);
   }
   if (!isObj(doc)) throw new KubeconfigError('kubeconfig', 'is not a YAML mapping');
 

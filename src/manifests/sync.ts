@@ -1,4 +1,4 @@
-import yaml from 'js-yaml';
+import { isMap, isSeq, parseDocument } from 'yaml';
 import { dump } from './components.ts';
 
 /** SyncOptions say where Flux syncs from: the GitRepository and Kustomization of `flux bootstrap`. */
@@ -59,26 +59,40 @@ export class KustomizationError extends Error {
   }
 }
 
+/** MAX_ALIASES bounds the YAML aliases a user's kustomization.yaml may resolve: a few are fine, a bomb is not. */
+const MAX_ALIASES = 100;
+
 /**
  * renderKustomization makes the flux-system kustomization.yaml. A file the user already has is kept, with
- * its patches and extra resources; only missing Flux files are added to its resources. It throws when the
- * existing file is not a YAML mapping, rather than overwrite what the user wrote.
+ * its patches, extra resources and comments (the `yaml` package's Document API); only missing Flux files are
+ * added to its resources. It throws when the existing file is not a YAML mapping, or resolves more than
+ * MAX_ALIASES aliases (an alias bomb: a few hundred bytes that expand to gigabytes), rather than overwrite
+ * what the user wrote. Aliases are never expanded in what it writes.
  */
 export function renderKustomization(existing?: string): string {
   if (existing === undefined || existing.trim() === '') {
     return dump({ apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources: FLUX_FILES });
   }
-  let doc: unknown;
+  const doc = parseDocument(existing, { uniqueKeys: false });
+  if (doc.errors.length > 0)
+    throw new KustomizationError('the existing kustomization.yaml is not valid YAML', doc.errors[0]);
+  let value: unknown;
   try {
-    doc = yaml.load(existing);
+    value = doc.toJS({ maxAliasCount: MAX_ALIASES });
   } catch (cause) {
-    throw new KustomizationError('the existing kustomization.yaml is not valid YAML', cause);
+    throw new KustomizationError(
+      `the existing kustomization.yaml resolves more than ${MAX_ALIASES} YAML aliases`,
+      cause,
+    );
   }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc))
+  if (!isMap(doc.contents) || value === null || typeof value !== 'object' || Array.isArray(value))
     throw new KustomizationError('the existing kustomization.yaml is not a YAML mapping');
-  const k = doc as { resources?: unknown };
-  const resources = Array.isArray(k.resources) ? (k.resources as string[]) : [];
+  const listed = (value as { resources?: unknown }).resources;
+  const resources = Array.isArray(listed) ? listed : [];
   const missing = FLUX_FILES.filter((f) => !resources.includes(f));
   if (missing.length === 0) return existing;
-  return dump({ ...k, resources: [...resources, ...missing] });
+  const seq = doc.get('resources');
+  if (isSeq(seq)) for (const f of missing) seq.add(f);
+  else doc.set('resources', doc.createNode([...resources, ...missing]));
+  return doc.toString({ lineWidth: 0 });
 }

@@ -196,6 +196,20 @@ describe('a target kubeconfig', () => {
     );
   });
 
+  test('that is an alias bomb is refused without expanding it', () => {
+    const levels = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 8; i++)
+      levels.push(
+        `${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10)
+          .fill(`*${String.fromCharCode(96 + i)}`)
+          .join(', ')}]`,
+      );
+    assert.throws(
+      () => parseTargetKubeconfig(`${levels.join('\n')}\ncurrent-context: x\n`),
+      /uses too many YAML aliases/,
+    );
+  });
+
   test('with inline certificates is read, and only its current context, cluster and user are kept', () => {
     const text = config({
       top: {
