@@ -28,13 +28,16 @@ const log = createLogger(config.logLevel);
 const kubeConfig = new KubeConfig();
 kubeConfig.loadFromDefault();
 const metrics = createMetrics(VERSION);
-const onResponse = (method: string, host: string, code: string) => metrics.restRequests.inc({ method, host, code });
-const mgmt = new KubeClient(kubeConfig, { onResponse });
+// The host label is the kind of cluster, not its address: one series per tenant's host would be unbounded, and
+// would list every tenant's API servers to anyone who can scrape the metrics.
+const counted = (host: string) => (method: string, _server: string, code: string) =>
+  metrics.restRequests.inc({ method, host, code });
+const mgmt = new KubeClient(kubeConfig, { onResponse: counted('management') });
 // Two connections per target: a fleet's TLS connections are much of the operator's memory (npm run bench).
 const targets = new TargetClients({
   allowExec: config.allowKubeconfigExec,
   allowInsecureTLS: config.allowInsecureKubeconfigTLS,
-  client: { onResponse, maxSockets: 2 },
+  client: { onResponse: counted('target'), maxSockets: 2 },
 });
 const policy = { targetlessNamespaces: config.allowTargetlessNamespaces };
 const repos = new Repositories(join(config.workDir, 'repos'));

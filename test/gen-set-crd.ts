@@ -6,6 +6,14 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import yaml from 'js-yaml';
 
+/** LABEL_KEY and LABEL_VALUE bound a selector's keys and values as Kubernetes does, so none can add selector syntax. */
+const LABEL_KEY = {
+  type: 'string',
+  maxLength: 316,
+  pattern: '^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$',
+};
+const LABEL_VALUE = { type: 'string', maxLength: 63, pattern: '^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$' };
+
 const root = new URL('../crds/', import.meta.url);
 
 /** setCRD builds the ClusterBootstrapSet CRD from the ClusterBootstrap CRD. */
@@ -17,16 +25,17 @@ export function setCRD(): string {
     type: 'object',
     description: 'A label selector (matchLabels, matchExpressions).',
     properties: {
-      matchLabels: { type: 'object', additionalProperties: { type: 'string' } },
+      matchLabels: { type: 'object', maxProperties: 32, additionalProperties: LABEL_VALUE },
       matchExpressions: {
         type: 'array',
+        maxItems: 16,
         items: {
           type: 'object',
           required: ['key', 'operator'],
           properties: {
-            key: { type: 'string' },
+            key: LABEL_KEY,
             operator: { type: 'string', enum: ['In', 'NotIn', 'Exists', 'DoesNotExist'] },
-            values: { type: 'array', items: { type: 'string' } },
+            values: { type: 'array', maxItems: 64, items: LABEL_VALUE },
           },
         },
       },

@@ -86,6 +86,9 @@ function invalid(reason: (typeof Reasons)[keyof typeof Reasons], message: string
  */
 export function normalizeGitURL(raw: string): { url: string; transport: 'ssh' | 'https'; host: string; port: number } {
   const value = raw.trim();
+  // A bare `?` or `#` leaves URL's search and hash empty: refused in the text itself, as are spaces.
+  if (/[?#\s]/.test(value))
+    invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} must not have a query, a fragment or spaces`);
   const scp = /^([A-Za-z0-9._-]+@)?([A-Za-z0-9.-]+):(?!\/\/)([^\s]+)$/.exec(value);
   const candidate =
     scp && !value.includes('://') ? `ssh://${scp[1] ?? ''}${scp[2]}/${scp[3].replace(/^\/+/, '')}` : value;
@@ -105,6 +108,9 @@ export function normalizeGitURL(raw: string): { url: string; transport: 'ssh' | 
       `spec.git.url ${JSON.stringify(raw)} has scheme ${parsed.protocol} — use ssh:// (or https://)`,
     );
   if (!parsed.hostname) invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} has no host`);
+  // A host starting with `-` would be an option to ssh; only a host name or an address is one.
+  if (!/^(\[[0-9a-f:.]+\]|[a-z0-9]([-a-z0-9.]*[a-z0-9])?)$/i.test(parsed.hostname))
+    invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} has no valid host name`);
   if (parsed.pathname.length <= 1)
     invalid(Reasons.InvalidGitURL, `spec.git.url ${JSON.stringify(raw)} names no repository`);
   if (parsed.password || (transport === 'https' && parsed.username))
@@ -142,6 +148,34 @@ export function normalizeRepoPath(raw: string): string {
   return segments.join('/');
 }
 
+/** MAX_KNOWN_HOSTS bounds spec.git.knownHosts, as the CRD does: a few host keys are a few KB. */
+const MAX_KNOWN_HOSTS = 65_536;
+
+/** SECRET_KEY is what a key of a Secret's data may be. */
+const SECRET_KEY = /^[-._a-zA-Z0-9]{1,253}$/;
+
+/**
+ * checkRefNames refuses a Secret name that is not a DNS subdomain (`.` and `..` would name other API paths)
+ * and a Secret key that is not a data key, as the CRD's patterns do, for objects stored before them.
+ */
+function checkRefNames(spec: ClusterBootstrap['spec']): void {
+  const refs: [string, string | undefined][] = [
+    ['spec.git.secretRef.name', spec.git.secretRef?.name],
+    ['spec.git.readSecretRef.name', spec.git.readSecretRef?.name],
+    ['spec.git.provider.secretRef.name', spec.git.provider?.secretRef?.name],
+    ['spec.target.kubeconfigSecretRef.name', spec.target?.kubeconfigSecretRef?.name],
+  ];
+  for (const [field, value] of refs)
+    if (value !== undefined && (value.length > 253 || !DNS_SUBDOMAIN.test(value)))
+      invalid(Reasons.InvalidSpec, `${field} ${JSON.stringify(value.slice(0, 64))} is not a valid Secret name`);
+  const key = spec.target?.kubeconfigSecretRef?.key;
+  if (key !== undefined && !SECRET_KEY.test(key))
+    invalid(
+      Reasons.InvalidSpec,
+      `spec.target.kubeconfigSecretRef.key ${JSON.stringify(key.slice(0, 64))} is not a Secret key`,
+    );
+}
+
 /**
  * validate turns a ClusterBootstrap into BootstrapOptions, or throws a terminal PhaseError whose message
  * names the field to fix. The CRD schema rejects most of this already; this catches what it cannot, and
@@ -155,6 +189,9 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
     invalid(Reasons.InvalidSpec, 'spec.git.secretRef.name is required: the Secret with the push credentials');
 
   const git = normalizeGitURL(spec.git.url);
+  checkRefNames(spec);
+  if ((spec.git.knownHosts?.length ?? 0) > MAX_KNOWN_HOSTS)
+    invalid(Reasons.InvalidSpec, `spec.git.knownHosts is longer than ${MAX_KNOWN_HOSTS} characters`);
   const branch = spec.git.branch ?? 'main';
   if (
     !/^[A-Za-z0-9._/-]+$/.test(branch) ||

@@ -177,7 +177,7 @@ export function createMetrics(version: string): Metrics {
     }),
     restRequests: new Counter({
       name: 'rest_client_requests_total',
-      help: 'Number of HTTP requests, partitioned by status code, method, and host.',
+      help: 'Number of HTTP requests, partitioned by status code, method, and host (management or target).',
       labelNames: ['code', 'method', 'host'],
       registers,
     }),

@@ -256,7 +256,7 @@ export class KubeClient {
     if (payload !== undefined)
       Object.assign(opts.headers!, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(payload) });
     const max = this.#maxBodyBytes;
-    const { status, headers, text, json } = await boundedRequest(
+    const { status, headers, json } = await boundedRequest(
       url,
       opts,
       payload,
@@ -280,8 +280,10 @@ export class KubeClient {
       },
     );
     if (status >= 200 && status < 300) return json as T;
-    const message = typeof json?.message === 'string' ? json.message : text || `HTTP ${status}`;
-    const reason = typeof json?.reason === 'string' ? clip(json.reason, 64) : 'Unknown';
+    // Only an API server's own Status is quoted: whatever else a server answers (an internal service's page, a
+    // tenant's listener) never reaches a condition.
+    const message = json?.kind === 'Status' && typeof json.message === 'string' ? json.message : `HTTP ${status}`;
+    const reason = json?.kind === 'Status' && typeof json.reason === 'string' ? clip(json.reason, 64) : 'Unknown';
     throw new KubeError(status, reason, `${what}: ${clip(message, 500)}`, undefined, {
       retryAfterMs: retryAfterMs(headers['retry-after']),
     });

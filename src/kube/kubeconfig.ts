@@ -153,6 +153,8 @@ function checkCluster({ path, value }: { path: string; value: Obj }, opts: Targe
   }
   const server = own(value, 'server');
   if (typeof server !== 'string' || server === '') throw new KubeconfigError(`${path}.server`, 'is missing');
+  // A bare `?` or `#` leaves URL's search and hash empty, so they are refused in the text itself.
+  if (/[?#\s]/.test(server)) throw new KubeconfigError(`${path}.server`, 'must not have a query, a fragment or spaces');
   let url: URL;
   try {
     url = new URL(server);
@@ -162,7 +164,12 @@ function checkCluster({ path, value }: { path: string; value: Obj }, opts: Targe
   if (url.protocol !== 'https:' && url.protocol !== 'http:')
     throw new KubeconfigError(`${path}.server`, 'must be an https:// or http:// URL');
   if (url.username || url.password) throw new KubeconfigError(`${path}.server`, 'must not carry credentials');
-  if (url.search || url.hash) throw new KubeconfigError(`${path}.server`, 'must not have a query or fragment');
+  // Every call goes below the server's path: only the root, or a Rancher-style cluster proxy, may be named.
+  if (!/^\/?$|^\/k8s\/clusters\/[A-Za-z0-9-]{1,63}\/?$/.test(url.pathname))
+    throw new KubeconfigError(
+      `${path}.server`,
+      'must be the API server itself (no path other than /k8s/clusters/<id>)',
+    );
 
   const skip = own(value, 'insecure-skip-tls-verify');
   if (skip !== undefined && skip !== null && typeof skip !== 'boolean')

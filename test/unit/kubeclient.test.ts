@@ -195,6 +195,17 @@ describe('a KubeClient call', () => {
 });
 
 describe('a KubeClient', () => {
+  test('an error answer that is not a Kubernetes Status is reported by its code alone, never its body', async () => {
+    const s = await serve((_req, res) => {
+      res.writeHead(500, { 'Content-Type': 'text/html' });
+      res.end('<html>internal admin console: secret-sauce</html>');
+    });
+    const { err } = await failure(() => client(s.url, { maxAttempts: 1 }).request('GET', '/version'));
+    assert.equal(err.code, 500);
+    assert.match(err.message, /HTTP 500$/);
+    assert.ok(!err.message.includes('secret-sauce'));
+  });
+
   test('withSignal: a call in flight ends when its reconcile is cancelled, and the server sees the request go', async () => {
     const s = await serve(() => {}); // never answers
     const cancel = new AbortController();

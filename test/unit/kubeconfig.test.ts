@@ -133,6 +133,21 @@ describe('a target kubeconfig', () => {
       secret: 'passwd',
     },
     {
+      what: 'a server aimed at an internal service path, hidden behind a bare fragment',
+      change: { cluster: { server: 'http://svc.internal:8080/admin/path#' } },
+      field: 'clusters[0].cluster.server',
+    },
+    {
+      what: 'a server with a bare query',
+      change: { cluster: { server: 'https://10.0.0.1:6443?' } },
+      field: 'clusters[0].cluster.server',
+    },
+    {
+      what: 'a server with a path prefix',
+      change: { cluster: { server: 'https://10.0.0.1:6443/api/v1/namespaces/kube-system/services/x/proxy' } },
+      field: 'clusters[0].cluster.server',
+    },
+    {
       what: 'a server URL with credentials',
       change: { cluster: { server: 'https://admin:hunter2@10.0.0.1' } },
       field: 'clusters[0].cluster.server',
