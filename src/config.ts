@@ -24,8 +24,10 @@ export interface Config {
   allowKubeconfigExec: boolean;
   /** allowInsecureKubeconfigTLS lets target kubeconfigs skip TLS verification. */
   allowInsecureKubeconfigTLS: boolean;
-  /** reconcileTimeoutMs is how long one reconcile may run before it is abandoned and retried with backoff. */
+  /** reconcileTimeoutMs is how long one reconcile may run before it is cancelled and retried with backoff. */
   reconcileTimeoutMs: number;
+  /** requireUsableLabel uses only Secrets the platform team labelled fluxbootstrap.dev/usable-by. */
+  requireUsableLabel: boolean;
 }
 
 /** OPTIONS documents each setting: flag name, environment variable, default. The README's table mirrors it. */
@@ -59,7 +61,12 @@ export const OPTIONS = {
   'reconcile-timeout': {
     env: 'RECONCILE_TIMEOUT',
     default: '5m',
-    help: 'how long one reconcile may run before it is abandoned and retried',
+    help: 'how long one reconcile may run before it is cancelled and retried',
+  },
+  'require-usable-label': {
+    env: 'REQUIRE_USABLE_LABEL',
+    default: 'false',
+    help: "use only the Secrets labelled fluxbootstrap.dev/usable-by (all, or the ClusterBootstrap's name)",
   },
   'allow-targetless-namespaces': {
     env: 'ALLOW_TARGETLESS_NAMESPACES',
@@ -118,5 +125,6 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     allowTargetlessNamespaces: list('allow-targetless-namespaces'),
     allowKubeconfigExec: bool('insecure-kubeconfig-exec'),
     allowInsecureKubeconfigTLS: bool('insecure-kubeconfig-tls'),
+    requireUsableLabel: bool('require-usable-label'),
   };
 }

@@ -39,7 +39,10 @@ const targets = new TargetClients({
   allowInsecureTLS: config.allowInsecureKubeconfigTLS,
   client: { onResponse: counted('target'), maxSockets: 2 },
 });
-const policy = { targetlessNamespaces: config.allowTargetlessNamespaces };
+const policy = {
+  targetlessNamespaces: config.allowTargetlessNamespaces,
+  requireUsableLabel: config.requireUsableLabel,
+};
 const repos = new Repositories(join(config.workDir, 'repos'));
 const paths = new PathIndex(policy);
 const reconciler: Reconciler = new Reconciler({

@@ -25,6 +25,12 @@ export const ROTATE_IDENTITY_AT = `${GROUP}/rotate-identity-at`;
  */
 export const REPIN_HOST_KEYS_AT = `${GROUP}/repin-host-keys-at`;
 
+/**
+ * USABLE_BY is the label a platform team puts on a Secret a ClusterBootstrap may use — `all`, or the name of the
+ * one ClusterBootstrap — where tenants may create ClusterBootstraps but not read Secrets (--require-usable-label).
+ */
+export const USABLE_BY = `${GROUP}/usable-by`;
+
 /** FIELD_MANAGER owns every field the operator server-side applies. */
 export const FIELD_MANAGER = 'flux-bootstrap-operator';
 

@@ -50,6 +50,8 @@ export interface BootstrapOptions {
   };
   suspend: boolean;
   deletionPolicy: 'Orphan' | 'Uninstall';
+  /** requireUsableLabel: only Secrets labelled USABLE_BY may be read (the operator's --require-usable-label). */
+  requireUsableLabel: boolean;
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -71,6 +73,8 @@ export interface Policy {
    * management cluster.
    */
   targetlessNamespaces: string[];
+  /** requireUsableLabel: a referenced Secret must carry USABLE_BY (`all` or the ClusterBootstrap's name). */
+  requireUsableLabel?: boolean;
 }
 
 /** SYSTEM_NAMESPACES are never Flux's namespace for a ClusterBootstrap that may uninstall (delete) it. */
@@ -401,5 +405,6 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
     },
     suspend: spec.suspend ?? false,
     deletionPolicy,
+    requireUsableLabel: policy.requireUsableLabel ?? false,
   };
 }

@@ -1,6 +1,6 @@
 import type { Logger } from '../logger.ts';
 import type { BootstrapOptions } from '../api/validate.ts';
-import type { ClusterBootstrap } from '../api/types.ts';
+import { USABLE_BY, type ClusterBootstrap } from '../api/types.ts';
 import type { KubeObject } from '../kube/client.ts';
 import type { GitAuth, UpdateRequest, UpdateResult } from '../git/types.ts';
 import type { HostKey } from '../ssh/hostkeys.ts';
@@ -138,22 +138,45 @@ export interface SecretRef {
   what: string;
 }
 
+/** INVALID is the reason for a Secret that exists but cannot be used, by the reason for one that is missing. */
+const INVALID = {
+  [Reasons.GitCredentialsMissing]: Reasons.GitCredentialsInvalid,
+  [Reasons.KubeconfigSecretMissing]: Reasons.KubeconfigInvalid,
+} as const;
+
 /**
  * readRef reads a Secret the spec names, in the ClusterBootstrap's own namespace, as UTF-8 strings: a Secret
- * that does not exist is `missing` (KubeconfigSecretMissing, GitCredentialsMissing); what it holds is the
- * caller's to judge (see invalidRef).
+ * that does not exist is `missing` (KubeconfigSecretMissing, GitCredentialsMissing). A ServiceAccount token
+ * Secret is never used — its token would be sent to the tenant's git host or copied to her cluster — and where
+ * the operator requires it (--require-usable-label) only a Secret the platform team labelled USABLE_BY (`all`,
+ * or this ClusterBootstrap's name) is; what the Secret holds is the caller's to judge (see invalidRef).
  */
 export async function readRef(
   ctx: Context,
   ref: SecretRef,
-  missing:
-    typeof Reasons.GitCredentialsMissing | typeof Reasons.KubeconfigSecretMissing = Reasons.GitCredentialsMissing,
+  missing: keyof typeof INVALID = Reasons.GitCredentialsMissing,
 ): Promise<Record<string, string>> {
   const secret = await ctx.mgmt.get('v1', 'Secret', ctx.cb.metadata.namespace, ref.name);
   if (!secret)
     throw new PhaseError(
       missing,
       `Secret ${ctx.cb.metadata.namespace}/${ref.name} (${ref.field}) does not exist: create it with ${ref.what}`,
+    );
+  if (secret.type === 'kubernetes.io/service-account-token')
+    throw invalidRef(
+      ctx,
+      ref,
+      `(${ref.field}) is a ServiceAccount token: the operator never uses one`,
+      INVALID[missing],
+    );
+  const usableBy = secret.metadata?.labels?.[USABLE_BY];
+  if (ctx.opts.requireUsableLabel && usableBy !== 'all' && usableBy !== ctx.cb.metadata.name)
+    throw invalidRef(
+      ctx,
+      ref,
+      `(${ref.field}) is not labelled ${USABLE_BY}=all or =${ctx.cb.metadata.name}: the operator uses only the ` +
+        'Secrets the platform team marked for ClusterBootstraps',
+      INVALID[missing],
     );
   return decodeSecret(secret);
 }
