@@ -4,6 +4,7 @@ import {
   makeInformer,
   type Informer,
   type KubeConfig,
+  type KubernetesObject,
   type KubernetesListObject,
   type ObjectCache,
 } from '@kubernetes/client-node';
@@ -133,9 +134,7 @@ export class ClusterBootstrapOperator extends Operator {
    */
   async #connect(state: InformerState): Promise<void> {
     void state.informer?.stop();
-    const informer = makeInformer(this.#kc, state.path, () =>
-      this.#mgmt.request<KubernetesListObject<ClusterBootstrap & { metadata: any }>>('GET', state.path),
-    ) as CBInformer;
+    const informer = makeInformer(this.#kc, state.path, () => listPages(this.#mgmt, state.path)) as CBInformer;
     state.informer = informer;
     state.synced = false;
     const current = () => state.informer === informer;
@@ -227,6 +226,31 @@ export class ClusterBootstrapOperator extends Operator {
     for (const i of this.#informers.filter((i) => i.kind === 'set'))
       for (const set of i.informer?.list() ?? []) this.#queue.add(setKey(set.metadata.namespace!, set.metadata.name));
   }
+}
+
+/** LIST_PAGE is how many objects one list call asks for: a page of the largest ClusterBootstraps is a few MB. */
+const LIST_PAGE = 100;
+
+/**
+ * listPages lists a collection a page at a time (limit/continue), so that no one answer grows with the
+ * fleet or with what tenants put in their objects; the pages are one snapshot, at the first page's version.
+ */
+export async function listPages<T extends KubernetesObject>(
+  mgmt: Pick<KubeClient, 'request'>,
+  path: string,
+  limit = LIST_PAGE,
+): Promise<KubernetesListObject<T>> {
+  type Page = { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
+  const first = await mgmt.request<Page>('GET', `${path}?limit=${limit}`);
+  const items = [...(first.items ?? [])];
+  for (let page = first; page.metadata?.continue;) {
+    page = await mgmt.request<Page>(
+      'GET',
+      `${path}?limit=${limit}&continue=${encodeURIComponent(page.metadata.continue)}`,
+    );
+    items.push(...(page.items ?? []));
+  }
+  return { ...first, items, metadata: { resourceVersion: first.metadata?.resourceVersion } } as KubernetesListObject<T>;
 }
 
 /** ResourceKey is a work-queue key: a ClusterBootstrap or a ClusterBootstrapSet, by namespace and name. */

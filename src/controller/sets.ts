@@ -192,11 +192,13 @@ export class SetReconciler {
   async #select(mgmt: KubeApi, set: ClusterBootstrapSet): Promise<SelectedCluster[]> {
     const ns = set.metadata.namespace;
     if (set.spec.kubeconfigSecretSelector) {
+      // Metadata alone: the set needs the Secrets' names and labels, never their kubeconfigs.
       const secrets = await mgmt.list<any>(
         'v1',
         'Secret',
         ns,
         `?labelSelector=${encodeURIComponent(selectorQuery(set.spec.kubeconfigSecretSelector))}`,
+        { metadataOnly: true },
       );
       return secrets.map((s) => ({
         name: s.metadata.labels?.[CLUSTER_NAME_LABEL] ?? s.metadata.name.replace(/-kubeconfig$/, ''),

@@ -89,6 +89,9 @@ interface Pool {
 /** METADATA_ONLY asks the API server to answer with a PartialObjectMetadata instead of the whole object. */
 const METADATA_ONLY = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json';
 
+/** METADATA_LIST asks for a PartialObjectMetadataList: the items' metadata, none of their data. */
+const METADATA_LIST = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json';
+
 const serialized = new WeakMap<object, string>();
 
 /**
@@ -396,11 +399,24 @@ export class KubeClient {
     }
   }
 
-  /** list returns the items of a kind, in a namespace or across all. */
-  async list<T = any>(apiVersion: string, kind: string, namespace?: string, query = ''): Promise<T[]> {
+  /**
+   * list returns the items of a kind, in a namespace or across all; with `metadataOnly`, their metadata alone
+   * (a list of Secrets then carries none of their data).
+   */
+  async list<T = any>(
+    apiVersion: string,
+    kind: string,
+    namespace?: string,
+    query = '',
+    opts: { metadataOnly?: boolean } = {},
+  ): Promise<T[]> {
+    const path = (await this.resourcePath(apiVersion, kind, namespace)) + query;
     const res = await this.request<{ items: T[] }>(
       'GET',
-      (await this.resourcePath(apiVersion, kind, namespace)) + query,
+      path,
+      undefined,
+      undefined,
+      opts.metadataOnly ? METADATA_LIST : undefined,
     );
     return res.items ?? [];
   }

@@ -20,7 +20,13 @@ export interface KubeApi {
   /** fieldManager owns what `apply` writes. */
   readonly fieldManager: string;
   get<T = any>(apiVersion: string, kind: string, namespace: string | undefined, name: string): Promise<T | undefined>;
-  list<T = any>(apiVersion: string, kind: string, namespace?: string, query?: string): Promise<T[]>;
+  list<T = any>(
+    apiVersion: string,
+    kind: string,
+    namespace?: string,
+    query?: string,
+    opts?: { metadataOnly?: boolean },
+  ): Promise<T[]>;
   create<T extends KubeObject>(obj: T): Promise<T>;
   apply<T extends KubeObject>(
     obj: T,
