@@ -64,7 +64,10 @@ export class LeaderElector {
       while (!this.#stopped) {
         await sleep(this.#o.retryPeriodMs);
         if (this.#stopped) return;
-        if (await this.#tryAcquire()) lastRenew = Date.now();
+        // Each renewal is time-boxed to what is left of the renew deadline: a slow API server cannot keep this
+        // replica believing it leads after its Lease could have gone to another.
+        const left = lastRenew + this.#o.renewDeadlineMs - Date.now();
+        if (left > 0 && (await this.#tryAcquire(AbortSignal.timeout(left)))) lastRenew = Date.now();
         else if (Date.now() - lastRenew >= this.#o.renewDeadlineMs) break;
       }
       if (this.#stopped) return;
@@ -94,8 +97,9 @@ export class LeaderElector {
   }
 
   /** #tryAcquire takes or renews the Lease; a conflicting write (409) means someone else got there first. */
-  async #tryAcquire(): Promise<boolean> {
-    const { client, namespace, name, identity, leaseDurationS } = this.#o;
+  async #tryAcquire(signal?: AbortSignal): Promise<boolean> {
+    const { namespace, name, identity, leaseDurationS } = this.#o;
+    const client = signal ? this.#o.client.withSignal(signal) : this.#o.client;
     const now = new Date().toISOString().replace('Z', '000Z');
     try {
       const lease = await client.get('coordination.k8s.io/v1', 'Lease', namespace, name);
@@ -127,7 +131,7 @@ export class LeaderElector {
         renewTime: now,
         ...(mine ? {} : { acquireTime: now, leaseTransitions: (spec.leaseTransitions ?? 0) + 1 }),
       };
-      await client.request('PUT', await this.#path(), lease);
+      await client.request('PUT', await client.resourcePath('coordination.k8s.io/v1', 'Lease', namespace, name), lease);
       return true;
     } catch (err) {
       if (!(err instanceof KubeError && err.code === 409)) this.#o.log.warn({ err }, 'cannot take or renew the Lease');
