@@ -61,6 +61,8 @@ const queue: WorkQueue<ResourceKey> = new WorkQueue<ResourceKey>({
   concurrency: config.concurrency,
   deadlineMs: config.reconcileTimeoutMs,
   id: keyId,
+  // Tenants (namespaces) take turns, and one never holds every worker.
+  group: (key) => key.namespace,
   worker: ({ kind, namespace, name }, signal) =>
     kind === SET_KIND ? sets.reconcile(namespace, name, signal) : reconciler.reconcile(namespace, name, signal),
   observer: {

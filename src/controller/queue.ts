@@ -36,6 +36,16 @@ export interface WorkQueueOptions<K> {
   worker: (key: K, signal: AbortSignal) => Promise<Outcome>;
   /** id is a key's identity (keys with one id are one key); String by default. */
   id?: (key: K) => string;
+  /**
+   * group is the tenant a key belongs to (its namespace): waiting keys are taken from the groups in turn, and
+   * a group holds at most `maxPerGroup` workers. One group by default.
+   */
+  group?: (key: K) => string;
+  /**
+   * maxPerGroup is how many workers one group may hold: with groups, all but one by default, so that another
+   * tenant's key always finds a worker however slow one tenant's clusters are.
+   */
+  maxPerGroup?: number;
   baseBackoffMs?: number;
   maxBackoffMs?: number;
   /** deadlineMs is how long one run may take before it is cancelled, its worker slot freed and the key retried. */
@@ -58,7 +68,11 @@ interface Running {
  */
 export class WorkQueue<K = string> {
   readonly #o: Required<Omit<WorkQueueOptions<K>, 'observer'>> & Pick<WorkQueueOptions<K>, 'observer'>;
-  readonly #waiting: string[] = [];
+  /** #waiting holds the keys waiting to run, by group, each in the order they came; #turn is the groups' rotation. */
+  readonly #waiting = new Map<string, string[]>();
+  #turn: string[] = [];
+  #depth = 0;
+  readonly #activeByGroup = new Map<string, number>();
   readonly #keys = new Map<string, K>();
   readonly #queuedAt = new Map<string, number>();
   /** #running maps each key being run (cancelled runs still unwinding included) to its run. */
@@ -72,7 +86,15 @@ export class WorkQueue<K = string> {
   #idle: (() => void)[] = [];
 
   constructor(opts: WorkQueueOptions<K>) {
-    this.#o = { baseBackoffMs: 1_000, maxBackoffMs: 5 * 60_000, deadlineMs: 5 * 60_000, id: String, ...opts };
+    this.#o = {
+      baseBackoffMs: 1_000,
+      maxBackoffMs: 5 * 60_000,
+      deadlineMs: 5 * 60_000,
+      id: String,
+      group: () => '',
+      maxPerGroup: opts.group ? Math.max(1, opts.concurrency - 1) : opts.concurrency,
+      ...opts,
+    };
   }
 
   /** start begins (or resumes) taking work. */
@@ -119,15 +141,22 @@ export class WorkQueue<K = string> {
     if (this.#running.has(id)) this.#dirty.add(id);
     else if (!this.#queuedAt.has(id)) {
       this.#queuedAt.set(id, Date.now());
-      this.#waiting.push(id);
-      this.#o.observer?.added?.(this.#waiting.length);
+      const group = this.#o.group(key);
+      const waiting = this.#waiting.get(group);
+      if (waiting) waiting.push(id);
+      else {
+        this.#waiting.set(group, [id]);
+        this.#turn.push(group);
+      }
+      this.#depth++;
+      this.#o.observer?.added?.(this.#depth);
     }
     this.#pump();
   }
 
   /** depth is the number of keys waiting to be processed now. */
   get depth(): number {
-    return this.#waiting.length;
+    return this.#depth;
   }
 
   /** active is the number of workers busy now. */
@@ -142,7 +171,7 @@ export class WorkQueue<K = string> {
 
   /** stalledForMs is how long keys have waited while no run finished: 0 when the queue is idle or moving. */
   stalledForMs(): number {
-    if (this.#waiting.length === 0 && this.#active === 0) return 0;
+    if (this.#depth === 0 && this.#active === 0) return 0;
     return Date.now() - this.#lastFinished;
   }
 
@@ -164,14 +193,34 @@ export class WorkQueue<K = string> {
   }
 
   #pump(): void {
-    while (this.#started && this.#active < this.#o.concurrency && this.#waiting.length > 0) {
-      const id = this.#waiting.shift()!;
+    while (this.#started && this.#active < this.#o.concurrency && this.#depth > 0) {
+      const id = this.#next();
+      if (id === undefined) return;
+      const key = this.#keys.get(id)!;
       const queuedAt = this.#queuedAt.get(id) ?? Date.now();
       this.#queuedAt.delete(id);
       this.#active++;
-      this.#o.observer?.started?.(this.#keys.get(id)!, Date.now() - queuedAt, this.#waiting.length);
+      this.#o.observer?.started?.(key, Date.now() - queuedAt, this.#depth);
       void this.#run(id);
     }
+  }
+
+  /**
+   * #next takes the next key to run from the groups in turn, skipping a group that holds its share of the
+   * workers — so one tenant's hundred slow clusters never hold every worker while another tenant's new cluster
+   * waits; undefined when every group with keys waiting holds its share.
+   */
+  #next(): string | undefined {
+    const group = this.#turn.find((g) => (this.#activeByGroup.get(g) ?? 0) < this.#o.maxPerGroup);
+    if (group === undefined) return undefined;
+    const waiting = this.#waiting.get(group)!;
+    const id = waiting.shift()!;
+    this.#depth--;
+    this.#turn = this.#turn.filter((g) => g !== group);
+    if (waiting.length > 0) this.#turn.push(group);
+    else this.#waiting.delete(group);
+    this.#activeByGroup.set(group, (this.#activeByGroup.get(group) ?? 0) + 1);
+    return id;
   }
 
   async #run(id: string): Promise<void> {
@@ -196,6 +245,10 @@ export class WorkQueue<K = string> {
     const outcome = await Promise.race([work, cancelled]);
     clearTimeout(deadline);
     this.#active--;
+    const group = this.#o.group(key);
+    const held = (this.#activeByGroup.get(group) ?? 1) - 1;
+    if (held > 0) this.#activeByGroup.set(group, held);
+    else this.#activeByGroup.delete(group);
     this.#lastFinished = Date.now();
     this.#settle(
       key,

@@ -211,3 +211,41 @@ test('typed keys: one key is one id, whatever object carries it', async () => {
   await until(() => seen.length === 2 && q.active === 0);
   assert.deepEqual(seen, ['ClusterBootstrap/a', 'ClusterBootstrapSet/a']);
 });
+
+test("tenants take turns: one namespace's keys are interleaved with another's, not run all before it", async () => {
+  const seen: string[] = [];
+  const q = new WorkQueue({
+    concurrency: 1,
+    group: (k) => k.split('/')[0],
+    worker: async (k) => (seen.push(k), done),
+  });
+  for (const k of ['a/1', 'a/2', 'a/3', 'b/1', 'c/1']) q.add(k);
+  q.start();
+  await until(() => seen.length === 5);
+  assert.deepEqual(seen, ['a/1', 'b/1', 'c/1', 'a/2', 'a/3']);
+});
+
+test("one namespace's slow keys never hold every worker: another namespace's new key runs at once", async () => {
+  const hold = gate();
+  const running = new Set<string>();
+  const ran: string[] = [];
+  const q = new WorkQueue({
+    concurrency: 4,
+    group: (k) => k.split('/')[0],
+    worker: async (k) => {
+      running.add(k);
+      ran.push(k);
+      if (k.startsWith('a/')) await hold.opened;
+      running.delete(k);
+      return done;
+    },
+  });
+  for (let i = 0; i < 20; i++) q.add(`a/${i}`);
+  q.start();
+  await until(() => running.size === 3);
+  assert.equal(q.active, 3, 'a tenant holds at most all workers but one');
+  q.add('b/new');
+  await until(() => ran.includes('b/new') && !running.has('b/new'));
+  hold.open();
+  await until(() => ran.length === 21);
+});
