@@ -138,17 +138,12 @@ test('the chart ships the CRD of crds/ byte for byte (copy it over after changin
 });
 
 test(
-  'by default the chart renders every object deploy/ installs, plus a PodDisruptionBudget and a NetworkPolicy, and ' +
-    'no ServiceMonitor',
+  'by default the chart renders every object deploy/ installs, plus a PodDisruptionBudget, and no ServiceMonitor',
   { skip },
   () => {
     const chart = render().map(ref).sort();
     const deploy = deployed().map(ref);
-    const expected = [
-      ...deploy,
-      `PodDisruptionBudget ${NAMESPACE}/flux-bootstrap-operator`,
-      `NetworkPolicy ${NAMESPACE}/flux-bootstrap-operator`,
-    ].sort();
+    const expected = [...deploy, `PodDisruptionBudget ${NAMESPACE}/flux-bootstrap-operator`].sort();
     assert.deepEqual(chart, expected);
   },
 );
@@ -307,7 +302,8 @@ test(
 );
 
 test(
-  'the NetworkPolicy lets in only metrics (8080) and health (8081), and out only DNS and 22, 443 and 6443',
+  'the NetworkPolicy lets in only metrics (8080) and health (8081), and out only DNS and 22, 443 and 6443, never to ' +
+    'the link-local range (cloud metadata), as deploy/ does',
   { skip },
   () => {
     const objects = render();
@@ -325,8 +321,17 @@ test(
           { port: 53, protocol: 'TCP' },
         ],
       },
-      { ports: [22, 443, 6443].map((port) => ({ port, protocol: 'TCP' })) },
+      {
+        ports: [22, 443, 6443].map((port) => ({ port, protocol: 'TCP' })),
+        to: [
+          { ipBlock: { cidr: '0.0.0.0/0', except: ['169.254.0.0/16'] } },
+          { ipBlock: { cidr: '::/0', except: ['fe80::/10'] } },
+        ],
+      },
     ]);
+    const { podSelector: _p, ...rules } = one(deployed(), 'NetworkPolicy').spec;
+    const { podSelector: _c, ...chartRules } = np.spec;
+    assert.deepEqual(chartRules, rules);
   },
 );
 
