@@ -7,7 +7,7 @@ import { readFluxCredentials, readPushCredentials } from './credentials.ts';
 import { trustHostKeys } from './hostkeys.ts';
 import { authorizeFlux, connectProvider, registerDeployKeys } from './deploykey.ts';
 import { commitManifests } from './commit.ts';
-import { connectTarget } from './target.ts';
+import { connectTarget, judgeKubeconfig } from './target.ts';
 import { applyComponents, applySync } from './apply.ts';
 import { observeFlux } from './observe.ts';
 import { removeDeployKeys, uninstallFlux } from './uninstall.ts';
@@ -30,6 +30,7 @@ export async function bootstrap(ctx: Context, phase: RunPhase): Promise<string> 
   const fluxSecret = await phase(C.DeployKeyAuthorized, () =>
     authorizeFlux(ctx, identity, push, knownHosts, fluxHttps),
   );
+  await phase(C.Applied, () => judgeKubeconfig(ctx));
   const head = await phase(C.Committed, () => commitManifests(ctx, push, knownHosts));
   const target = await phase(C.Applied, () => connectTarget(ctx));
   const components = await phase(C.Applied, () => applyComponents(ctx, target));

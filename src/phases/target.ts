@@ -9,32 +9,7 @@ import type { Step } from './types.ts';
  * the operator's flags allow it), and checks that the API server answers.
  */
 export async function connectTarget(ctx: Context): Promise<Step<KubeApi>> {
-  const { opts } = ctx;
-  let kubeconfig: string | undefined;
-  if (opts.target) {
-    const ref = {
-      name: opts.target.secretName,
-      field: 'spec.target.kubeconfigSecretRef',
-      what: "the cluster's kubeconfig",
-    };
-    kubeconfig = (await readRef(ctx, ref, Reasons.KubeconfigSecretMissing))[opts.target.key];
-    if (!kubeconfig)
-      throw invalidRef(ctx, ref, `has no key "${opts.target.key}" holding a kubeconfig`, Reasons.KubeconfigInvalid);
-  }
-  let client: KubeApi;
-  try {
-    client = ctx.targetClient(kubeconfig);
-  } catch (err) {
-    // A parser's message may quote the kubeconfig, credentials included: only our own checks' words reach status.
-    const why =
-      err instanceof Error && err.name === 'KubeconfigError'
-        ? `: ${err.message}`
-        : ': it must be a kubeconfig YAML with a current context';
-    throw new PhaseError(
-      Reasons.KubeconfigInvalid,
-      `the kubeconfig in Secret ${opts.target?.secretName} (key ${opts.target?.key}) cannot be used${why}`,
-    );
-  }
+  const client = await targetOf(ctx);
   try {
     await client.request('GET', '/version');
   } catch (cause) {
@@ -47,4 +22,49 @@ export async function connectTarget(ctx: Context): Promise<Step<KubeApi>> {
     );
   }
   return { result: client };
+}
+
+/**
+ * judgeKubeconfig refuses, before anything is committed, a kubeconfig that can never be used (an exec plugin,
+ * a token file, no current context …): no cluster folder is pushed for a cluster the operator cannot reach. A
+ * Secret not there yet is no verdict — Cluster API writes it once the control plane is up — and the commit
+ * goes ahead.
+ */
+export async function judgeKubeconfig(ctx: Context): Promise<Step> {
+  if (!ctx.opts.target) return { result: undefined };
+  try {
+    await targetOf(ctx);
+  } catch (err) {
+    if (!(err instanceof PhaseError && err.reason === Reasons.KubeconfigSecretMissing)) throw err;
+  }
+  return { result: undefined };
+}
+
+/** targetOf reads the kubeconfig Secret and builds the target's client from it, or the operator's own. */
+async function targetOf(ctx: Context): Promise<KubeApi> {
+  const { opts } = ctx;
+  let kubeconfig: string | undefined;
+  if (opts.target) {
+    const ref = {
+      name: opts.target.secretName,
+      field: 'spec.target.kubeconfigSecretRef',
+      what: "the cluster's kubeconfig",
+    };
+    kubeconfig = (await readRef(ctx, ref, Reasons.KubeconfigSecretMissing))[opts.target.key];
+    if (!kubeconfig)
+      throw invalidRef(ctx, ref, `has no key "${opts.target.key}" holding a kubeconfig`, Reasons.KubeconfigInvalid);
+  }
+  try {
+    return ctx.targetClient(kubeconfig);
+  } catch (err) {
+    // A parser's message may quote the kubeconfig, credentials included: only our own checks' words reach status.
+    const why =
+      err instanceof Error && err.name === 'KubeconfigError'
+        ? `: ${err.message}`
+        : ': it must be a kubeconfig YAML with a current context';
+    throw new PhaseError(
+      Reasons.KubeconfigInvalid,
+      `the kubeconfig in Secret ${opts.target?.secretName} (key ${opts.target?.key}) cannot be used${why}`,
+    );
+  }
 }

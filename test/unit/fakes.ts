@@ -446,7 +446,12 @@ export async function world(
       log: silentLog,
       events: recorder,
       resyncMs: 10 * 60_000,
-      targetClient: () => target,
+      targetClient: (kubeconfig) => {
+        // A kubeconfig the real parser refuses, as parseTargetKubeconfig does.
+        if (kubeconfig === 'exec')
+          throw Object.assign(new Error('users[0].user.exec is not allowed'), { name: 'KubeconfigError' });
+        return target;
+      },
       provider: () => provider,
       clock: () => clock,
     });

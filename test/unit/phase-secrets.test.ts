@@ -61,3 +61,24 @@ test('a missing Secret says what to create, in the field that names it', async (
     /^GitCredentialsMissing: Secret team\/push \(spec.git.secretRef\) does not exist: create it with the git credentials$/,
   );
 });
+
+test('a kubeconfig that can never be used is refused before anything is committed: no folder for an unreachable cluster', async () => {
+  const w = await world({}, { provider: true });
+  relabel(w, 'prod-kubeconfig', { stringData: { value: 'exec' } });
+  await w.reconcile();
+  const applied = w.cb().status?.conditions?.find((c: any) => c.type === 'Applied');
+  assert.equal(applied?.reason, 'KubeconfigInvalid');
+  assert.match(applied!.message, /users\[0\]\.user\.exec is not allowed/);
+  assert.equal(w.git.commits, 0);
+  relabel(w, 'prod-kubeconfig', { stringData: { value: 'good' } });
+  await w.reconcile();
+  assert.equal(w.git.commits, 1, 'fixed, it commits');
+});
+
+test('a kubeconfig Secret not written yet (Cluster API) does not hold up the commit', async () => {
+  const w = await world({}, { provider: true });
+  w.mgmt.objects.delete(`Secret|${NS}|prod-kubeconfig`);
+  await w.reconcile();
+  assert.equal(w.git.commits, 1);
+  assert.equal(w.cb().status?.conditions?.find((c: any) => c.type === 'Applied')?.reason, 'KubeconfigSecretMissing');
+});
