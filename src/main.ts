@@ -37,7 +37,9 @@ const mgmt = new KubeClient(kubeConfig, { onResponse: counted('management') });
 const targets = new TargetClients({
   allowExec: config.allowKubeconfigExec,
   allowInsecureTLS: config.allowInsecureKubeconfigTLS,
-  client: { onResponse: counted('target'), maxSockets: 2 },
+  // A target's answers to the operator are kilobytes (discovery documents, objects: the largest, a Flux CRD, is
+  // ~50 KB): 4 MiB is room to spare, and a tenant's server cannot make one answer cost more.
+  client: { onResponse: counted('target'), maxSockets: 2, maxBodyBytes: 4 * 1024 * 1024 },
 });
 const policy = {
   targetlessNamespaces: config.allowTargetlessNamespaces,

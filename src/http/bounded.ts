@@ -26,6 +26,16 @@ export interface BoundedErrors {
 }
 
 /**
+ * MAX_IN_FLIGHT_BYTES is how much of all answers being read at once the process holds: one call's cap bounds
+ * one answer, this bounds them all together.
+ */
+export const MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
+let inFlight = 0;
+
+/** bytesInFlight is how many bytes of answers are being held now (for tests and metrics). */
+export const bytesInFlight = () => inFlight;
+
+/**
  * boundedRequest makes one try of an HTTP call and reads the whole answer, whatever its status. It ends by
  * `deadline` however slowly the server drips bytes, and cuts off a body larger than `maxBodyBytes`; failures
  * reject with the errors `errors` makes, or with the signal's CancelledError once it is aborted.
@@ -45,7 +55,13 @@ export function boundedRequest(
     let timer: NodeJS.Timeout | undefined;
     let req: http.ClientRequest;
     const onAbort = () => cut(reasonOf(limits.signal!));
+    let held = 0;
+    const release = () => {
+      inFlight -= held;
+      held = 0;
+    };
     const finish = (err: Error | undefined, value?: Reply) => {
+      release();
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -65,8 +81,12 @@ export function boundedRequest(
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
+        if (settled) return;
         size += c.length;
-        if (size > max) return cut(errors.tooLarge(res.statusCode));
+        held += c.length;
+        inFlight += c.length;
+        // The bodies of every call in flight share one budget: many large answers at once cannot fill the heap.
+        if (size > max || inFlight > MAX_IN_FLIGHT_BYTES) return cut(errors.tooLarge(res.statusCode));
         chunks.push(c);
       });
       res.on('error', (err) => finish(lost(err)));
@@ -75,11 +95,15 @@ export function boundedRequest(
       });
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
+        release();
+        // JSON only where JSON is said: a body of another type is never parsed (nor grows the heap as JSON).
         let json: any;
-        try {
-          json = text ? JSON.parse(text) : undefined;
-        } catch {
-          json = undefined;
+        if (/\bjson\b/i.test(String(res.headers['content-type'] ?? '')) && text) {
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
         }
         finish(undefined, { status: res.statusCode ?? 0, headers: res.headers, text, json });
       });

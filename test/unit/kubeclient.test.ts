@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import yaml from 'js-yaml';
 import { CancelledError } from '../../src/cancel.ts';
+import { bytesInFlight } from '../../src/http/bounded.ts';
 import { KubeClient, KubeError, type KubeClientOptions } from '../../src/kube/client.ts';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, hit: number) => void;
@@ -195,6 +196,16 @@ describe('a KubeClient call', () => {
 });
 
 describe('a KubeClient', () => {
+  test('an answer over the cap is cut off, and the bytes held for answers in flight go back to zero', async () => {
+    const big = Buffer.from(`[${'{},'.repeat(400_000)}{}]`);
+    const s = await serve((_req, res) => json(res, 200, JSON.parse(big.toString())));
+    const { err } = await failure(() =>
+      client(s.url, { maxBodyBytes: 1024 * 1024, maxAttempts: 1 }).request('GET', '/version'),
+    );
+    assert.equal(err.reason, 'ResponseTooLarge');
+    assert.equal(bytesInFlight(), 0);
+  });
+
   test('an error answer that is not a Kubernetes Status is reported by its code alone, never its body', async () => {
     const s = await serve((_req, res) => {
       res.writeHead(500, { 'Content-Type': 'text/html' });
