@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { abortable, CancelledError, checkSignal, reasonOf } from '../cancel.ts';
-import { access, mkdir, readdir, rm } from 'node:fs/promises';
+import { access, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { checkRepoPath, checkTree, parseLsTree, prefixes, readInside, writeInside } from './content.ts';
-import { GitError, classifyGitError, redact } from './errors.ts';
+import { GitError, classifyGitError, formatBytes, redact } from './errors.ts';
 import { mustRun, runGit, sweepKeyFolders, withAuth, type GitCommand } from './run.ts';
 import type { FileUpdate, GitAuth, RepositoriesOptions, UpdateRequest, UpdateResult } from './types.ts';
 
@@ -26,6 +26,7 @@ const DEFAULTS: Required<RepositoriesOptions> = {
   localTimeoutMs: 120_000,
   maxOutputBytes: 4 * 1048576,
   maxFileBytes: 2 * 1048576,
+  maxRepoBytes: 1024 * 1048576,
   protocols: ['ssh', 'https'],
 };
 
@@ -330,13 +331,10 @@ export class Repositories {
         for (let attempt = 1; ; attempt++) {
           // What a failed attempt left in the work tree goes before the fetch, not in the window after it.
           await mustRun(local(['clean', '-q', '-f', '-d', '-x']));
-          const hasHead = await this.#fetch(url, branch, local, remote);
-          const live = await this.#render(
-            dir,
-            batch.filter((p) => !p.settled),
-            hasHead,
-            local,
-          );
+          const pending = batch.filter((p) => !p.settled);
+          const tree = await this.#fetch(dir, url, branch, pending, local, remote);
+          const hasHead = tree !== undefined;
+          const live = await this.#render(dir, pending, tree);
           if (live.length === 0) return;
           // An update withdrawn while rendering is left out: start again from the fetch without it.
           if (live.some((p) => p.settled)) continue;
@@ -416,15 +414,21 @@ export class Repositories {
   }
 
   /**
-   * #fetch fetches the branch alone and checks it out, or an empty orphan when the remote has no such
-   * branch; it returns whether the branch exists. The work tree must be clean (see #commit).
+   * #fetch fetches the branch alone and checks out only the batch's files (a sparse checkout): the operator
+   * needs three files per cluster, and a repository whose tree checks out to gigabytes, or to a million files,
+   * must not fill the operator's disk. The tree is read before anything is checked out, and a file too large to
+   * read is not checked out at all (the render refuses it). A fetch that leaves the clone's packs over
+   * maxRepoBytes removes the clone and fails. It returns the tree entries on the batch's paths, or undefined
+   * when the remote has no such branch (then the work tree is an empty orphan). The work tree must be clean.
    */
   async #fetch(
+    dir: string,
     url: string,
     branch: string,
+    batch: Pending[],
     local: (args: string[]) => GitCommand,
     remote: (args: string[], action: string) => GitCommand,
-  ): Promise<boolean> {
+  ): Promise<ReturnType<typeof parseLsTree> | undefined> {
     const tracking = `refs/remotes/origin/${branch}`;
     const fetch = remote(
       ['fetch', '--no-tags', '--no-recurse-submodules', 'origin', `+refs/heads/${branch}:${tracking}`],
@@ -432,8 +436,15 @@ export class Repositories {
     );
     const out = await runGit(fetch);
     if (out.code === 0) {
+      await this.#checkBudget(dir, url);
+      const files = [...new Set(batch.flatMap((p) => p.req.files.map((f) => f.path)))];
+      const paths = [...new Set(files.flatMap((f) => prefixes(f)))];
+      const entries = parseLsTree(await mustRun(local(['ls-tree', '-t', '-l', '-z', tracking, '--', ...paths])));
+      const readable = files.filter((f) => (entries.get(f)?.size ?? 0) <= this.#opts.maxFileBytes);
+      await mkdir(join(dir, '.git', 'info'), { recursive: true });
+      await writeFile(join(dir, '.git', 'info', 'sparse-checkout'), readable.map((f) => `/${f}\n`).join(''));
       await mustRun(local(['checkout', '-q', '-f', '-B', branch, tracking]));
-      return true;
+      return entries;
     }
     const text = `${out.stderr}\n${out.stdout}`;
     if (!/couldn't find remote ref/i.test(text))
@@ -448,7 +459,26 @@ export class Repositories {
     await runGit(local(['update-ref', '-d', `refs/heads/${branch}`]));
     await mustRun(local(['read-tree', '--empty']));
     await mustRun(local(['clean', '-q', '-f', '-d', '-x']));
-    return false;
+    return undefined;
+  }
+
+  /** #checkBudget removes a clone whose packs outgrew maxRepoBytes, and says so. */
+  async #checkBudget(dir: string, url: string): Promise<void> {
+    const packs = join(dir, '.git', 'objects', 'pack');
+    let bytes = 0;
+    for (const name of await readdir(packs).catch(() => [] as string[]))
+      bytes += await stat(join(packs, name)).then(
+        (st) => st.size,
+        () => 0,
+      );
+    if (bytes <= this.#opts.maxRepoBytes) return;
+    await rm(dir, { recursive: true, force: true });
+    this.#opened.delete(dir);
+    throw new GitError(
+      'unsafeContent',
+      `fetch from ${redact(url)}: the repository takes ${formatBytes(bytes)} on disk, more than the ` +
+        `${formatBytes(this.#opts.maxRepoBytes)} the operator keeps for one repository`,
+    );
   }
 
   /**
@@ -459,14 +489,8 @@ export class Repositories {
   async #render(
     dir: string,
     batch: Pending[],
-    hasHead: boolean,
-    local: (args: string[]) => GitCommand,
+    entries: ReturnType<typeof parseLsTree> | undefined,
   ): Promise<Pending[]> {
-    let entries: ReturnType<typeof parseLsTree> | undefined;
-    if (hasHead && batch.length > 0) {
-      const paths = [...new Set(batch.flatMap((p) => p.req.files.flatMap((f) => prefixes(f.path))))];
-      entries = parseLsTree(await mustRun(local(['ls-tree', '-t', '-l', '-z', 'HEAD', '--', ...paths])));
-    }
     const live: Pending[] = [];
     for (const p of batch) {
       try {

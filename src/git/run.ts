@@ -166,6 +166,11 @@ const SAFE_CONFIG: [string, string][] = [
   ['core.hooksPath', '/dev/null'],
   ['core.fsmonitor', 'false'],
   ['core.symlinks', 'false'],
+  // Only the files in .git/info/sparse-checkout (the batch's) are checked out: see Repositories' #fetch.
+  ['core.sparseCheckout', 'true'],
+  ['core.sparseCheckoutCone', 'false'],
+  // What a fetch brings stays one pack: never exploded into a file per object (inodes), and its size is known.
+  ['fetch.unpackLimit', '1'],
   ['core.attributesFile', '/dev/null'],
   ['core.excludesFile', '/dev/null'],
   ['core.askPass', ''],

@@ -50,6 +50,8 @@ export interface RepositoriesOptions {
   maxOutputBytes?: number;
   /** maxFileBytes caps a file the operator reads back from the repository: 2 MiB by default. */
   maxFileBytes?: number;
+  /** maxRepoBytes caps what one repository's clone may hold in packs on disk: 1 GiB by default. */
+  maxRepoBytes?: number;
   /**
    * protocols are the git transports allowed: `ssh` and `https` by default. Tests add `file` (a local
    * path) or `http`; `ext` and the rest stay refused.

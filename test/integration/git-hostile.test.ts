@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Repositories, GitError, type UpdateRequest } from '../../src/git/repository.ts';
@@ -235,4 +235,62 @@ test('a URL or branch that git would read as an option is refused before git run
         (err: unknown) => err instanceof GitError && message.test(err.message),
       ),
     );
+});
+
+/** duOf is the bytes a folder takes on disk outside its .git, and how many files it holds there. */
+function duOf(dir: string): { bytes: number; files: number } {
+  let bytes = 0;
+  let files = 0;
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true, encoding: 'utf8' })) {
+    const path = join(entry.parentPath, entry.name);
+    if (path.includes(`${join(dir, '.git')}`) || !entry.isFile()) continue;
+    files++;
+    bytes += statSync(path).size;
+  }
+  return { bytes, files };
+}
+
+test("a repository whose tree checks out to gigabytes or to many files fills nothing: only the batch's files are checked out", async () => {
+  const bare = seededRepo((work) => {
+    // 256 MiB of one repeated byte packs to a few hundred KB: a full checkout would write all of it.
+    execFileSync('sh', ['-c', `head -c 268435456 /dev/zero > ${join(work, 'bomb.bin')}`]);
+    for (let i = 0; i < 2000; i++) put(work, `apps/many/${i}.yaml`, '');
+    put(work, 'clusters/x/flux-system/gotk-sync.yaml', 'old\n');
+  });
+  const root = mkdtempSync(join(tmpdir(), 'work-'));
+  const repos = new Repositories(root, { protocols: ['file'] });
+  const result = await repos.update(request(bare, SYNC, 'new\n'));
+  assert.equal(result.pushed, true);
+  const [clone] = readdirSync(root).filter((n) => /^[0-9a-f]{16}$/.test(n));
+  const { bytes, files } = duOf(join(root, clone));
+  assert.ok(bytes < 1024 * 1024, `the work tree holds ${bytes} bytes`);
+  assert.ok(files <= 3, `the work tree holds ${files} files`);
+  assert.equal(git(bare, 'show', 'main:clusters/x/flux-system/gotk-sync.yaml'), 'new');
+  assert.equal(
+    git(bare, 'cat-file', '-s', 'main:bomb.bin'),
+    '268435456',
+    'what the operator did not check out is kept',
+  );
+  assert.equal(git(bare, 'ls-tree', '-r', '--name-only', 'main', 'apps/many').split('\n').length, 2000);
+});
+
+test('a repository whose packs outgrow the budget is removed from disk and refused with a message that says so', async () => {
+  const bare = seededRepo((work) => {
+    execFileSync('sh', ['-c', `head -c 2097152 /dev/urandom > ${join(work, 'noise.bin')}`]);
+  });
+  const root = mkdtempSync(join(tmpdir(), 'work-'));
+  await assert.rejects(
+    new Repositories(root, { protocols: ['file'], maxRepoBytes: 1024 * 1024 }).update(request(bare, SYNC, 'x\n')),
+    (err: unknown) =>
+      err instanceof GitError &&
+      err.kind === 'unsafeContent' &&
+      /the repository takes 2(\.\d)? MiB on disk, more than the 1 MiB the operator keeps for one repository/.test(
+        err.message,
+      ),
+  );
+  assert.deepEqual(
+    readdirSync(root).filter((n) => /^[0-9a-f]{16}$/.test(n)),
+    [],
+    'the clone is gone',
+  );
 });
