@@ -18,7 +18,7 @@ export interface Subject {
 /** DEFAULT_RATE_LIMIT_MS is how long to wait when a provider says "rate limited" but not until when. */
 const DEFAULT_RATE_LIMIT_MS = 60_000;
 
-/** serverMessage digs the human message out of any of the providers' error shapes, clipped to one line. */
+/** serverMessage digs the human message out of any of the providers' JSON error shapes, clipped to one line. */
 export function serverMessage(answer: Answer): string {
   const j = answer.json;
   let msg = '';
@@ -38,10 +38,9 @@ export function serverMessage(answer: Answer): string {
     } else if (typeof j.error_description === 'string') msg = j.error_description;
     else if (typeof j.error === 'string') msg = j.error;
   }
-  if (!msg)
-    msg =
-      answer.json === undefined && answer.text && !/^\s*</.test(answer.text) ? answer.text : `HTTP ${answer.status}`;
-  return clip(msg, 300);
+  // Only the provider's own JSON error shapes are quoted: whatever else a server answers (a page of an internal
+  // service the API URL was aimed at) never reaches a condition.
+  return msg ? clip(msg, 200) : `HTTP ${answer.status}`;
 }
 
 /**

@@ -671,7 +671,9 @@ for (const d of [github, gitlab, gitea, bitbucket]) {
         const { host, provider } = await serve(d, { echoToken: true, ...setup });
         const err = await failure(() => provider.add('flux', newKey()));
         assert.equal(err.kind, kind);
-        assert.match(err.message, /credentials: .*\[redacted\]/, 'the server did repeat it');
+        // GitLab answers a rate limit in plain text (rack-attack's "Retry later"), which is never quoted at all.
+        if (d.type === 'gitlab' && kind === 'rateLimited') assert.match(err.message, /HTTP 429/);
+        else assert.match(err.message, /credentials: .*\[redacted\]/, 'the server did repeat it');
         assertClean(err, host);
       }
       const { host, provider } = await serve(d, { echoToken: true });
