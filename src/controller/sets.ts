@@ -82,7 +82,10 @@ export class SetReconciler {
       const owned = [...here.values()].filter((cb) => ownedBy(cb, set));
       const conflicts: string[] = [];
       for (const cluster of selected.filter((c) => c.ready)) {
-        const existing = here.get(cluster.name);
+        // The cache may lag: one it does not show is looked up on the server before anything is applied, so a
+        // ClusterBootstrap someone else made (by hand, another set) is never overwritten.
+        const existing =
+          here.get(cluster.name) ?? (await mgmt.get<ClusterBootstrap>(API_VERSION, KIND, namespace, cluster.name));
         if (existing && !ownedBy(existing, set)) {
           conflicts.push(cluster.name);
           continue;

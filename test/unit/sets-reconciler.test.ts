@@ -159,3 +159,18 @@ test('a template that does not validate stalls the set and makes no ClusterBoots
   assert.deepEqual(f.cbs(), []);
   assert.equal(f.status().conditions.find((c: any) => c.type === 'Stalled')?.status, 'True');
 });
+
+test("a ClusterBootstrap the informer's cache does not show yet is looked up before applying: someone else's is kept", async () => {
+  const f = fleet();
+  f.cluster('fresh');
+  f.mgmt.put({
+    apiVersion: API_VERSION,
+    kind: KIND,
+    metadata: { name: 'fresh', namespace: NS },
+    spec: { git: { url: 'ssh://h/y.git' } },
+  });
+  const reconciler = new SetReconciler({ mgmt: f.mgmt, log: silentLog, clusterBootstraps: () => [] });
+  await reconciler.reconcile(NS, 'prod');
+  assert.equal(f.mgmt.read(KIND, NS, 'fresh').spec.git.url, 'ssh://h/y.git');
+  assert.deepEqual(f.status().conflicts, ['fresh']);
+});
