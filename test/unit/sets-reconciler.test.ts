@@ -38,6 +38,10 @@ function fleet(selector: 'clusters' | 'secrets' = 'clusters') {
     reconcile: () => reconciler.reconcile(NS, 'prod'),
     status: () => mgmt.read(SET_KIND, NS, 'prod').status,
     cbs: () => (mgmt.of(KIND) as ClusterBootstrap[]).map((cb) => cb.metadata.name).sort(),
+    /** byHand makes a ClusterBootstrap for a cluster as a person (or another set) would. */
+    byHand(name: string, url: string) {
+      mgmt.put({ apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace: NS }, spec: { git: { url } } });
+    },
     cluster(name: string, { initialized = true, kubeconfig = true, labels = { flux: 'yes' } } = {}) {
       mgmt.put({
         apiVersion: 'cluster.x-k8s.io/v1beta2',
@@ -92,12 +96,7 @@ for (const [given, state] of waiting) {
 test('a cluster bootstrapped by hand (or by another set) is left to it and reported as a conflict', async () => {
   const f = fleet();
   f.cluster('taken');
-  f.mgmt.put({
-    apiVersion: API_VERSION,
-    kind: KIND,
-    metadata: { name: 'taken', namespace: NS },
-    spec: { git: { url: 'ssh://h/x.git' } },
-  });
+  f.byHand('taken', 'ssh://h/x.git');
   await f.reconcile();
   assert.equal(f.mgmt.read(KIND, NS, 'taken').spec.git.url, 'ssh://h/x.git', 'not overwritten');
   assert.deepEqual(f.status().conflicts, ['taken']);
@@ -163,12 +162,7 @@ test('a template that does not validate stalls the set and makes no ClusterBoots
 test("a ClusterBootstrap the informer's cache does not show yet is looked up before applying: someone else's is kept", async () => {
   const f = fleet();
   f.cluster('fresh');
-  f.mgmt.put({
-    apiVersion: API_VERSION,
-    kind: KIND,
-    metadata: { name: 'fresh', namespace: NS },
-    spec: { git: { url: 'ssh://h/y.git' } },
-  });
+  f.byHand('fresh', 'ssh://h/y.git');
   const reconciler = new SetReconciler({ mgmt: f.mgmt, log: silentLog, clusterBootstraps: () => [] });
   await reconciler.reconcile(NS, 'prod');
   assert.equal(f.mgmt.read(KIND, NS, 'fresh').spec.git.url, 'ssh://h/y.git');
