@@ -152,6 +152,20 @@ export function normalizeRepoPath(raw: string): string {
   return segments.join('/');
 }
 
+/**
+ * secretRefsOf lists the Secrets a ClusterBootstrap's spec names, each with its field: push and read
+ * credentials, the provider's token and the target's kubeconfig. All are in its own namespace.
+ */
+export function secretRefsOf(spec: ClusterBootstrap['spec'] | undefined): { field: string; name: string }[] {
+  const refs: [string, unknown][] = [
+    ['spec.git.secretRef.name', spec?.git?.secretRef?.name],
+    ['spec.git.readSecretRef.name', spec?.git?.readSecretRef?.name],
+    ['spec.git.provider.secretRef.name', spec?.git?.provider?.secretRef?.name],
+    ['spec.target.kubeconfigSecretRef.name', spec?.target?.kubeconfigSecretRef?.name],
+  ];
+  return refs.flatMap(([field, name]) => (typeof name === 'string' && name.length > 0 ? [{ field, name }] : []));
+}
+
 /** MAX_KNOWN_HOSTS bounds spec.git.knownHosts, as the CRD does: a few host keys are a few KB. */
 const MAX_KNOWN_HOSTS = 65_536;
 
@@ -163,15 +177,9 @@ const SECRET_KEY = /^[-._a-zA-Z0-9]{1,253}$/;
  * and a Secret key that is not a data key, as the CRD's patterns do, for objects stored before them.
  */
 function checkRefNames(spec: ClusterBootstrap['spec']): void {
-  const refs: [string, string | undefined][] = [
-    ['spec.git.secretRef.name', spec.git.secretRef?.name],
-    ['spec.git.readSecretRef.name', spec.git.readSecretRef?.name],
-    ['spec.git.provider.secretRef.name', spec.git.provider?.secretRef?.name],
-    ['spec.target.kubeconfigSecretRef.name', spec.target?.kubeconfigSecretRef?.name],
-  ];
-  for (const [field, value] of refs)
-    if (value !== undefined && (value.length > 253 || !DNS_SUBDOMAIN.test(value)))
-      invalid(Reasons.InvalidSpec, `${field} ${JSON.stringify(value.slice(0, 64))} is not a valid Secret name`);
+  for (const { field, name } of secretRefsOf(spec))
+    if (name.length > 253 || !DNS_SUBDOMAIN.test(name))
+      invalid(Reasons.InvalidSpec, `${field} ${JSON.stringify(name.slice(0, 64))} is not a valid Secret name`);
   const key = spec.target?.kubeconfigSecretRef?.key;
   if (key !== undefined && !SECRET_KEY.test(key))
     invalid(

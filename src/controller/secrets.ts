@@ -1,19 +1,11 @@
 import type { ClusterBootstrap } from '../api/types.ts';
+import { secretRefsOf } from '../api/validate.ts';
 import type { KubeClient } from '../kube/client.ts';
 import type { Logger } from '../logger.ts';
 
-/**
- * referencedSecrets names the Secrets a ClusterBootstrap's spec points at: push and read credentials, the
- * provider's token and the target's kubeconfig. They are in its own namespace.
- */
+/** referencedSecrets names the Secrets a ClusterBootstrap's spec points at, in its own namespace. */
 export function referencedSecrets(cb: ClusterBootstrap): string[] {
-  const git = cb.spec?.git;
-  return [
-    git?.secretRef?.name,
-    git?.readSecretRef?.name,
-    git?.provider?.secretRef?.name,
-    cb.spec?.target?.kubeconfigSecretRef?.name,
-  ].filter((n): n is string => typeof n === 'string' && n.length > 0);
+  return secretRefsOf(cb.spec).map((r) => r.name);
 }
 
 /** SecretWatchOptions: where to read Secrets, the ClusterBootstraps to look at, what to do on a change, how often. */
