@@ -25,17 +25,32 @@ export function setCRD(): string {
     type: 'object',
     description: 'A label selector (matchLabels, matchExpressions).',
     properties: {
-      matchLabels: { type: 'object', maxProperties: 32, additionalProperties: LABEL_VALUE },
+      matchLabels: {
+        type: 'object',
+        description: 'Labels every selected object has, key to value.',
+        maxProperties: 32,
+        additionalProperties: LABEL_VALUE,
+      },
       matchExpressions: {
         type: 'array',
+        description: 'Requirements on the labels, all of which must hold.',
         maxItems: 16,
         items: {
           type: 'object',
           required: ['key', 'operator'],
           properties: {
-            key: LABEL_KEY,
-            operator: { type: 'string', enum: ['In', 'NotIn', 'Exists', 'DoesNotExist'] },
-            values: { type: 'array', maxItems: 64, items: LABEL_VALUE },
+            key: { ...LABEL_KEY, description: 'The label key.' },
+            operator: {
+              type: 'string',
+              description: 'In, NotIn, Exists or DoesNotExist.',
+              enum: ['In', 'NotIn', 'Exists', 'DoesNotExist'],
+            },
+            values: {
+              type: 'array',
+              description: 'The values for In and NotIn.',
+              maxItems: 64,
+              items: LABEL_VALUE,
+            },
           },
         },
       },
@@ -69,7 +84,7 @@ export function setCRD(): string {
           additionalPrinterColumns: [
             { name: 'Selected', type: 'integer', jsonPath: '.status.selected' },
             { name: 'Ready', type: 'integer', jsonPath: '.status.ready' },
-            { name: 'Status', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason' },
+            { name: 'Status', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].message' },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
           ],
           schema: {
@@ -80,11 +95,12 @@ export function setCRD(): string {
                 'ClusterBootstrap per cluster.',
               required: ['spec'],
               properties: {
-                apiVersion: { type: 'string' },
-                kind: { type: 'string' },
-                metadata: { type: 'object' },
+                apiVersion: cbVersion.schema.openAPIV3Schema.properties.apiVersion,
+                kind: cbVersion.schema.openAPIV3Schema.properties.kind,
+                metadata: { type: 'object', description: 'Standard object metadata.' },
                 spec: {
                   type: 'object',
+                  description: 'Which clusters to bootstrap, and the ClusterBootstrap each gets.',
                   required: ['template'],
                   'x-kubernetes-validations': [
                     {
@@ -105,13 +121,23 @@ export function setCRD(): string {
                     },
                     template: {
                       type: 'object',
+                      description: 'The ClusterBootstrap made for each selected cluster.',
                       required: ['spec'],
                       properties: {
                         metadata: {
                           type: 'object',
+                          description: 'Labels and annotations every ClusterBootstrap of the set gets.',
                           properties: {
-                            labels: { type: 'object', additionalProperties: { type: 'string' } },
-                            annotations: { type: 'object', additionalProperties: { type: 'string' } },
+                            labels: {
+                              type: 'object',
+                              description: 'Labels of each ClusterBootstrap.',
+                              additionalProperties: { type: 'string' },
+                            },
+                            annotations: {
+                              type: 'object',
+                              description: 'Annotations of each ClusterBootstrap.',
+                              additionalProperties: { type: 'string' },
+                            },
                           },
                         },
                         spec: {
@@ -127,8 +153,13 @@ export function setCRD(): string {
                 },
                 status: {
                   type: 'object',
+                  description: 'How the set stands: what it selects, and which of its clusters are Ready.',
                   properties: {
-                    observedGeneration: { type: 'integer', format: 'int64' },
+                    observedGeneration: {
+                      type: 'integer',
+                      format: 'int64',
+                      description: 'The generation of the spec the status reports on.',
+                    },
                     conditions: cbVersion.schema.openAPIV3Schema.properties.status.properties.conditions,
                     selected: { type: 'integer', description: 'clusters the selector matches' },
                     ready: { type: 'integer', description: 'of those, bootstrapped and Ready' },
@@ -145,9 +176,9 @@ export function setCRD(): string {
                       items: {
                         type: 'object',
                         properties: {
-                          name: { type: 'string' },
-                          reason: { type: 'string' },
-                          message: { type: 'string' },
+                          name: { type: 'string', description: 'The ClusterBootstrap (and cluster) name.' },
+                          reason: { type: 'string', description: 'The reason of its Ready condition.' },
+                          message: { type: 'string', description: 'The message of its Ready condition.' },
                         },
                       },
                     },
@@ -156,7 +187,7 @@ export function setCRD(): string {
                       items: { type: 'string' },
                       description: 'clusters another set (or a person) already bootstraps',
                     },
-                    message: { type: 'string' },
+                    message: { type: 'string', description: "The Ready condition's message." },
                   },
                 },
               },

@@ -112,8 +112,14 @@ test('with Flux running, the ClusterBootstrap becomes Ready at the pushed revisi
   assert.equal(cb.status!.observedGeneration, cb.metadata.generation);
   kubectl(['wait', '--for=condition=Ready', `clusterbootstrap/${name}`, '-n', suite.ns, '--timeout=10s']);
   const table = kubectl(['get', 'clusterbootstrap', '-n', suite.ns]);
-  assert.match(table, /NAME\s+CLUSTER\s+FLUX\s+READY\s+STATUS\s+REVISION\s+AGE/);
-  assert.match(table, new RegExp(`${name}\\s+${name}-kubeconfig\\s+v2\\.9\\.3\\s+True\\s+Succeeded\\s+main@sha1:`));
+  assert.match(table, /NAME\s+CLUSTER\s+FLUX\s+READY\s+STATUS\s+AGE/);
+  assert.match(
+    table,
+    new RegExp(`${name}\\s+${name}-kubeconfig\\s+v2\\.9\\.3\\s+True\\s+Flux v2\\.9\\.3 is in sync at main@sha1:`),
+  );
+  const wide = kubectl(['get', 'cb', '-n', suite.ns, '-o', 'wide']);
+  assert.match(wide, /REASON\s+REVISION/);
+  assert.match(wide, /Succeeded\s+main@sha1:/);
   process.stderr.write(`\n$ kubectl get clusterbootstrap -n ${suite.ns}\n${table}\n`);
 });
 
