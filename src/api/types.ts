@@ -117,6 +117,8 @@ export interface ClusterBootstrapStatus {
   lastPushedRevision?: string;
   lastAppliedRevision?: string;
   fluxVersion?: string;
+  /** latestAvailableVersion is the newest Flux version the operator can install. */
+  latestAvailableVersion?: string;
   /** appliedComponents are Flux's components the operator last applied to the target, and when. */
   appliedComponents?: { version: string; digest: string; appliedAt: string };
   /** lastHandledReconcileAt is the last `reconcile.fluxcd.io/requestedAt` annotation value acted on. */

@@ -1,3 +1,4 @@
+import { newestVersion, resolveVersion } from './versions.ts';
 import { Reasons } from './conditions.ts';
 import { parseDuration } from './duration.ts';
 import { PhaseError } from './errors.ts';
@@ -39,7 +40,10 @@ export interface BootstrapOptions {
     author: { name: string; email: string };
     messageAppendix: string;
   };
+  /** flux is what to install; its version is spec.flux.version resolved (a range to the newest it matches). */
   flux: ComponentsOptions;
+  /** latestFluxVersion is the newest Flux version the operator can install. */
+  latestFluxVersion: string;
   /** sync is the GitRepository and Kustomization Flux syncs with, as committed and as applied. */
   sync: SyncOptions;
   identity: {
@@ -215,12 +219,14 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
     invalid(Reasons.InvalidSpec, `spec.git.branch ${JSON.stringify(branch)} is not a valid branch name`);
 
   const flux = spec.flux ?? {};
-  const version = flux.version ?? shippedVersions().at(-1)!;
   const versions = shippedVersions();
-  if (!versions.includes(version))
+  const wanted = flux.version ?? newestVersion(versions);
+  const version = resolveVersion(wanted, versions);
+  if (!version)
     invalid(
       Reasons.UnknownFluxVersion,
-      `spec.flux.version ${version} is not shipped with this operator; use one of ${versions.join(', ')}`,
+      `spec.flux.version ${JSON.stringify(wanted.slice(0, 64))} matches no Flux version shipped with this ` +
+        `operator; use one of ${versions.join(', ')}, or a range such as 2.9.x`,
     );
   const components = [...(flux.components ?? DEFAULT_COMPONENTS), ...(flux.componentsExtra ?? [])];
   const known = [...DEFAULT_COMPONENTS, ...EXTRA_COMPONENTS];
@@ -414,5 +420,6 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
     suspend: spec.suspend ?? false,
     deletionPolicy,
     requireUsableLabel: policy.requireUsableLabel ?? false,
+    latestFluxVersion: newestVersion(versions),
   };
 }

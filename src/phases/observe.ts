@@ -41,6 +41,10 @@ export async function observeFlux(ctx: Context, target: KubeApi, head: string, r
   return {
     result: undefined,
     message: `Flux applied ${want}`,
-    status: { lastAppliedRevision: want, fluxVersion: ctx.opts.flux.version },
+    status: {
+      lastAppliedRevision: want,
+      fluxVersion: ctx.opts.flux.version,
+      latestAvailableVersion: ctx.opts.latestFluxVersion,
+    },
   };
 }

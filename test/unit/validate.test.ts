@@ -203,3 +203,29 @@ test('the sync options are built once, from the git and flux fields', () => {
     prune: true,
   });
 });
+
+test('spec.flux.version takes a semver range, resolved to the newest shipped version it matches; an exact version stays', () => {
+  const rows: [string, string | RegExp][] = [
+    ['2.9.x', 'v2.9.4'],
+    ['~2.9', 'v2.9.4'],
+    ['>=2.9.0 <2.11.0', 'v2.9.4'],
+    ['2.x', 'v2.9.4'],
+    ['<2.9.4', 'v2.9.3'],
+    ['v2.9.3', 'v2.9.3'],
+    ['2.9.3', 'v2.9.3'],
+    ['2.10.x', /matches no Flux version shipped.*v2\.9\.3, v2\.9\.4, or a range/],
+    ['v9.9.9', /matches no Flux version/],
+    ['not a version', /matches no Flux version/],
+  ];
+  for (const [wanted, then] of rows) {
+    if (typeof then === 'string')
+      assert.equal(validate(cb({ flux: { version: wanted } }), policy).flux.version, then, wanted);
+    else
+      assert.throws(
+        () => validate(cb({ flux: { version: wanted } }), policy),
+        (err: unknown) => err instanceof PhaseError && err.reason === 'UnknownFluxVersion' && then.test(err.message),
+        wanted,
+      );
+  }
+  assert.equal(validate(cb({}), policy).latestFluxVersion, 'v2.9.4');
+});
