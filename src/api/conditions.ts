@@ -75,7 +75,7 @@ export const Catalogue = {
   // target cluster
   TargetUnreachable: {},
   ApplyFailed: {},
-  FluxNotReady: { retryMs: 10_000, quiet: true },
+  FluxNotReady: { retryMs: 10_000, computed: true, quiet: true },
   // the operator's own permissions
   Forbidden: { retryMs: 30_000 },
   // anything else

@@ -196,3 +196,22 @@ export function invalidRef(
 ): PhaseError {
   return new PhaseError(reason, `Secret ${ctx.cb.metadata.namespace}/${ref.name} ${must}`);
 }
+
+/**
+ * backoffWhileWaiting is how long to wait before looking again at something the operator waits for (a deploy
+ * key registered, Flux Ready): soon at first, then half the time waited so far under that condition and
+ * reason, between minMs and maxMs — so a fleet standing still is looked at less and less often.
+ */
+export function backoffWhileWaiting(
+  ctx: Pick<Context, 'cb' | 'clock'>,
+  type: string,
+  reason: string,
+  minMs: number,
+  maxMs: number,
+): number {
+  const waiting = ctx.cb.status?.conditions?.find(
+    (c) => c.type === type && c.status === 'False' && c.reason === reason,
+  );
+  const waitedMs = waiting ? ctx.clock.now() - Date.parse(waiting.lastTransitionTime ?? '') : 0;
+  return Math.min(maxMs, Math.max(minMs, Number.isFinite(waitedMs) ? waitedMs / 2 : 0));
+}

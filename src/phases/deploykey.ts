@@ -4,7 +4,7 @@ import { GitError, redact } from '../git/errors.ts';
 import type { GitAuth } from '../git/types.ts';
 import { ProviderError } from '../providers/types.ts';
 import { fingerprint } from '../ssh/keys.ts';
-import { invalidRef, readRef, type Context, type ProviderKeys } from './context.ts';
+import { backoffWhileWaiting, invalidRef, readRef, type Context, type ProviderKeys } from './context.ts';
 import { gitPhaseError, providerPhaseError } from './errors.ts';
 import type { FluxSecret, HttpsCredentials, Identity, PushCredentials, Step } from './types.ts';
 
@@ -63,11 +63,7 @@ export async function authorizeFlux(
  * or a person registers it within seconds), then less and less often — half the time waited so far, 2 to 30 s.
  */
 export function untilNextLook(ctx: Pick<Context, 'cb' | 'clock'>): number {
-  const waiting = ctx.cb.status?.conditions?.find(
-    (c) => c.type === C.DeployKeyAuthorized && c.status === 'False' && c.reason === Reasons.DeployKeyNotAuthorized,
-  );
-  const waitedMs = waiting ? ctx.clock.now() - Date.parse(waiting.lastTransitionTime ?? '') : 0;
-  return Math.min(30_000, Math.max(2_000, Number.isFinite(waitedMs) ? waitedMs / 2 : 0));
+  return backoffWhileWaiting(ctx, C.DeployKeyAuthorized, Reasons.DeployKeyNotAuthorized, 2_000, 30_000);
 }
 
 /**

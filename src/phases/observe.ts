@@ -1,6 +1,6 @@
-import { Reasons } from '../api/conditions.ts';
+import { ConditionTypes, Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
-import type { Context, KubeApi } from './context.ts';
+import { backoffWhileWaiting, type Context, type KubeApi } from './context.ts';
 import type { Step } from './types.ts';
 
 function readyCondition(obj: any): { status?: string; message?: string; reason?: string } {
@@ -10,13 +10,15 @@ function readyCondition(obj: any): { status?: string; message?: string; reason?:
 /**
  * observeFlux checks, as flux2's bootstrap does, that Flux's GitRepository and Kustomization are Ready at
  * the revision the branch holds (`<branch>@sha1:<sha>`), with their generation observed. Until then the
- * phase is retried shortly; a suspended Kustomization fails with a message that says so. After a key
- * rotation (`refetchAt`), the GitRepository must also have fetched again, with the new key.
+ * phase is retried, less often the longer Flux takes; a suspended Kustomization fails with a message that
+ * says so. After a key rotation (`refetchAt`), the GitRepository must also have fetched again, with the new key.
  */
 export async function observeFlux(ctx: Context, target: KubeApi, head: string, refetchAt?: string): Promise<Step> {
   const { namespace: ns, name, branch } = ctx.opts.sync;
   const want = `${branch}@sha1:${head}`;
-  const wait = (message: string) => new PhaseError(Reasons.FluxNotReady, message);
+  // Flux is looked at again after 10 s, then less often the longer it takes (at most every minute).
+  const retryAfterMs = backoffWhileWaiting(ctx, ConditionTypes.FluxReady, Reasons.FluxNotReady, 10_000, 60_000);
+  const wait = (message: string) => new PhaseError(Reasons.FluxNotReady, message, { retryAfterMs });
   const repo = await target.get('source.toolkit.fluxcd.io/v1', 'GitRepository', ns, name);
   const ks = await target.get('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', ns, name);
   if (!repo || !ks) throw wait(`GitRepository and Kustomization ${ns}/${name} are not in the target cluster yet`);

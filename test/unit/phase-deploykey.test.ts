@@ -119,3 +119,14 @@ test('provider answers become reasons: a bad token, a rate limit until its reset
     );
   }
 });
+
+test('Flux not Ready yet is looked at after 10 s, then less often the longer it takes, at most every minute', async () => {
+  const w = await world();
+  await w.reconcile();
+  registerKey(w);
+  assert.deepEqual(await w.reconcile(), { kind: 'requeue', afterMs: 10_000 });
+  w.clock.t += 60_000;
+  assert.deepEqual(await w.reconcile(), { kind: 'requeue', afterMs: 30_000 });
+  w.clock.t += 10 * 60_000;
+  assert.deepEqual(await w.reconcile(), { kind: 'requeue', afterMs: 60_000 });
+});
