@@ -108,7 +108,7 @@ const SECRET_POLL_MS = 30_000;
 new SecretWatch({
   mgmt,
   list: () => operator.list(),
-  enqueue: (namespace, name) => queue.add({ kind: KIND, namespace, name }),
+  enqueue: (namespace, name) => queue.add({ kind: KIND, namespace, name }, 0, { urgent: true }),
   log,
   periodMs: SECRET_POLL_MS,
 }).start();

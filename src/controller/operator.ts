@@ -144,7 +144,7 @@ export class ClusterBootstrapOperator extends Operator {
       informer.on('add', enqueue);
       informer.on('update', enqueue);
     } else {
-      informer.on('add', (cb) => current() && (this.#paths?.upsert(cb), this.#enqueue(cb)));
+      informer.on('add', (cb) => current() && (this.#paths?.upsert(cb), this.#enqueue(cb, true)));
       informer.on('update', (cb) => current() && (this.#paths?.upsert(cb), this.#onUpdate(cb)));
       informer.on('delete', (cb) => current() && this.#paths?.remove(cb));
     }
@@ -211,11 +211,12 @@ export class ClusterBootstrapOperator extends Operator {
       !cb.metadata.deletionTimestamp &&
       cb.metadata.generation === cb.status?.observedGeneration &&
       cb.metadata.annotations?.[RECONCILE_REQUESTED_AT] === cb.status?.lastHandledReconcileAt;
-    if (!statusOnly) this.#enqueue(cb);
+    if (!statusOnly) this.#enqueue(cb, true);
   }
 
-  #enqueue(cb: ClusterBootstrap): void {
-    this.#queue.add({ kind: KIND, namespace: cb.metadata.namespace, name: cb.metadata.name });
+  /** #enqueue adds a ClusterBootstrap (and the set that owns it); `urgent` for new work, not for a resync. */
+  #enqueue(cb: ClusterBootstrap, urgent = false): void {
+    this.#queue.add({ kind: KIND, namespace: cb.metadata.namespace, name: cb.metadata.name }, 0, { urgent });
     // The set that owns it counts its Ready ones.
     const owner = cb.metadata.ownerReferences?.find((r) => r.kind === SET_KIND && r.controller);
     if (owner) this.#queue.add(setKey(cb.metadata.namespace, owner.name));

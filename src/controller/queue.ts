@@ -73,6 +73,8 @@ export class WorkQueue<K = string> {
   #turn: string[] = [];
   #depth = 0;
   readonly #activeByGroup = new Map<string, number>();
+  /** #urgent are the waiting keys of new work, taken before the others. */
+  readonly #urgent = new Set<string>();
   readonly #keys = new Map<string, K>();
   readonly #queuedAt = new Map<string, number>();
   /** #running maps each key being run (cancelled runs still unwinding included) to its run. */
@@ -118,9 +120,11 @@ export class WorkQueue<K = string> {
   }
 
   /** add schedules a key now, or after a delay; an earlier schedule of the same key wins. */
-  add(key: K, delayMs = 0): void {
+  add(key: K, delayMs = 0, opts: { urgent?: boolean } = {}): void {
     const id = this.#o.id(key);
     this.#keys.set(id, key);
+    // New work (a new or changed object, a Secret it names changed) runs before periodic looks and retries.
+    if (opts.urgent && delayMs === 0) this.#urgent.add(id);
     const existing = this.#timers.get(id);
     if (delayMs > 0) {
       const at = Date.now() + delayMs;
@@ -206,15 +210,19 @@ export class WorkQueue<K = string> {
   }
 
   /**
-   * #next takes the next key to run from the groups in turn, skipping a group that holds its share of the
-   * workers — so one tenant's hundred slow clusters never hold every worker while another tenant's new cluster
-   * waits; undefined when every group with keys waiting holds its share.
+   * #next takes the next key to run: new work first, then from the groups in turn, skipping a group that holds
+   * its share of the workers — so one tenant's hundred slow clusters never hold every worker while another
+   * tenant's new cluster waits; undefined when every group with keys waiting holds its share.
    */
   #next(): string | undefined {
-    const group = this.#turn.find((g) => (this.#activeByGroup.get(g) ?? 0) < this.#o.maxPerGroup);
+    const open = (g: string) => (this.#activeByGroup.get(g) ?? 0) < this.#o.maxPerGroup;
+    const urgent = [...this.#urgent].find((id) => this.#queuedAt.has(id) && open(this.#o.group(this.#keys.get(id)!)));
+    const group = urgent !== undefined ? this.#o.group(this.#keys.get(urgent)!) : this.#turn.find(open);
     if (group === undefined) return undefined;
     const waiting = this.#waiting.get(group)!;
-    const id = waiting.shift()!;
+    const id = urgent ?? waiting[0];
+    waiting.splice(waiting.indexOf(id), 1);
+    this.#urgent.delete(id);
     this.#depth--;
     this.#turn = this.#turn.filter((g) => g !== group);
     if (waiting.length > 0) this.#turn.push(group);
@@ -261,7 +269,10 @@ export class WorkQueue<K = string> {
     this.#running.delete(id);
     if (this.#running.size === 0) this.#idle.splice(0).forEach((r) => r());
     if (this.#dirty.delete(id) && this.#started) this.add(key);
-    else if (!this.#timers.has(id) && !this.#queuedAt.has(id)) this.#keys.delete(id);
+    else if (!this.#timers.has(id) && !this.#queuedAt.has(id)) {
+      this.#keys.delete(id);
+      this.#urgent.delete(id);
+    }
   }
 
   #settle(key: K, id: string, outcome: Outcome, workMs: number): void {

@@ -249,3 +249,13 @@ test("one namespace's slow keys never hold every worker: another namespace's new
   hold.open();
   await until(() => ran.length === 21);
 });
+
+test('new work runs before the periodic looks and retries already waiting', async () => {
+  const seen: string[] = [];
+  const q = new WorkQueue({ concurrency: 1, worker: async (k) => (seen.push(k), done) });
+  for (let i = 0; i < 5; i++) q.add(`ns/resync-${i}`);
+  q.add('ns/new', 0, { urgent: true });
+  q.start();
+  await until(() => seen.length === 6);
+  assert.equal(seen[0], 'ns/new');
+});
