@@ -150,7 +150,7 @@ test(
 
 test('by default the chart grants exactly the RBAC rules and bindings of deploy/', { skip }, () => {
   const chart = rbac(render());
-  assert.equal(Object.keys(chart).length, 6, Object.keys(chart).join(', '));
+  assert.equal(Object.keys(chart).length, 8, Object.keys(chart).join(', '));
   assert.deepEqual(chart, rbac(deployed()));
 });
 
