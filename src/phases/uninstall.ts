@@ -14,7 +14,10 @@ export async function uninstallFlux(ctx: Context, target: KubeApi): Promise<void
   for (const crd of crds) {
     const served = crd.spec.versions.find((v: any) => v.storage)?.name;
     const apiVersion = `${crd.spec.group}/${served}`;
-    const items = await target.list<KubeObject>(apiVersion, crd.spec.names.kind).catch(() => []);
+    // Their metadata is all that is needed (names, finalizers): a cluster's many Flux objects stay a small answer.
+    const items = await target
+      .list<KubeObject>(apiVersion, crd.spec.names.kind, undefined, '', { metadataOnly: true })
+      .catch(() => []);
     for (const item of items) {
       const { namespace, name } = item.metadata;
       if (item.metadata.finalizers?.length)
