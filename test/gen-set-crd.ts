@@ -97,7 +97,7 @@ export function setCRD(): string {
               properties: {
                 apiVersion: cbVersion.schema.openAPIV3Schema.properties.apiVersion,
                 kind: cbVersion.schema.openAPIV3Schema.properties.kind,
-                metadata: { type: 'object', description: 'Standard object metadata.' },
+                metadata: { type: 'object' },
                 spec: {
                   type: 'object',
                   description: 'Which clusters to bootstrap, and the ClusterBootstrap each gets.',
