@@ -30,9 +30,9 @@ export async function bootstrap(ctx: Context, phase: RunPhase): Promise<string> 
   const fluxSecret = await phase(C.DeployKeyAuthorized, () =>
     authorizeFlux(ctx, identity, push, knownHosts, fluxHttps),
   );
-  await phase(C.Applied, () => judgeKubeconfig(ctx));
+  const judged = await phase(C.Applied, () => judgeKubeconfig(ctx));
   const head = await phase(C.Committed, () => commitManifests(ctx, push, knownHosts));
-  const target = await phase(C.Applied, () => connectTarget(ctx));
+  const target = await phase(C.Applied, () => connectTarget(ctx, judged));
   const components = await phase(C.Applied, () => applyComponents(ctx, target));
   await phase(C.Applied, () => applySync(ctx, components, fluxSecret, identity.switchedAt));
   await phase(C.FluxReady, () => observeFlux(ctx, target, head, identity.switchedAt));

@@ -6,10 +6,11 @@ import type { Step } from './types.ts';
 /**
  * connectTarget builds a client for the target cluster from the kubeconfig Secret (Cluster API's
  * `<cluster>-kubeconfig`, key `value`), or for the operator's own cluster when spec.target is omitted (where
- * the operator's flags allow it), and checks that the API server answers.
+ * the operator's flags allow it) — or takes the one judgeKubeconfig built — and checks that the API server
+ * answers.
  */
-export async function connectTarget(ctx: Context): Promise<Step<KubeApi>> {
-  const client = await targetOf(ctx);
+export async function connectTarget(ctx: Context, judged?: KubeApi): Promise<Step<KubeApi>> {
+  const client = judged ?? (await targetOf(ctx));
   try {
     await client.request('GET', '/version');
   } catch (cause) {
@@ -28,16 +29,16 @@ export async function connectTarget(ctx: Context): Promise<Step<KubeApi>> {
  * judgeKubeconfig refuses, before anything is committed, a kubeconfig that can never be used (an exec plugin,
  * a token file, no current context …): no cluster folder is pushed for a cluster the operator cannot reach. A
  * Secret not there yet is no verdict — Cluster API writes it once the control plane is up — and the commit
- * goes ahead.
+ * goes ahead. It returns the client it built, for connectTarget after the commit (one read of the Secret a pass).
  */
-export async function judgeKubeconfig(ctx: Context): Promise<Step> {
+export async function judgeKubeconfig(ctx: Context): Promise<Step<KubeApi | undefined>> {
   if (!ctx.opts.target) return { result: undefined };
   try {
-    await targetOf(ctx);
+    return { result: await targetOf(ctx) };
   } catch (err) {
     if (!(err instanceof PhaseError && err.reason === Reasons.KubeconfigSecretMissing)) throw err;
+    return { result: undefined };
   }
-  return { result: undefined };
 }
 
 /** targetOf reads the kubeconfig Secret and builds the target's client from it, or the operator's own. */

@@ -30,6 +30,8 @@ test('a whole bootstrap runs in-process, and a second pass changes nothing', asy
   const calls = w.calls.list.length;
   assert.deepEqual(await w.reconcile(), { kind: 'resync', afterMs: 10 * 60_000 });
   assert.equal(w.git.commits, 1);
+  const kubeconfigReads = w.calls.list.slice(calls).filter((c) => c.what.endsWith('get Secret team/prod-kubeconfig'));
+  assert.equal(kubeconfigReads.length, 1, 'the kubeconfig Secret is read once a pass');
   assert.ok(
     w.calls.list.slice(calls).every((c) => !/ (create|push) /.test(c.what)),
     'the second pass wrote nothing new',
