@@ -182,6 +182,18 @@ export function setCRD(): string {
                         },
                       },
                     },
+                    sopsRecipients: {
+                      type: 'array',
+                      description:
+                        "Each cluster's SOPS age public key, with spec.sops: what CI encrypts that cluster's files for",
+                      items: {
+                        type: 'object',
+                        properties: {
+                          name: { type: 'string', description: 'The ClusterBootstrap (and cluster) name.' },
+                          recipient: { type: 'string', description: "The cluster's age public key (age1…)." },
+                        },
+                      },
+                    },
                     conflicts: {
                       type: 'array',
                       items: { type: 'string' },

@@ -71,6 +71,7 @@ export const Catalogue = {
   GitProviderError: {},
   // the repository's contents
   KustomizationInvalid: { retryMs: MINUTE },
+  SopsConfigInvalid: { retryMs: MINUTE },
   UnsafeRepositoryContent: { retryMs: MINUTE },
   // target cluster
   TargetUnreachable: {},

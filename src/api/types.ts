@@ -25,6 +25,9 @@ export const ROTATE_IDENTITY_AT = `${GROUP}/rotate-identity-at`;
  */
 export const REPIN_HOST_KEYS_AT = `${GROUP}/repin-host-keys-at`;
 
+/** ROTATE_SOPS_AT asks for a new SOPS age key (see phases/sops.ts); its value is echoed in status once handled. */
+export const ROTATE_SOPS_AT = `${GROUP}/rotate-sops-at`;
+
 /**
  * USABLE_BY is the label a platform team puts on a Secret a ClusterBootstrap may use — `all`, or the name of the
  * one ClusterBootstrap — where tenants may create ClusterBootstraps but not read Secrets (--require-usable-label).
@@ -83,6 +86,7 @@ export interface ClusterBootstrapSpec {
     rsaBits?: number;
     rotateEvery?: string;
   };
+  sops?: { enabled?: boolean; extraRecipients?: string[] };
   suspend?: boolean;
   deletionPolicy?: 'Orphan' | 'Uninstall';
 }
@@ -113,6 +117,15 @@ export interface ClusterBootstrapStatus {
     rotatingTo?: string;
   };
   hostKeys?: { fingerprints: string[] };
+  sops?: {
+    recipient: string;
+    secretName: string;
+    /** previousRecipient is the key being retired, kept in the target while files are encrypted for it. */
+    previousRecipient?: string;
+    /** pendingFiles are files of the cluster's folder still encrypted for previousRecipient (the first 20). */
+    pendingFiles?: string[];
+  };
+  lastHandledSopsRotateAt?: string;
   lastPushedCommit?: string;
   lastPushedRevision?: string;
   lastAppliedRevision?: string;
@@ -192,6 +205,7 @@ export interface ClusterBootstrapSet {
     ready?: number;
     waiting?: string[];
     notReady?: { name: string; reason: string; message: string }[];
+    sopsRecipients?: { name: string; recipient: string }[];
     conflicts?: string[];
     message?: string;
   };

@@ -52,6 +52,8 @@ export interface BootstrapOptions {
     rsaBits: number;
     rotateEveryMs?: number;
   };
+  /** sops: one age key per cluster, its private half in the target as SOPS_SECRET, the public half in .sops.yaml. */
+  sops: { enabled: boolean; extraRecipients: string[] };
   suspend: boolean;
   deletionPolicy: 'Orphan' | 'Uninstall';
   /** requireUsableLabel: only Secrets labelled USABLE_BY may be read (the operator's --require-usable-label). */
@@ -67,6 +69,10 @@ const LOG_LEVELS = ['debug', 'info', 'error'];
 const IMAGE_REPOSITORY = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/;
 /** LABEL_KEY is a Kubernetes label key (an optional DNS prefix, a name): what a taint key is. */
 const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+/** AGE_RECIPIENT is an age X25519 public key: `age1` and 58 bech32 characters. */
+const AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
+/** SOPS_SECRET is the Secret of Flux's namespace that holds the cluster's age key, as Flux's docs name it. */
+export const SOPS_SECRET = 'sops-age';
 const AUTHOR_NAME = /^[^\u0000-\u001f\u007f<>]{1,256}$/;
 const EMAIL = /^[^\s<>@\u0000-\u001f\u007f]+@[^\s<>@\u0000-\u001f\u007f]+$/;
 
@@ -348,6 +354,22 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
       `spec.identity.rotateEvery ${JSON.stringify(rotateEvery)} must be a duration of at least 1h, such as 720h`,
     );
 
+  const extraRecipients = spec.sops?.extraRecipients ?? [];
+  if (!Array.isArray(extraRecipients) || extraRecipients.length > 20)
+    invalid(Reasons.InvalidSpec, 'spec.sops.extraRecipients must be a list of at most 20 age public keys');
+  for (const r of extraRecipients)
+    if (typeof r !== 'string' || !AGE_RECIPIENT.test(r))
+      invalid(
+        Reasons.InvalidSpec,
+        /SECRET/i.test(String(r))
+          ? 'spec.sops.extraRecipients holds an age private key: remove it from the spec, and make that key anew'
+          : `spec.sops.extraRecipients: ${JSON.stringify(String(r).slice(0, 80))} is not an age public key (age1…, ` +
+              'as age-keygen -y prints)',
+      );
+  const sopsEnabled = spec.sops?.enabled ?? false;
+  if (sopsEnabled && secretName === SOPS_SECRET)
+    invalid(Reasons.InvalidSpec, `spec.sync.secretName cannot be ${SOPS_SECRET}: spec.sops keeps the age key there`);
+
   const targetRef = spec.target?.kubeconfigSecretRef;
   if (!targetRef?.name && !policy.targetlessNamespaces.includes(namespace))
     invalid(
@@ -410,6 +432,7 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
       interval,
       kustomizationInterval,
       prune: sync.prune ?? true,
+      ...(sopsEnabled && { decryption: { secretName: SOPS_SECRET } }),
     },
     identity: {
       algorithm: identity.algorithm ?? 'ed25519',
@@ -417,6 +440,7 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
       rsaBits,
       rotateEveryMs: rotateEvery === undefined ? undefined : parseDuration(rotateEvery),
     },
+    sops: { enabled: sopsEnabled, extraRecipients: [...new Set(extraRecipients)] },
     suspend: spec.suspend ?? false,
     deletionPolicy,
     requireUsableLabel: policy.requireUsableLabel ?? false,

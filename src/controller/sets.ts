@@ -114,6 +114,9 @@ export class SetReconciler {
         ready: mine.length - notReady.length,
         waiting: selected.filter((c) => !c.ready).map((c) => c.name),
         notReady: notReady.slice(0, 50),
+        sopsRecipients: mine.flatMap((cb) =>
+          cb.status?.sops?.recipient ? [{ name: cb.metadata.name, recipient: cb.status.sops.recipient }] : [],
+        ),
         conflicts,
       });
       const done = status.ready === selected.length && conflicts.length === 0;

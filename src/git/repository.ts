@@ -44,6 +44,30 @@ interface Pending {
   settled: boolean;
 }
 
+/**
+ * scan lists the files under a path of a tree that contain a fixed string (git grep over the objects: nothing is
+ * checked out), the first MAX_FOUND of them; binary files are skipped.
+ */
+async function scan(
+  local: (args: string[], action?: string) => GitCommand,
+  tree: string,
+  req: NonNullable<UpdateRequest['scan']>,
+): Promise<string[]> {
+  // Pathspecs are literal (GIT_LITERAL_PATHSPECS): no `:(exclude)` magic, so what is left out is filtered here.
+  const out = await runGit(local(['grep', '-l', '-z', '-I', '-F', '-e', req.needle, tree, '--', `${req.path}/`]));
+  if (out.code === 1) return [];
+  if (out.code !== 0) throw new GitError('other', `git grep in ${req.path}: ${redact(out.stderr.trim())}`);
+  const prefix = `${tree}:`;
+  return out.stdout
+    .split('\0')
+    .filter(Boolean)
+    .map((f) => (f.startsWith(prefix) ? f.slice(prefix.length) : f))
+    .filter((f) => !req.exclude?.includes(f))
+    .slice(0, MAX_FOUND);
+}
+
+const MAX_FOUND = 100;
+
 function settle(p: Pending, err: unknown, result?: UpdateResult): void {
   if (p.settled) return;
   p.settled = true;
@@ -334,6 +358,9 @@ export class Repositories {
           const pending = batch.filter((p) => !p.settled);
           const tree = await this.#fetch(dir, url, branch, pending, local, remote);
           const hasHead = tree !== undefined;
+          const found = new Map<Pending, string[]>();
+          for (const p of pending.filter((p) => p.req.scan))
+            found.set(p, hasHead ? await scan(local, `refs/remotes/origin/${branch}`, p.req.scan!) : []);
           const live = await this.#render(dir, pending, tree);
           if (live.length === 0) return;
           // An update withdrawn while rendering is left out: start again from the fetch without it.
@@ -344,7 +371,7 @@ export class Repositories {
           );
           if (staged.size === 0) {
             const head = hasHead ? (await mustRun(local(['rev-parse', 'HEAD']))).trim() : '';
-            for (const p of live) settle(p, undefined, { head, pushed: false, attempts: attempt });
+            for (const p of live) settle(p, undefined, { head, pushed: false, attempts: attempt, found: found.get(p) });
             return;
           }
           const message =
@@ -378,7 +405,12 @@ export class Repositories {
           }
           const head = (await mustRun(local(['rev-parse', 'HEAD']))).trim();
           for (const p of live)
-            settle(p, undefined, { head, pushed: p.req.files.some((f) => staged.has(f.path)), attempts: attempt });
+            settle(p, undefined, {
+              head,
+              pushed: p.req.files.some((f) => staged.has(f.path)),
+              attempts: attempt,
+              found: found.get(p),
+            });
           return;
         }
       },

@@ -23,6 +23,11 @@ export interface UpdateRequest {
   message: string;
   files: FileUpdate[];
   /**
+   * scan asks which files under `path` (at the branch's head, before the update) contain `needle` — the files
+   * still encrypted for a SOPS key being retired; `exclude` lists paths left out.
+   */
+  scan?: { path: string; needle: string; exclude?: string[] };
+  /**
    * signal withdraws the update when it is aborted: before its batch starts it is dropped; in a running batch
    * it is left out of the commit (the attempt starts again without it), and a batch whose every update is
    * withdrawn stops, its git processes killed, before anything is pushed.
@@ -36,6 +41,8 @@ export interface UpdateResult {
   pushed: boolean;
   /** attempts is how many fetches it took: more than 1 when pushes lost races to other writers first. */
   attempts: number;
+  /** found lists the files the request's scan matched (the first 100), when it asked for one. */
+  found?: string[];
 }
 
 /** RepositoriesOptions are the limits of Repositories; every field has a default. */

@@ -2,10 +2,10 @@ import { Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
 import type { ClusterBootstrap } from '../api/types.ts';
 import type { IdentityStore, KubeApi, StoredIdentity } from '../phases/context.ts';
-import type { Identity } from '../phases/types.ts';
+import type { Identity, SopsKeys } from '../phases/types.ts';
 import { isPrivateKey, type KeyPair } from '../ssh/keys.ts';
 import { KubeError } from './client.ts';
-import { decodeSecret, ownerReference } from './objects.ts';
+import { decodeSecret, encodeSecret, ownerReference } from './objects.ts';
 
 /** identitySecretName names the management-cluster Secret that holds a ClusterBootstrap's Flux identity. */
 export const identitySecretName = (name: string) => `${name}-flux-identity`;
@@ -29,6 +29,9 @@ const KEYS = {
   previousPublicKey: 'previous.identity.pub',
   switchedAt: 'rotation.switchedAt',
   requestedAt: 'rotation.requestedAt',
+  sopsKey: 'sops.agekey',
+  sopsPrevious: 'sops.previous.agekey',
+  sopsRequestedAt: 'sops.requestedAt',
 } as const;
 
 /**
@@ -68,7 +71,7 @@ export class SecretIdentityStore implements IdentityStore {
         stringData: { [KEYS.privateKey]: keys.privateKey, [KEYS.publicKey]: keys.publicKey },
       });
       // An API server answers a create with data, not stringData.
-      return this.#identityOf(secret.data ? secret : { ...secret, data: encode(secret.stringData ?? {}) });
+      return this.#identityOf(secret.data ? secret : { ...secret, data: encodeSecret(secret.stringData ?? {}) });
     } catch (err) {
       if (!(err instanceof KubeError && err.code === 409)) throw err;
       const winner = await this.read();
@@ -82,16 +85,31 @@ export class SecretIdentityStore implements IdentityStore {
   }
 
   async beginRotation(current: StoredIdentity, next: KeyPair, requestedAt: string): Promise<StoredIdentity> {
+    return this.#guarded(current, {
+      stringData: {
+        [KEYS.nextPrivateKey]: next.privateKey,
+        [KEYS.nextPublicKey]: next.publicKey,
+        [KEYS.requestedAt]: requestedAt,
+      },
+    });
+  }
+
+  async storeSops(current: StoredIdentity, sops: SopsKeys): Promise<StoredIdentity> {
+    const set = {
+      [KEYS.sopsKey]: sops.key,
+      [KEYS.sopsPrevious]: sops.previous,
+      [KEYS.sopsRequestedAt]: sops.requestedAt,
+    };
+    return this.#guarded(current, {
+      stringData: Object.fromEntries(Object.entries(set).filter(([, v]) => v !== undefined)),
+      data: Object.fromEntries(Object.entries(set).flatMap(([k, v]) => (v === undefined ? [[k, null]] : []))),
+    });
+  }
+
+  /** #guarded patches the Secret only if it is still at `current`'s version; on a conflict the winner is returned. */
+  async #guarded(current: StoredIdentity, patch: Record<string, unknown>): Promise<StoredIdentity> {
     try {
-      const updated = await this.#patch({
-        metadata: { resourceVersion: current.resourceVersion },
-        stringData: {
-          [KEYS.nextPrivateKey]: next.privateKey,
-          [KEYS.nextPublicKey]: next.publicKey,
-          [KEYS.requestedAt]: requestedAt,
-        },
-      });
-      return this.#identityOf(updated);
+      return this.#identityOf(await this.#patch({ ...patch, metadata: { resourceVersion: current.resourceVersion } }));
     } catch (err) {
       if (!(err instanceof KubeError && err.code === 409)) throw err;
       const winner = await this.read();
@@ -148,12 +166,15 @@ export class SecretIdentityStore implements IdentityStore {
       previous: data[KEYS.previousPublicKey]?.trim() || undefined,
       switchedAt: data[KEYS.switchedAt] || undefined,
       rotationRequest: data[KEYS.requestedAt] || undefined,
+      sops: data[KEYS.sopsKey]
+        ? {
+            key: data[KEYS.sopsKey].trim(),
+            previous: data[KEYS.sopsPrevious]?.trim() || undefined,
+            requestedAt: data[KEYS.sopsRequestedAt] || undefined,
+          }
+        : undefined,
       createdAt: secret.metadata?.annotations?.[CREATED_AT] ?? secret.metadata?.creationTimestamp,
       resourceVersion: secret.metadata?.resourceVersion,
     };
   }
-}
-
-function encode(data: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
 }

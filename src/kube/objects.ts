@@ -17,6 +17,11 @@ export function decodeSecret(secret: { data?: Record<string, string> } | undefin
   return out;
 }
 
+/** encodeSecret returns strings as a Secret's base64 data. */
+export function encodeSecret(data: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
+}
+
 /**
  * mergePatchOf is the JSON merge patch (RFC 7386) that turns `before` into `after`: what changed, and null for
  * every key that is gone — so that a status field the operator no longer sets is removed, not kept.

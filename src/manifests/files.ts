@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import yaml from 'js-yaml';
 import { componentsFor, type ComponentsOptions } from './components.ts';
 import { renderKustomization, renderSync, type SyncOptions } from './sync.ts';
+import { renderSopsConfig, type SopsRule } from './sops.ts';
 
 /** ManifestFile is one file of the repository the operator owns: its path, and how to render it from what is there. */
 export interface ManifestFile {
@@ -16,11 +17,11 @@ export interface FluxFilesOptions {
 }
 
 /**
- * fluxFiles renders `<path>/flux-system/{gotk-components,gotk-sync,kustomization}.yaml`. The first two are
- * the operator's alone; kustomization.yaml keeps what the user added and throws KustomizationError when the
- * file in the repository cannot be read as one.
+ * fluxFiles renders `<path>/flux-system/{gotk-components,gotk-sync,kustomization}.yaml`, and `<path>/.sops.yaml`
+ * with a SOPS rule. The first two are the operator's alone; kustomization.yaml and .sops.yaml keep what the user
+ * added, and throw KustomizationError or SopsConfigError when the file in the repository cannot be read as one.
  */
-export function fluxFiles(opts: FluxFilesOptions): ManifestFile[] {
+export function fluxFiles(opts: FluxFilesOptions, sops?: SopsRule): ManifestFile[] {
   const dir = `${opts.sync.path}/flux-system`;
   const components = componentsFor(opts.flux);
   const sync = renderSync(opts.sync);
@@ -28,6 +29,7 @@ export function fluxFiles(opts: FluxFilesOptions): ManifestFile[] {
     { path: `${dir}/gotk-components.yaml`, render: () => components },
     { path: `${dir}/gotk-sync.yaml`, render: () => sync },
     { path: `${dir}/kustomization.yaml`, render: (existing) => renderKustomization(existing) },
+    ...(sops ? [{ path: `${opts.sync.path}/.sops.yaml`, render: (e?: string) => renderSopsConfig(e, sops) }] : []),
   ];
 }
 

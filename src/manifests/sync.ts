@@ -12,6 +12,8 @@ export interface SyncOptions {
   interval: string;
   kustomizationInterval: string;
   prune: boolean;
+  /** decryption names the Secret with the age key Flux decrypts SOPS files with, when spec.sops is enabled. */
+  decryption?: { secretName: string };
 }
 
 /** syncObjects returns the GitRepository and the Kustomization, in the API versions Flux 2.x serves. */
@@ -38,6 +40,7 @@ export function syncObjects(opts: SyncOptions): Record<string, any>[] {
         path: `./${opts.path}`,
         prune: opts.prune,
         sourceRef: { kind: 'GitRepository', name: opts.name },
+        ...(opts.decryption && { decryption: { provider: 'sops', secretRef: { name: opts.decryption.secretName } } }),
       },
     },
   ];

@@ -1,11 +1,13 @@
 import { Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
 import { KubeError, type KubeObject } from '../kube/client.ts';
+import { encodeSecret } from '../kube/objects.ts';
 import { componentObjects, componentsDigest } from '../manifests/files.ts';
 import { syncObjects } from '../manifests/sync.ts';
 import { RECONCILE_REQUESTED_AT } from '../api/types.ts';
 import type { Context, KubeApi } from './context.ts';
 import { applyError } from './errors.ts';
+import type { Sops } from './sops.ts';
 import type { FluxSecret, Step } from './types.ts';
 
 const ESTABLISH_TIMEOUT_MS = 60_000;
@@ -81,7 +83,8 @@ async function missingControllers(ctx: Context, target: KubeApi): Promise<string
 }
 
 /**
- * applySync applies Flux's git Secret and the sync objects (the GitRepository asked to fetch again at
+ * applySync applies Flux's git Secret, the SOPS age key Secret with spec.sops (`age.agekey`, and `previous.agekey`
+ * while a rotation retires the old key), and the sync objects (the GitRepository asked to fetch again at
  * `refetchAt`, when a rotation switched Flux's key).
  */
 export async function applySync(
@@ -89,6 +92,7 @@ export async function applySync(
   components: Components,
   secretData: FluxSecret,
   refetchAt?: string,
+  sops?: Sops,
 ): Promise<Step> {
   const { opts } = ctx;
   const { target, selfManaged } = components;
@@ -100,14 +104,29 @@ export async function applySync(
       type: 'Opaque',
       stringData: secretData,
     };
+    const secrets: KubeObject[] = [secret];
+    if (sops)
+      secrets.push({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: opts.sync.decryption!.secretName, namespace: opts.sync.namespace },
+        type: 'Opaque',
+        // data, not stringData: a key left out of a server-side apply of `data` is removed (the retired key).
+        data: encodeSecret({
+          'age.agekey': `${sops.current.identity}\n`,
+          ...(sops.previous && { 'previous.agekey': `${sops.previous.identity}\n` }),
+        }),
+      });
     // After a key rotation, Flux is asked to fetch again at once with its new key.
     const sync = syncObjects(opts.sync).map((o) =>
       refetchAt && o.kind === 'GitRepository'
         ? { ...o, metadata: { ...o.metadata, annotations: { [RECONCILE_REQUESTED_AT]: refetchAt } } }
         : o,
     ) as KubeObject[];
-    const drifted = [...components.drifted, ...(wasApplied(ctx) ? await drift(target, [secret, ...sync]) : [])];
-    await target.apply(secret);
+    // A rotation changes the age key Secret on purpose: looked at for drift only when none is under way.
+    const watched = [secret, ...secrets.slice(1).filter(() => !sops?.previous), ...sync];
+    const drifted = [...components.drifted, ...(wasApplied(ctx) ? await drift(target, watched) : [])];
+    await Promise.all(secrets.map((s) => target.apply(s)));
     await Promise.all(sync.map((o) => target.apply(o)));
     if (drifted.length > 0)
       await ctx.record('Warning', 'DriftRepaired', `repaired in the target cluster: ${drifted.join(', ')}`);
@@ -141,11 +160,9 @@ async function drift(target: KubeApi, wanted: KubeObject[]): Promise<string[]> {
       ? `${want.kind} ${want.metadata.namespace}/${want.metadata.name}`
       : `${want.kind} ${want.metadata.name}`;
     if (!live || live.metadata?.deletionTimestamp) return [`${name} (missing)`];
+    const data = want.data ?? encodeSecret(want.stringData ?? {});
     const changed =
-      (want.stringData &&
-        Object.entries(want.stringData).some(
-          ([k, v]) => Buffer.from(live.data?.[k] ?? '', 'base64').toString('utf8') !== v,
-        )) ||
+      Object.entries(data).some(([k, v]) => (live.data?.[k] ?? '') !== v) ||
       (want.spec && Object.entries(want.spec).some(([k, v]) => JSON.stringify(live.spec?.[k]) !== JSON.stringify(v)));
     return changed ? [`${name} (changed)`] : [];
   });

@@ -4,15 +4,29 @@ import { GitError } from '../git/errors.ts';
 import type { GitAuth } from '../git/types.ts';
 import { fluxFiles } from '../manifests/files.ts';
 import { KustomizationError } from '../manifests/sync.ts';
+import { SopsConfigError } from '../manifests/sops.ts';
 import type { Context } from './context.ts';
 import { gitPhaseError } from './errors.ts';
+import type { Sops } from './sops.ts';
 import type { PushCredentials, Step } from './types.ts';
 
+/** Committed is the branch's head after the commit, and the files still encrypted for a SOPS key being retired. */
+export interface Committed {
+  head: string;
+  sopsPending: string[];
+}
+
 /**
- * commitManifests writes the flux-system files and pushes one commit when they changed; it returns the
- * branch's head, which is what Flux must end up at.
+ * commitManifests writes the flux-system files (and .sops.yaml, with spec.sops) and pushes one commit when they
+ * changed; it returns the branch's head, which is what Flux must end up at. During a SOPS rotation the same fetch
+ * finds the files of the cluster's folder still encrypted for the old key.
  */
-export async function commitManifests(ctx: Context, creds: PushCredentials, knownHosts: string): Promise<Step<string>> {
+export async function commitManifests(
+  ctx: Context,
+  creds: PushCredentials,
+  knownHosts: string,
+  sops?: Sops,
+): Promise<Step<Committed>> {
   const { opts, cb } = ctx;
   const appendix = opts.git.messageAppendix ? `\n\n${opts.git.messageAppendix}` : '';
   const auth: GitAuth =
@@ -20,14 +34,17 @@ export async function commitManifests(ctx: Context, creds: PushCredentials, know
   let head: string;
   let pushed: boolean;
   let attempts: number;
+  let found: string[] | undefined;
+  const path = opts.git.path;
   try {
-    ({ head, pushed, attempts } = await ctx.git.update({
+    ({ head, pushed, attempts, found } = await ctx.git.update({
       url: opts.git.url,
       branch: opts.git.branch,
       auth,
       author: opts.git.author,
       message: `Bootstrap Flux ${opts.flux.version} on ${cb.metadata.namespace}/${cb.metadata.name}${appendix}`,
-      files: fluxFiles(opts),
+      files: fluxFiles(opts, sops?.rule),
+      scan: sops?.previous && { path, needle: sops.previous.recipient, exclude: [`${path}/.sops.yaml`] },
     }));
   } catch (err) {
     if (err instanceof KustomizationError)
@@ -36,6 +53,10 @@ export async function commitManifests(ctx: Context, creds: PushCredentials, know
         `${opts.git.path}/flux-system/kustomization.yaml in the repository cannot be kept: fix it by hand`,
         { cause: err },
       );
+    if (err instanceof SopsConfigError)
+      throw new PhaseError(Reasons.SopsConfigInvalid, `${path}/.sops.yaml in the repository cannot be kept: fix it`, {
+        cause: err,
+      });
     const hint =
       err instanceof GitError && err.kind === 'auth'
         ? `; the credentials in Secret ${opts.git.secretName} need write access`
@@ -56,7 +77,7 @@ export async function commitManifests(ctx: Context, creds: PushCredentials, know
       ? { lastPushedCommit: head, lastPushedRevision: `${opts.git.branch}@sha1:${head}` }
       : {};
   return {
-    result: head,
+    result: { head, sopsPending: found ?? [] },
     message: `${opts.git.path}/flux-system is up to date at ${opts.git.branch}@sha1:${head}`,
     status,
   };

@@ -9,7 +9,7 @@ import type { ProviderOptions } from '../providers/types.ts';
 import { Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
 import { decodeSecret } from '../kube/objects.ts';
-import type { Identity } from './types.ts';
+import type { Identity, SopsKeys } from './types.ts';
 
 /**
  * KubeApi is what a phase asks of a Kubernetes API server, the management cluster's or a target's. The real
@@ -88,6 +88,11 @@ export interface IdentityStore {
   switchToNext(identity: Identity, at: string): Promise<void>;
   /** retirePrevious forgets the previous key and the rotation's state. */
   retirePrevious(): Promise<void>;
+  /**
+   * storeSops writes the SOPS keys, guarded by `current`'s resourceVersion: when another reconcile wrote first, the
+   * identity it left is returned (so racing reconciles keep one key).
+   */
+  storeSops(current: StoredIdentity, sops: SopsKeys): Promise<StoredIdentity>;
   /** allKeys lists every public key the identity holds: current, next and previous. */
   allKeys(): Promise<string[]>;
 }

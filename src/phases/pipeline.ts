@@ -10,6 +10,7 @@ import { commitManifests } from './commit.ts';
 import { connectTarget, judgeKubeconfig } from './target.ts';
 import { applyComponents, applySync } from './apply.ts';
 import { observeFlux } from './observe.ts';
+import { ensureSopsKey, settleSopsRotation } from './sops.ts';
 import { removeDeployKeys, uninstallFlux } from './uninstall.ts';
 
 /** RunPhase runs one step under a condition: it marks the condition with the step's outcome and merges its status. */
@@ -21,6 +22,7 @@ export type RunPhase = <T>(condition: ConditionType, step: () => Promise<Step<T>
  */
 export async function bootstrap(ctx: Context, phase: RunPhase): Promise<string> {
   let identity = await phase(C.IdentityReady, () => ensureIdentity(ctx));
+  let sops = await phase(C.IdentityReady, () => ensureSopsKey(ctx, identity));
   const push = await phase(C.HostKeyTrusted, () => readPushCredentials(ctx));
   const knownHosts = await phase(C.HostKeyTrusted, () => trustHostKeys(ctx, identity, push));
   const provider = await phase(C.DeployKeyAuthorized, () => connectProvider(ctx));
@@ -31,10 +33,11 @@ export async function bootstrap(ctx: Context, phase: RunPhase): Promise<string> 
     authorizeFlux(ctx, identity, push, knownHosts, fluxHttps),
   );
   const judged = await phase(C.Applied, () => judgeKubeconfig(ctx));
-  const head = await phase(C.Committed, () => commitManifests(ctx, push, knownHosts));
+  const { head, sopsPending } = await phase(C.Committed, () => commitManifests(ctx, push, knownHosts, sops));
+  if (sops?.previous) sops = await phase(C.IdentityReady, () => settleSopsRotation(ctx, sops!, sopsPending));
   const target = await phase(C.Applied, () => connectTarget(ctx, judged));
   const components = await phase(C.Applied, () => applyComponents(ctx, target));
-  await phase(C.Applied, () => applySync(ctx, components, fluxSecret, identity.switchedAt));
+  await phase(C.Applied, () => applySync(ctx, components, fluxSecret, identity.switchedAt, sops));
   await phase(C.FluxReady, () => observeFlux(ctx, target, head, identity.switchedAt));
   if (identity.previous) await phase(C.IdentityReady, () => retirePreviousKey(ctx, identity, provider));
   return `Flux ${ctx.opts.flux.version} is in sync at ${ctx.opts.git.branch}@sha1:${head}`;

@@ -28,6 +28,18 @@ export interface Identity extends KeyPair {
   switchedAt?: string;
   /** rotationRequest is the rotate-identity-at annotation value that began the rotation, if one did. */
   rotationRequest?: string;
+  /** sops is the cluster's SOPS age key, once spec.sops made one. */
+  sops?: SopsKeys;
+}
+
+/**
+ * SopsKeys are the cluster's age private keys: the current one, and during a rotation the one it replaced (kept in
+ * the target until no file is encrypted for it), with the rotate-sops-at value that began the rotation.
+ */
+export interface SopsKeys {
+  key: string;
+  previous?: string;
+  requestedAt?: string;
 }
 
 /** HttpsCredentials are a username and password (or token) for an https repository. */

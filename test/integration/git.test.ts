@@ -319,3 +319,24 @@ test('the same read asked for by many at once runs one git ls-remote; another ke
     process.env.PATH = path;
   }
 });
+
+test("a scan finds the files of a folder that hold a string, with real git's literal pathspecs", async () => {
+  const url = bareRepo();
+  const rs = repos();
+  for (const [path, content] of [
+    ['clusters/a/db.yaml', 'recipient: age1old\n'],
+    ['clusters/a/.sops.yaml', 'age: age1old\n'],
+    ['clusters/a/apps/x.yaml', 'recipient: age1new\n'],
+    ['clusters/b/db.yaml', 'recipient: age1old\n'],
+    ['clusters/a/bin.dat', 'age1old\0binary'],
+  ])
+    await rs.update(request(url, path, content));
+  const scan = { path: 'clusters/a', needle: 'age1old', exclude: ['clusters/a/.sops.yaml'] };
+  const r = await rs.update(request(url, 'clusters/a/flux-system/x.yaml', 'x\n', { scan }));
+  assert.deepEqual(r.found, ['clusters/a/db.yaml']);
+  const none = await rs.update(
+    request(url, 'clusters/a/flux-system/x.yaml', 'x\n', { scan: { ...scan, needle: 'age1gone' } }),
+  );
+  assert.deepEqual(none.found, []);
+  assert.equal(none.pushed, false);
+});

@@ -377,6 +377,19 @@ export async function cachedBinary(spec: BuildSpec, opts?: EnsureOptions): Promi
   return (await isExecutable(binary)) ? binary : undefined;
 }
 
+/** SOPS_BUILD builds sops (test/lab/go/sops), for the SOPS e2e; on demand only, like helm. */
+export const SOPS_BUILD: BuildSpec = {
+  name: 'sops',
+  moduleDir: path.join(GO_DIR, 'sops'),
+  pkg: 'github.com/getsops/sops/v3/cmd/sops',
+  flags: [...COMMON_FLAGS, '-ldflags', '-s -w'],
+};
+
+/** ensureSops returns the absolute path of sops, building it into the cache if it is missing (minutes, once). */
+export async function ensureSops(opts?: EnsureOptions): Promise<string> {
+  return ensureBinary(SOPS_BUILD, opts);
+}
+
 /** Gitea release the gitea module builds (keep in sync with test/lab/go/gitea/go.mod). */
 export const GITEA_VERSION = '1.26.0';
 

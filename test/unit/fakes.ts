@@ -155,7 +155,11 @@ export class FakeKube implements KubeApi {
       ...(before?.metadata.managedFields ?? []).filter((f: any) => f.manager !== manager),
       { manager, operation: 'Apply' },
     ];
+    // As the API server does: stringData is written into data, and a key of it left out later is not pruned
+    // (apply owns `stringData`, not the `data` it became); only an applied `data` prunes what it left out.
+    const kept = obj.kind === 'Secret' && (obj as any).stringData && !(obj as any).data ? before?.data : undefined;
     const next = secretData(clone(obj));
+    if (kept) next.data = { ...kept, ...next.data };
     const status = before?.status;
     return clone(
       this.#store({ ...next, ...(status ? { status } : {}), metadata: { ...next.metadata, managedFields } }),
@@ -291,9 +295,15 @@ export class FakeGit implements GitRemote {
   async update(req: UpdateRequest): Promise<UpdateResult> {
     await this.calls.note(`git fetch ${req.url}`);
     if (!this.#can(req.auth, false)) throw new GitError('auth', `fetch ${req.url}: Permission denied (publickey)`);
+    const scan = req.scan;
+    const found = scan
+      ? [...this.files]
+          .filter(([p, c]) => p.startsWith(`${scan.path}/`) && !scan.exclude?.includes(p) && c.includes(scan.needle))
+          .map(([p]) => p)
+      : undefined;
     const rendered = req.files.map((f) => [f.path, f.render(this.files.get(f.path))] as const);
     const changed = rendered.filter(([path, content]) => this.files.get(path) !== content);
-    if (changed.length === 0) return { head: this.head ?? '', pushed: false, attempts: 1 };
+    if (changed.length === 0) return { head: this.head ?? '', pushed: false, attempts: 1, found };
     // As Repositories does: an update withdrawn before its push pushes nothing.
     if (req.signal?.aborted) throw req.signal.reason;
     await this.calls.note(`git push ${req.url}`);
@@ -301,7 +311,7 @@ export class FakeGit implements GitRemote {
     for (const [path, content] of changed) this.files.set(path, content);
     this.commits++;
     this.head = createHash('sha1').update(`${this.commits}`).digest('hex');
-    return { head: this.head, pushed: true, attempts: 1 };
+    return { head: this.head, pushed: true, attempts: 1, found };
   }
 
   async scanHostKeys(host: string, port: number): Promise<HostKey[]> {

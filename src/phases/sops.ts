@@ -1,0 +1,108 @@
+import { ROTATE_SOPS_AT } from '../api/types.ts';
+import { SOPS_SECRET } from '../api/validate.ts';
+import type { SopsRule } from '../manifests/sops.ts';
+import { ageKeyOf, generateAgeKey, type AgeKey } from '../sops/keys.ts';
+import type { Context, StoredIdentity } from './context.ts';
+import type { Identity, Step } from './types.ts';
+
+/**
+ * Sops is the cluster's SOPS state for the later phases: the age keys the target holds (the current one, and the
+ * one being retired), and the creation rule committed in `<path>/.sops.yaml`.
+ */
+export interface Sops {
+  current: AgeKey;
+  previous?: AgeKey;
+  rule: SopsRule;
+  requestedAt?: string;
+}
+
+/**
+ * ensureSopsKey returns the cluster's age key, made on the first pass with spec.sops enabled and kept in the
+ * identity Secret beside Flux's SSH key. A rotation (the rotate-sops-at annotation) makes a new key at once: files
+ * are encrypted for it from the next commit of .sops.yaml, and the old key stays in the target until no file of
+ * the cluster's folder is encrypted for it (settleSopsRotation). Both writes are guarded by the Secret's version, so
+ * racing or restarted reconciles keep one key. Without spec.sops there is nothing to do: a key made earlier is kept,
+ * so turning it on again decrypts what was encrypted before.
+ */
+export async function ensureSopsKey(ctx: Context, identity: Identity): Promise<Step<Sops | undefined>> {
+  const { opts, cb } = ctx;
+  if (!opts.sops.enabled) return { result: undefined };
+  let keys = identity.sops;
+  const requested = cb.metadata.annotations?.[ROTATE_SOPS_AT];
+  const rotate = !!keys && !keys.previous && !!requested && requested !== cb.status?.lastHandledSopsRotateAt;
+  if (!keys || rotate || !(await ageKeyOf(keys.key))) {
+    const stored = await freshIdentity(ctx);
+    keys = stored.sops;
+    const usable = await ageKeyOf(keys?.key);
+    if (!usable || (rotate && !keys?.previous)) {
+      const made = await generateAgeKey();
+      const next = usable
+        ? { key: made.identity, previous: usable.identity, requestedAt: requested }
+        : { key: made.identity };
+      keys = (await ctx.identity.storeSops(stored, next)).sops;
+      if (keys?.key === made.identity) {
+        ctx.log.info({ recipient: made.recipient }, usable ? 'rotating the SOPS key' : 'made the SOPS key');
+        if (usable)
+          await ctx.record(
+            'Normal',
+            'SopsRotationStarted',
+            `new SOPS recipient ${made.recipient}; the target keeps ${usable.recipient} until no file is ` +
+              'encrypted for it',
+          );
+      }
+    }
+  }
+  const current = (await ageKeyOf(keys!.key))!;
+  const previous = await ageKeyOf(keys!.previous);
+  const recipients = [current.recipient, ...opts.sops.extraRecipients.filter((r) => r !== current.recipient)];
+  const owned = [current.recipient, ...(previous ? [previous.recipient] : [])];
+  const rule = { recipients, owned, cluster: `${cb.metadata.namespace}/${cb.metadata.name}` };
+  return {
+    result: { current, previous, rule, requestedAt: keys!.requestedAt },
+    status: {
+      sops: {
+        recipient: current.recipient,
+        secretName: SOPS_SECRET,
+        ...(previous && { previousRecipient: previous.recipient, pendingFiles: cb.status?.sops?.pendingFiles }),
+      },
+    },
+  };
+}
+
+/** freshIdentity reads the identity Secret again, for a guarded write. */
+async function freshIdentity(ctx: Context): Promise<StoredIdentity> {
+  const stored = await ctx.identity.read();
+  if (!stored) throw new Error(`Secret ${ctx.identity.secretName} disappeared during the reconcile`);
+  return stored;
+}
+
+/**
+ * settleSopsRotation ends a SOPS rotation once no file of the cluster's folder is encrypted for the old key (`pending`
+ * lists those the commit's scan found): the old key leaves the identity Secret, and the next apply leaves the
+ * target with the new one alone. Until then status.sops.pendingFiles names the files to re-encrypt
+ * (`sops updatekeys`).
+ */
+export async function settleSopsRotation(ctx: Context, sops: Sops, pending: string[]): Promise<Step<Sops>> {
+  const { current, previous } = sops;
+  if (!previous) return { result: sops };
+  const status = { recipient: current.recipient, secretName: SOPS_SECRET, previousRecipient: previous.recipient };
+  if (pending.length > 0)
+    return {
+      result: sops,
+      status: { sops: { ...status, pendingFiles: pending.slice(0, 20) } },
+    };
+  await ctx.identity.storeSops(await freshIdentity(ctx), { key: current.identity });
+  await ctx.record(
+    'Normal',
+    'SopsKeyRotated',
+    `no file is encrypted for ${previous.recipient} any more: the target keeps ${current.recipient} alone`,
+  );
+  ctx.log.info({ previous: previous.recipient, recipient: current.recipient }, 'SOPS rotation done');
+  return {
+    result: { ...sops, previous: undefined },
+    status: {
+      sops: { recipient: current.recipient, secretName: SOPS_SECRET },
+      ...(sops.requestedAt && { lastHandledSopsRotateAt: sops.requestedAt }),
+    },
+  };
+}
