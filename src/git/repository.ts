@@ -68,6 +68,24 @@ async function scan(
 
 const MAX_FOUND = 100;
 
+/**
+ * holdsNothingNew is true when every file a head branch changed (since it forked from the base) is on the base as the
+ * head has it: its pull request was merged, squashed or rebased, or it never changed anything.
+ */
+async function holdsNothingNew(
+  local: (args: string[], action?: string) => GitCommand,
+  base: string,
+  head: string,
+): Promise<boolean> {
+  const fork = await runGit(local(['merge-base', base, head]));
+  if (fork.code !== 0) return false;
+  const changed = (await mustRun(local(['diff', '--name-only', '-z', fork.stdout.trim(), head])))
+    .split('\0')
+    .filter(Boolean);
+  if (changed.length > 1000) return false;
+  return changed.length === 0 || (await runGit(local(['diff', '--quiet', base, head, '--', ...changed]))).code === 0;
+}
+
 function settle(p: Pending, err: unknown, result?: UpdateResult): void {
   if (p.settled) return;
   p.settled = true;
@@ -78,7 +96,7 @@ function settle(p: Pending, err: unknown, result?: UpdateResult): void {
 /** batchKey groups updates that can share a commit: same branch, same credentials, same author. */
 function batchKey(req: UpdateRequest): string {
   return createHash('sha256')
-    .update(JSON.stringify([req.branch, req.auth, req.author.name, req.author.email]))
+    .update(JSON.stringify([req.branch, req.proposeTo ?? '', req.auth, req.author.name, req.author.email]))
     .digest('hex');
 }
 
@@ -91,6 +109,7 @@ const CRUD = /^[\x00-\x20.,:;<>"\\']+|[\x00-\x20.,:;<>"\\']+$/g;
 function checkRequest(req: UpdateRequest): void {
   checkUrl(req.url);
   checkBranch(req.branch);
+  if (req.proposeTo !== undefined) checkBranch(req.proposeTo);
   const { name, email } = req.author;
   if (!name.replace(CRUD, '') || /[\x00-\x1f<>]/.test(name) || !email.trim() || /[\x00-\x20<>]/.test(email.trim()))
     throw new GitError(
@@ -383,6 +402,14 @@ export class Repositories {
             local(['commit', '-q', '--no-verify', '-m', message], `commit as ${author.name} <${author.email}>`),
           );
           if (live.some((p) => p.settled)) continue;
+          const proposeTo = batch[0].req.proposeTo;
+          if (proposeTo !== undefined) {
+            const base = hasHead ? (await mustRun(local(['rev-parse', `refs/remotes/origin/${branch}`]))).trim() : '';
+            const proposal = await this.#propose(dir, url, branch, proposeTo, live, message, local, remote);
+            for (const p of live)
+              settle(p, undefined, { head: base, pushed: false, attempts: attempt, found: found.get(p), proposal });
+            return;
+          }
           try {
             await mustRun(
               remote(
@@ -416,6 +443,68 @@ export class Repositories {
       },
       { multiplex: true },
     );
+  }
+
+  /**
+   * #propose puts a change already committed on the base (HEAD) onto the head branch of a pull request. A head branch
+   * that is absent, or holds nothing the base lacks (its pull request merged, squashed or rebased), gets that commit,
+   * pushed with a lease on what it held; one that still carries changes gets the files rendered on top of it, a
+   * fast-forward, so the changes of several updates (a set's clusters) add up and no one's commit is overwritten.
+   */
+  async #propose(
+    dir: string,
+    url: string,
+    base: string,
+    head: string,
+    live: Pending[],
+    message: string,
+    local: (args: string[], action?: string) => GitCommand,
+    remote: (args: string[], action: string) => GitCommand,
+  ): Promise<NonNullable<UpdateResult['proposal']>> {
+    const tracking = `refs/remotes/origin/${head}`;
+    const fetched = await runGit(
+      remote(
+        ['fetch', '--no-tags', '--no-recurse-submodules', 'origin', `+refs/heads/${head}:${tracking}`],
+        `fetch ${head}`,
+      ),
+    );
+    const missing = fetched.code !== 0 && /couldn't find remote ref/i.test(`${fetched.stderr}\n${fetched.stdout}`);
+    if (fetched.code !== 0 && !missing)
+      throw classifyGitError(`fetch ${head} from ${redact(url)}`, `${fetched.stderr}\n${fetched.stdout}`);
+    await this.#checkBudget(dir, url);
+    const push = async (lease: string) => {
+      await mustRun(
+        remote(
+          [
+            'push',
+            '--no-verify',
+            `--force-with-lease=refs/heads/${head}:${lease}`,
+            'origin',
+            `HEAD:refs/heads/${head}`,
+          ],
+          `push to ${head} of ${redact(url)}`,
+        ),
+      );
+      return (await mustRun(local(['rev-parse', 'HEAD']))).trim();
+    };
+    if (missing) return { branch: head, commit: await push(''), pushed: true };
+    const held = (await mustRun(local(['rev-parse', tracking]))).trim();
+    const baseRef = `refs/remotes/origin/${base}`;
+    const spent = await holdsNothingNew(local, `refs/remotes/origin/${base}`, held);
+    if (spent) return { branch: head, commit: await push(held), pushed: true };
+    const files = live.flatMap((p) => p.req.files);
+    const entries = parseLsTree(
+      await mustRun(
+        local(['ls-tree', '-t', '-l', '-z', tracking, '--', ...new Set(files.flatMap((f) => prefixes(f.path)))]),
+      ),
+    );
+    await mustRun(local(['checkout', '-q', '-f', '-B', head, tracking]));
+    await this.#write(dir, files, entries);
+    await mustRun(local(['add', '--', ...files.map((f) => f.path)]));
+    if ((await mustRun(local(['diff', '--cached', '--name-only', '-z']))).length === 0)
+      return { branch: head, commit: held, pushed: false };
+    await mustRun(local(['commit', '-q', '--no-verify', '-m', message]));
+    return { branch: head, commit: await push(held), pushed: true };
   }
 
   /**

@@ -23,6 +23,13 @@ export interface UpdateRequest {
   message: string;
   files: FileUpdate[];
   /**
+   * proposeTo, for pull-request mode, names the head branch the change goes to instead of `branch` (the base): the
+   * files are judged against the base first — nothing to change there means the change is on the base (merged) —
+   * then committed on top of the head branch (a fast-forward: nobody's commit is overwritten), or on the base
+   * when the head branch is absent or holds nothing the base lacks (merged, squashed or rebased).
+   */
+  proposeTo?: string;
+  /**
    * scan asks which files under `path` (at the branch's head, before the update) contain `needle` — the files
    * still encrypted for a SOPS key being retired; `exclude` lists paths left out.
    */
@@ -43,6 +50,8 @@ export interface UpdateResult {
   attempts: number;
   /** found lists the files the request's scan matched (the first 100), when it asked for one. */
   found?: string[];
+  /** proposal is the head branch's commit after a proposeTo update whose change is not on the base yet. */
+  proposal?: { branch: string; commit: string; pushed: boolean };
 }
 
 /** RepositoriesOptions are the limits of Repositories; every field has a default. */

@@ -340,3 +340,47 @@ test("a scan finds the files of a folder that hold a string, with real git's lit
   assert.deepEqual(none.found, []);
   assert.equal(none.pushed, false);
 });
+
+test('pull-request mode: the change goes to the head branch, adds up there, and is judged merged by the base', async () => {
+  const url = bareRepo();
+  const rs = repos();
+  await rs.update(request(url, 'README.md', 'hello\n'));
+  const base = git(url, 'rev-parse', 'main');
+  const a = await rs.update(request(url, 'clusters/a/f.yaml', 'a1\n', { proposeTo: 'flux/pr' }));
+  assert.equal(a.head, base, 'the base is not touched');
+  assert.equal(git(url, 'rev-parse', 'main'), base);
+  assert.equal(a.proposal?.pushed, true);
+  assert.equal(git(url, 'show', 'flux/pr:clusters/a/f.yaml'), 'a1');
+  // Another cluster's change adds up on the same head branch: a fast-forward, nothing lost.
+  const b = await rs.update(request(url, 'clusters/b/f.yaml', 'b1\n', { proposeTo: 'flux/pr' }));
+  assert.equal(git(url, 'merge-base', '--is-ancestor', a.proposal!.commit, b.proposal!.commit) === '', true);
+  assert.equal(git(url, 'show', 'flux/pr:clusters/a/f.yaml'), 'a1');
+  const again = await repos().update(request(url, 'clusters/a/f.yaml', 'a1\n', { proposeTo: 'flux/pr' }));
+  assert.equal(again.proposal?.pushed, false, 'a change the head branch holds is not pushed again');
+  // Squash-merged by a reviewer, while someone else pushed to main too.
+  const merge = join(mkdtempSync(join(tmpdir(), 'merge-')), 'r');
+  execFileSync('git', ['clone', '-q', url, merge]);
+  git(merge, 'merge', '-q', '--squash', 'origin/flux/pr');
+  writeFileSync(join(merge, 'other.txt'), 'x\n');
+  git(merge, 'add', '-A');
+  git(merge, '-c', 'user.name=r', '-c', 'user.email=r@example.com', 'commit', '-q', '-m', 'squash');
+  git(merge, 'push', '-q', 'origin', 'HEAD:main');
+  const merged = await rs.update(request(url, 'clusters/a/f.yaml', 'a1\n', { proposeTo: 'flux/pr' }));
+  assert.equal(merged.proposal, undefined, 'the change is on the base: no proposal');
+  assert.equal(merged.head, git(url, 'rev-parse', 'main'));
+  // The next change starts the spent head branch afresh from the base.
+  const next = await rs.update(request(url, 'clusters/a/f.yaml', 'a2\n', { proposeTo: 'flux/pr' }));
+  assert.equal(next.proposal?.pushed, true);
+  assert.equal(git(url, 'rev-parse', 'flux/pr^'), git(url, 'rev-parse', 'main'), 'one commit on the base');
+  // Someone commits on the head branch: the operator adds on top, never over it.
+  git(merge, 'fetch', '-q', 'origin');
+  git(merge, 'checkout', '-q', '-B', 'flux/pr', 'origin/flux/pr');
+  writeFileSync(join(merge, 'clusters/a/note.txt'), 'reviewer\n');
+  git(merge, 'add', '-A');
+  git(merge, '-c', 'user.name=r', '-c', 'user.email=r@example.com', 'commit', '-q', '-m', 'note');
+  git(merge, 'push', '-q', 'origin', 'HEAD:flux/pr');
+  const theirs = git(url, 'rev-parse', 'flux/pr');
+  const after = await rs.update(request(url, 'clusters/a/f.yaml', 'a3\n', { proposeTo: 'flux/pr' }));
+  assert.equal(git(url, 'rev-parse', `${after.proposal!.commit}^`), theirs, "on top of the reviewer's commit");
+  assert.equal(git(url, 'show', 'flux/pr:clusters/a/note.txt'), 'reviewer');
+});
