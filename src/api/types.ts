@@ -56,6 +56,16 @@ export interface ClusterBootstrapSpec {
       url?: string;
       secretRef?: { name: string };
     };
+    pullRequest?: {
+      enabled?: boolean;
+      when?: 'Always' | 'Protected';
+      branch?: string;
+      title?: string;
+      body?: string;
+      labels?: string[];
+      reviewers?: string[];
+      autoMerge?: boolean;
+    };
     sharePushCredentials?: boolean;
     knownHosts?: string;
     author?: { name?: string; email?: string };
@@ -126,6 +136,14 @@ export interface ClusterBootstrapStatus {
     pendingFiles?: string[];
   };
   lastHandledSopsRotateAt?: string;
+  pullRequest?: {
+    url: string;
+    number: number;
+    headBranch: string;
+    headCommit: string;
+    state: 'open' | 'closed';
+    generation?: number;
+  };
   lastPushedCommit?: string;
   lastPushedRevision?: string;
   lastAppliedRevision?: string;

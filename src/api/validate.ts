@@ -39,6 +39,16 @@ export interface BootstrapOptions {
     };
     author: { name: string; email: string };
     messageAppendix: string;
+    /** pullRequest, when enabled: changes go to `branch` and one pull request into git.branch (see phases/pulls.ts). */
+    pullRequest?: {
+      when: 'Always' | 'Protected';
+      branch: string;
+      title: string;
+      body: string;
+      labels: string[];
+      reviewers: string[];
+      autoMerge: boolean;
+    };
   };
   /** flux is what to install; its version is spec.flux.version resolved (a range to the newest it matches). */
   flux: ComponentsOptions;
@@ -69,6 +79,8 @@ const LOG_LEVELS = ['debug', 'info', 'error'];
 const IMAGE_REPOSITORY = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/;
 /** LABEL_KEY is a Kubernetes label key (an optional DNS prefix, a name): what a taint key is. */
 const LABEL_KEY = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+/** BRANCH is a head branch name the CRD allows (git's own rules are checked again where it is pushed). */
+const BRANCH = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,198}[A-Za-z0-9]$/;
 /** AGE_RECIPIENT is an age X25519 public key: `age1` and 58 bech32 characters. */
 const AGE_RECIPIENT = /^age1[02-9ac-hj-np-z]{58}$/;
 /** SOPS_SECRET is the Secret of Flux's namespace that holds the cluster's age key, as Flux's docs name it. */
@@ -366,6 +378,33 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
           : `spec.sops.extraRecipients: ${JSON.stringify(String(r).slice(0, 80))} is not an age public key (age1…, ` +
               'as age-keygen -y prints)',
       );
+  const pr = spec.git.pullRequest;
+  const pullRequest = pr?.enabled
+    ? {
+        when: pr.when ?? 'Always',
+        branch: pr.branch ?? `flux-bootstrap/${namespace}-${name}`,
+        title: pr.title ?? 'Bootstrap Flux {version} on {cluster}',
+        body:
+          pr.body ??
+          'flux-bootstrap-operator proposes the flux-system files of {cluster} (Flux {version}). Merge it, and the ' +
+            'operator applies them; close it, and it opens no other until the spec changes.',
+        labels: pr.labels ?? [],
+        reviewers: pr.reviewers ?? [],
+        autoMerge: pr.autoMerge ?? false,
+      }
+    : undefined;
+  if (pullRequest && (providerType === 'generic' || !providerSpec.secretRef?.name))
+    invalid(
+      Reasons.InvalidSpec,
+      'spec.git.pullRequest needs spec.git.provider (github, gitlab, gitea or bitbucketserver, with its secretRef): ' +
+        'the pull request is opened through its API',
+    );
+  if (pullRequest && (!BRANCH.test(pullRequest.branch) || pullRequest.branch === branch))
+    invalid(
+      Reasons.InvalidSpec,
+      `spec.git.pullRequest.branch ${JSON.stringify(pullRequest.branch.slice(0, 80))} must be a branch name other ` +
+        `than spec.git.branch`,
+    );
   const sopsEnabled = spec.sops?.enabled ?? false;
   if (sopsEnabled && secretName === SOPS_SECRET)
     invalid(Reasons.InvalidSpec, `spec.sync.secretName cannot be ${SOPS_SECRET}: spec.sops keeps the age key there`);
@@ -409,6 +448,7 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
       },
       author,
       messageAppendix,
+      ...(pullRequest && { pullRequest }),
     },
     flux: {
       version,

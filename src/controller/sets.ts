@@ -167,6 +167,12 @@ export class SetReconciler {
       JSON.stringify(set.spec.template.spec).replaceAll(CLUSTER_NAME, cluster),
     ) as ClusterBootstrapSpec;
     spec.target ??= { kubeconfigSecretRef: { name: `${cluster}-kubeconfig` } };
+    // The set's clusters share one head branch, so the changes ready together share one pull request.
+    const pr = spec.git.pullRequest;
+    if (pr?.enabled) {
+      pr.branch ??= `flux-bootstrap/${set.metadata.namespace}-${set.metadata.name}`;
+      pr.title ??= `Bootstrap Flux {version} on the clusters of ClusterBootstrapSet ${set.metadata.name}`;
+    }
     return {
       cb: {
         apiVersion: API_VERSION,
