@@ -10,10 +10,45 @@ export interface Subject {
   repo: string;
   /** tokenRef names the token's source, e.g. `Secret flux-system/git-api-token`. */
   tokenRef: string;
-  /** scope says which token permission manages deploy keys on this provider. */
+  /** scope says which token permission the calls need on this provider (for deploy keys, unless `task` says). */
   scope: string;
   api: ApiClient;
+  /** task is what the calls are about, for messages; deploy keys when absent. */
+  task?: Task;
 }
+
+/**
+ * Task is what a subject's calls are about, as failure's messages say it: the deploy keys of a repository, or its
+ * pull requests.
+ */
+export interface Task {
+  /** items names what a listing holds: `deploy keys`, `pull requests`. */
+  items: string;
+  /** one names the thing a refused request was about: `the deploy key`, `the pull request`. */
+  one: string;
+  /** manage is what the token needs the scope for: `manage deploy keys of`, `open pull requests on`. */
+  manage: string;
+  /** tooMany says what to do about a listing longer than a page bound: `remove unused ones`. */
+  tooMany: string;
+  /** refused says why the provider refused a request as a conflict or as invalid, and what to fix. */
+  refused(kind: 'conflict' | 'invalid', said: string): string;
+}
+
+/** DEPLOY_KEYS is the task of the deploy-key adapters. */
+export const DEPLOY_KEYS: Task = {
+  items: 'deploy keys',
+  one: 'the deploy key',
+  manage: 'manage deploy keys of',
+  tooMany: 'remove unused ones',
+  refused(kind, said) {
+    if (kind === 'invalid')
+      return 'check that the public key is an OpenSSH `type base64` line the server accepts, and the title';
+    return /title|name|label/i.test(said)
+      ? 'another deploy key of the repository has that title: remove it or choose another title'
+      : 'the key is already registered elsewhere (another repository, or a user account), and a provider takes a ' +
+          'key once: remove that registration or use a new key';
+  },
+};
 
 /** DEFAULT_RATE_LIMIT_MS is how long to wait when a provider says "rate limited" but not until when. */
 const DEFAULT_RATE_LIMIT_MS = 60_000;
@@ -30,7 +65,10 @@ export function serverMessage(answer: Answer): string {
         .filter((m: unknown) => typeof m === 'string');
       msg = [typeof j.message === 'string' ? j.message : '', ...details].filter(Boolean).join(': ');
     } else if (typeof j.message === 'string') msg = j.message;
-    else if (j.message && typeof j.message === 'object') {
+    else if (Array.isArray(j.message)) {
+      // GitLab: {message: ["Another open merge request already exists for this source branch: !12"]}
+      msg = j.message.filter((m: unknown) => typeof m === 'string').join('; ');
+    } else if (j.message && typeof j.message === 'object') {
       // GitLab validation errors: {message: {field: ["has already been taken"]}}
       msg = Object.entries(j.message)
         .map(([k, v]) => `${k} ${Array.isArray(v) ? v.join(', ') : String(v)}`)
@@ -80,6 +118,7 @@ export function isRateLimited(answer: Answer): boolean {
  */
 export function failure(answer: Answer, subject: Subject, what: string, kind?: ProviderErrorKind): ProviderError {
   const { provider, repo, tokenRef, scope, api } = subject;
+  const task = subject.task ?? DEPLOY_KEYS;
   const status = answer.status;
   // GitLab repeats the status in its messages ("404 Project Not Found").
   const said = serverMessage(answer).replace(new RegExp(`^${status}\\s+(?=\\S)`), '');
@@ -119,7 +158,7 @@ export function failure(answer: Answer, subject: Subject, what: string, kind?: P
     case 'forbidden':
       return make(
         kind,
-        `the token in ${tokenRef} lacks the scope to manage deploy keys of ${repo} (${provider}: ${scope}); ` +
+        `the token in ${tokenRef} lacks the scope to ${task.manage} ${repo} (${provider}: ${scope}); ` +
           `${provider} said ${status} ${said}`,
       );
     case 'notFound':
@@ -128,20 +167,9 @@ export function failure(answer: Answer, subject: Subject, what: string, kind?: P
         `${provider} at ${api.origin} shows no repository ${repo} to the token in ${tokenRef} (${status} ${said}): ` +
           `check the repository URL, and that the token may see the repository (${scope})`,
       );
-    case 'conflict': {
-      const title = /title|name|label/i.test(said);
-      const fix = title
-        ? 'another deploy key of the repository has that title: remove it or choose another title'
-        : 'the key is already registered elsewhere (another repository, or a user account), and a provider takes a ' +
-          'key once: remove that registration or use a new key';
-      return make(kind, `${provider} refused the deploy key for ${repo} (${status} ${said}): ${fix}`);
-    }
+    case 'conflict':
     case 'invalid':
-      return make(
-        kind,
-        `${provider} refused the deploy key for ${repo} (${status} ${said}): check that the public key is an ` +
-          `OpenSSH \`type base64\` line the server accepts, and the title`,
-      );
+      return make(kind, `${provider} refused ${task.one} for ${repo} (${status} ${said}): ${task.refused(kind, said)}`);
     case 'unreachable':
       return make(
         kind,
