@@ -5,7 +5,13 @@ import type { KubeObject } from '../kube/client.ts';
 import type { GitAuth, UpdateRequest, UpdateResult } from '../git/types.ts';
 import type { HostKey } from '../ssh/hostkeys.ts';
 import type { KeyPair } from '../ssh/keys.ts';
-import type { ProviderOptions } from '../providers/types.ts';
+import type {
+  OpenPullRequest,
+  OpenedPullRequest,
+  ProviderOptions,
+  PullRequest,
+  PullRequestChange,
+} from '../providers/types.ts';
 import { Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
 import { decodeSecret } from '../kube/objects.ts';
@@ -109,6 +115,24 @@ export interface ProviderKeys {
   ensure(title: string, publicKey: string): Promise<{ created: boolean }>;
   /** remove removes every deploy key with this key material. */
   remove(publicKey: string): Promise<void>;
+}
+
+/**
+ * ProviderPulls opens and updates the pull request of pull-request mode through the git host's API (GitLab: merge
+ * request), from a head branch of the repository itself; the real adapter is providers/index.ts's providerPulls.
+ */
+export interface ProviderPulls {
+  /**
+   * find returns the pull request from `head` into `base`: the open one, else the most recent closed or merged one
+   * (`state` tells which, so a closed one is not reopened), else undefined.
+   */
+  find(head: string, base: string): Promise<PullRequest | undefined>;
+  /** open creates it; labels and reviewers are best-effort, and `warnings` says which could not be set. */
+  open(req: OpenPullRequest): Promise<OpenedPullRequest>;
+  /** update changes its title and/or body and returns it as it is now. */
+  update(number: number, change: PullRequestChange): Promise<PullRequest>;
+  /** autoMerge, absent where the provider has none (Bitbucket Server), merges it once its checks and approvals pass. */
+  autoMerge?(number: number): Promise<void>;
 }
 
 /** Clock is the time a phase sees; tests move it by hand. sleep rejects with a CancelledError on abort. */

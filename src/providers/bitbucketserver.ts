@@ -3,11 +3,22 @@ import type { Answer } from './http.ts';
 import { checkedKey, checkedTitle, keyMaterial } from './keys.ts';
 import { collectPages } from './pages.ts';
 import { checkedId, type ProviderContext } from './provider.ts';
-import type { DeployKey, DeployKeyProvider } from './types.ts';
+import type { DeployKey, DeployKeyProvider, ProviderError, ProviderErrorKind } from './types.ts';
 
 /** BITBUCKET_SCOPE is the permission that manages access keys, for messages. */
 export const BITBUCKET_SCOPE =
   'an HTTP access token with the Repository admin permission, of a user with admin rights on the repository';
+
+/**
+ * bitbucketFailure is failure reading Bitbucket's 401 for a missing permission (an AuthorisationException) as
+ * `forbidden`, not a bad token.
+ */
+export function bitbucketFailure(answer: Answer, s: Subject, what: string, kind?: ProviderErrorKind): ProviderError {
+  const errors: any[] = Array.isArray(answer.json?.errors) ? answer.json.errors : [];
+  const denied =
+    answer.status === 401 && errors.some((e) => /Authori[sz]ationException/.test(String(e?.exceptionName ?? '')));
+  return failure(answer, s, what, denied ? 'forbidden' : kind);
+}
 
 /** bitbucketHeaders authenticate Bitbucket Server REST calls. */
 export function bitbucketHeaders(token: string): Record<string, string> {
@@ -64,14 +75,8 @@ export class BitbucketServerProvider implements DeployKeyProvider {
     throw this.#failure(answer, `removing access key ${id}`);
   }
 
-  /**
-   * failure reads Bitbucket's 401 for a missing permission (an AuthorisationException) as `forbidden`, not a bad token.
-   */
   #failure(answer: Answer, what: string) {
-    const errors: any[] = Array.isArray(answer.json?.errors) ? answer.json.errors : [];
-    const denied =
-      answer.status === 401 && errors.some((e) => /Authori[sz]ationException/.test(String(e?.exceptionName ?? '')));
-    return failure(answer, this.#s, what, denied ? 'forbidden' : undefined);
+    return bitbucketFailure(answer, this.#s, what);
   }
 
   #toKey(answer: Answer, v: any, what: string): DeployKey {

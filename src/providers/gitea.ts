@@ -8,7 +8,20 @@ import type { OwnerRepo } from './repo.ts';
 export const GITEA_SCOPE = 'a token with the write:repository scope, of a user with admin rights on the repository';
 
 /** GITEA_PAGE is the page size asked for; Gitea caps it at its MAX_RESPONSE_ITEMS (50 by default). */
-const GITEA_PAGE = 50;
+export const GITEA_PAGE = 50;
+
+/**
+ * giteaNext is the page after `answer` of a Gitea listing: the Link header's next page or, without one, the next page
+ * number while X-Total-Count says there are more than the `seen` items listed so far.
+ */
+export function giteaNext(answer: Answer, seen: number): URL | undefined {
+  if (answer.headers.link !== undefined) return nextLink(answer);
+  const total = Number(header(answer, 'x-total-count'));
+  if (!Number.isFinite(total) || seen >= total) return undefined;
+  const url = new URL(answer.url);
+  url.searchParams.set('page', String(Number(url.searchParams.get('page') ?? '1') + 1));
+  return url;
+}
 
 /** giteaHeaders authenticate Gitea and Forgejo REST calls. */
 export function giteaHeaders(token: string): Record<string, string> {
@@ -31,16 +44,8 @@ export class GiteaProvider extends KeyResource {
     );
   }
 
-  /**
-   * next is the Link header's next page or, without one, the next page number while X-Total-Count says there are more.
-   */
   protected next(answer: Answer, seen: number): URL | undefined {
-    if (answer.headers.link !== undefined) return nextLink(answer);
-    const total = Number(header(answer, 'x-total-count'));
-    if (!Number.isFinite(total) || seen >= total) return undefined;
-    const url = new URL(answer.url);
-    url.searchParams.set('page', String(Number(url.searchParams.get('page') ?? '1') + 1));
-    return url;
+    return giteaNext(answer, seen);
   }
 
   protected isReadOnly(k: any): boolean {

@@ -7,6 +7,16 @@ import type { ProviderContext } from './provider.ts';
 export const GITLAB_SCOPE =
   'a token with the api scope, of a user or bot with at least the Maintainer role in the project';
 
+/** gitlabNext is the next page: X-Next-Page (empty on the last page) when sent, else the Link header. */
+export function gitlabNext(answer: Answer): URL | undefined {
+  const page = header(answer, 'x-next-page');
+  if (page === undefined) return nextLink(answer);
+  if (!/^\d+$/.test(page.trim())) return undefined;
+  const url = new URL(answer.url);
+  url.searchParams.set('page', page.trim());
+  return url;
+}
+
 /** gitlabHeaders authenticate GitLab REST calls: PRIVATE-TOKEN, or Bearer for an OAuth token. */
 export function gitlabHeaders(token: string, bearer = false): Record<string, string> {
   return bearer
@@ -29,14 +39,8 @@ export class GitLabProvider extends KeyResource {
     );
   }
 
-  /** next is the next page: X-Next-Page (empty on the last page) when sent, else the Link header. */
   protected next(answer: Answer): URL | undefined {
-    const page = header(answer, 'x-next-page');
-    if (page === undefined) return nextLink(answer);
-    if (!/^\d+$/.test(page.trim())) return undefined;
-    const url = new URL(answer.url);
-    url.searchParams.set('page', page.trim());
-    return url;
+    return gitlabNext(answer);
   }
 
   protected isReadOnly(k: any): boolean {

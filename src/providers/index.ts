@@ -4,16 +4,27 @@ import { GitHubProvider, githubHeaders } from './github.ts';
 import { GitLabProvider, gitlabHeaders } from './gitlab.ts';
 import { ApiClient } from './http.ts';
 import { bitbucketServerRepo, giteaRepo, githubRepo, gitlabProject, parseGitUrl } from './repo.ts';
-import { ProviderError, type DeployKeyProvider, type ProviderOptions, type ProviderType } from './types.ts';
+import {
+  ProviderError,
+  type DeployKeyProvider,
+  type ProviderOptions,
+  type ProviderType,
+  type PullRequestProvider,
+} from './types.ts';
 import { ensureDeployKey, removeDeployKeys } from './keys.ts';
-import type { ProviderKeys } from '../phases/context.ts';
+import type { ProviderContext } from './provider.ts';
+import { BitbucketServerPulls } from './bitbucketserver-pulls.ts';
+import { GiteaPulls } from './gitea-pulls.ts';
+import { GitHubPulls } from './github-pulls.ts';
+import { GitLabPulls } from './gitlab-pulls.ts';
+import type { ProviderKeys, ProviderPulls } from '../phases/context.ts';
 
 /**
  * ensureDeployKey adds a read-only deploy key unless the same key material is there; removeDeployKeys removes by title
  * and/or key.
  */
 export { ensureDeployKey, removeDeployKeys, keyMaterial, sameKey } from './keys.ts';
-/** The deploy key, the provider interface, its options and its one error type. */
+/** The deploy key and pull request types, the provider interfaces, their options and their one error type. */
 export {
   ProviderError,
   type DeployKey,
@@ -21,6 +32,12 @@ export {
   type ProviderErrorKind,
   type ProviderOptions,
   type ProviderType,
+  type OpenPullRequest,
+  type OpenedPullRequest,
+  type PullRequest,
+  type PullRequestChange,
+  type PullRequestProvider,
+  type PullRequestState,
 } from './types.ts';
 /** Repository identification from a git URL, per provider. */
 export { bitbucketServerRepo, giteaRepo, githubRepo, gitlabProject, parseGitUrl } from './repo.ts';
@@ -51,6 +68,47 @@ const DEFAULT_API: Partial<Record<ProviderType, { url: string; hosts: string[] }
  * appears in no message.
  */
 export function providerFor(opts: ProviderOptions): DeployKeyProvider {
+  return connect<DeployKeyProvider>(opts, {
+    github: (ctx) => new GitHubProvider(ctx, githubRepo(opts.repoUrl)),
+    gitlab: (ctx, apiUrl) => new GitLabProvider(ctx, gitlabProject(opts.repoUrl, apiUrl.href)),
+    gitea: (ctx, apiUrl) => new GiteaProvider(ctx, giteaRepo(opts.repoUrl, apiUrl.href)),
+    bitbucketserver: (ctx) => new BitbucketServerProvider(ctx, bitbucketServerRepo(opts.repoUrl)),
+  });
+}
+
+/**
+ * pullsFor builds the pull-request adapter for a repository, with providerFor's rules for the options (API URL,
+ * token, bounds). Bitbucket Server's has no `autoMerge`.
+ */
+export function pullsFor(opts: ProviderOptions): PullRequestProvider {
+  return connect<PullRequestProvider>(opts, {
+    github: (ctx) => new GitHubPulls(ctx, githubRepo(opts.repoUrl)),
+    gitlab: (ctx, apiUrl) => new GitLabPulls(ctx, gitlabProject(opts.repoUrl, apiUrl.href)),
+    gitea: (ctx, apiUrl) => new GiteaPulls(ctx, giteaRepo(opts.repoUrl, apiUrl.href)),
+    bitbucketserver: (ctx) => new BitbucketServerPulls(ctx, bitbucketServerRepo(opts.repoUrl)),
+  });
+}
+
+/**
+ * providerPulls is the ProviderPulls adapter of the phases: pullsFor's pull requests, `autoMerge` only where the
+ * provider has it.
+ */
+export function providerPulls(opts: ProviderOptions): ProviderPulls {
+  const pulls = pullsFor(opts);
+  const seam: ProviderPulls = {
+    find: (head, base) => pulls.find(head, base),
+    open: (req) => pulls.open(req),
+    update: (number, change) => pulls.update(number, change),
+  };
+  if (pulls.autoMerge) seam.autoMerge = (number) => pulls.autoMerge!(number);
+  return seam;
+}
+
+/**
+ * connect checks the options, builds the API client and hands it to the adapter `make` builds for the provider type.
+ * A ProviderError that would repeat the token (pasted into the wrong field) has it redacted.
+ */
+function connect<T>(opts: ProviderOptions, make: Record<ProviderType, (ctx: ProviderContext, apiUrl: URL) => T>): T {
   const token = (opts.token ?? '').trim();
   const tokenRef = opts.tokenRef ?? 'its Secret';
   try {
@@ -73,17 +131,7 @@ export function providerFor(opts: ProviderOptions): DeployKeyProvider {
       caData: opts.caData,
       signal: opts.signal,
     });
-    const ctx = { api, tokenRef };
-    switch (opts.type) {
-      case 'github':
-        return new GitHubProvider(ctx, githubRepo(opts.repoUrl));
-      case 'gitlab':
-        return new GitLabProvider(ctx, gitlabProject(opts.repoUrl, apiUrl.href));
-      case 'gitea':
-        return new GiteaProvider(ctx, giteaRepo(opts.repoUrl, apiUrl.href));
-      case 'bitbucketserver':
-        return new BitbucketServerProvider(ctx, bitbucketServerRepo(opts.repoUrl));
-    }
+    return make[opts.type]({ api, tokenRef }, apiUrl);
   } catch (err) {
     // A token pasted into the wrong field would otherwise be repeated by the message about that field.
     if (err instanceof ProviderError && token.length >= 4 && err.message.includes(token)) {

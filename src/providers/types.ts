@@ -19,6 +19,75 @@ export interface DeployKeyProvider {
   remove(id: string): Promise<void>;
 }
 
+/** PullRequestState is a pull request's state on any provider; a merged one is never `closed`. */
+export type PullRequestState = 'open' | 'closed' | 'merged';
+
+/**
+ * PullRequest is a pull request (GitLab: merge request) as every provider's adapter reports it: `number` is what the
+ * provider's web pages show (GitLab's iid), `url` the page for people.
+ */
+export interface PullRequest {
+  number: number;
+  /** url is the pull request's web page; empty when the server sent no http(s) URL. */
+  url: string;
+  state: PullRequestState;
+  /** head is the branch the changes come from. */
+  head: string;
+  /** base is the branch they are to be merged into. */
+  base: string;
+  /** headSha is the head branch's commit the pull request shows, where the provider says. */
+  headSha?: string;
+  title: string;
+}
+
+/** OpenPullRequest asks for a pull request from `head` into `base`; labels and reviewers are best-effort. */
+export interface OpenPullRequest {
+  head: string;
+  base: string;
+  title: string;
+  body: string;
+  labels?: string[];
+  /** reviewers are user names. */
+  reviewers?: string[];
+}
+
+/**
+ * OpenedPullRequest is the pull request `open` made. `warnings` says what of the labels and reviewers could not be
+ * set: they are best-effort, so their failures never fail the open.
+ */
+export interface OpenedPullRequest extends PullRequest {
+  warnings: string[];
+}
+
+/** PullRequestChange is what `update` changes; what it leaves out stays as it is. */
+export interface PullRequestChange {
+  title?: string;
+  body?: string;
+}
+
+/**
+ * PullRequestProvider opens and updates the pull requests of one repository on one git host, from branches of that
+ * repository (never a fork's). Each call has its own hard deadline and fails with ProviderError, whose message says
+ * which token permission the call needs when that is what is missing.
+ */
+export interface PullRequestProvider {
+  /**
+   * find returns the pull request from `head` into `base`: the open one if there is one, else the most recent closed
+   * or merged one, so a caller can tell "closed unmerged" from "merged" and not reopen either; undefined when there is
+   * none.
+   */
+  find(head: string, base: string): Promise<PullRequest | undefined>;
+  /** open creates a pull request, then adds its labels and reviewers where the API takes them apart. */
+  open(req: OpenPullRequest): Promise<OpenedPullRequest>;
+  /** update changes the title and/or body of a pull request, and returns it as it is now. */
+  update(number: number, change: PullRequestChange): Promise<PullRequest>;
+  /**
+   * autoMerge, where the provider has it, asks the provider to merge the pull request once its checks and approvals
+   * pass (at once when nothing is pending); asking again is not an error.
+   */
+  autoMerge?(number: number): Promise<void>;
+}
+
 /** ProviderType names the APIs there is an adapter for. */
 export type ProviderType = 'github' | 'gitlab' | 'gitea' | 'bitbucketserver';
 
