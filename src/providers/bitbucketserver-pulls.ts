@@ -5,6 +5,7 @@ import { collectPages } from './pages.ts';
 import type { ProviderContext } from './provider.ts';
 import {
   PULL_REQUESTS,
+  REVIEWERS,
   checkedBranch,
   checkedChange,
   checkedNumber,
@@ -120,7 +121,8 @@ export class BitbucketServerPulls implements PullRequestProvider {
       /reviewer/i.test(answer.text)
     ) {
       // A refused create made nothing: make it without the reviewers, and say which Bitbucket refused.
-      warnings.push(`requesting reviews failed: ${this.#failure(answer, 'adding reviewers', 'invalid').message}`);
+      const refused = bitbucketFailure(answer, { ...this.#s, task: REVIEWERS }, 'adding reviewers', 'invalid');
+      warnings.push(`requesting reviews failed: ${refused.message}`);
       answer = await post(body);
     }
     if (!ok(answer)) throw this.#failure(answer, what, undefined, { head: r.head, base: r.base });

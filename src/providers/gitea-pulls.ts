@@ -4,7 +4,9 @@ import type { Answer } from './http.ts';
 import { collectPages } from './pages.ts';
 import type { ProviderContext } from './provider.ts';
 import {
+  LABELS,
   PULL_REQUESTS,
+  REVIEWERS,
   bestEffort,
   checkedBranch,
   checkedChange,
@@ -143,7 +145,8 @@ export class GiteaPulls implements PullRequestProvider {
       body: { labels },
       deadline: api.deadline(),
     });
-    if (!ok(answer)) throw pullFailure(answer, this.#s, `labelling pull request #${n}`, { number: n });
+    if (!ok(answer))
+      throw pullFailure(answer, { ...this.#s, task: LABELS }, `labelling pull request #${n}`, { number: n });
     const set = new Set(Array.isArray(answer.json) ? answer.json.map((l: any) => l?.name) : []);
     const missing = labels.filter((l) => !set.has(l));
     if (missing.length)
@@ -156,7 +159,10 @@ export class GiteaPulls implements PullRequestProvider {
       body: { reviewers },
       deadline: api.deadline(),
     });
-    if (!ok(answer)) throw pullFailure(answer, this.#s, `requesting reviews of pull request #${n}`, { number: n });
+    if (!ok(answer))
+      throw pullFailure(answer, { ...this.#s, task: REVIEWERS }, `requesting reviews of pull request #${n}`, {
+        number: n,
+      });
   }
 
   /** ownHead is true for a pull request whose head branch is in the repository itself. */

@@ -1,9 +1,11 @@
-import { clip, unexpected, type Subject } from './errors.ts';
+import { clip, unexpected, type Subject, type Task } from './errors.ts';
 import { nextLink, type Answer } from './http.ts';
 import { collectPages } from './pages.ts';
 import type { ProviderContext } from './provider.ts';
 import {
+  LABELS,
   PULL_REQUESTS,
+  REVIEWERS,
   bestEffort,
   checkedBranch,
   checkedChange,
@@ -90,11 +92,17 @@ export class GitHubPulls implements PullRequestProvider {
     const n = pr.number;
     if (r.labels.length)
       await bestEffort(warnings, `adding the labels to pull request #${n}`, () =>
-        this.#post(`/issues/${n}/labels`, { labels: r.labels }, `labelling pull request #${n}`, n),
+        this.#post(`/issues/${n}/labels`, { labels: r.labels }, LABELS, `labelling pull request #${n}`, n),
       );
     if (r.reviewers.length)
       await bestEffort(warnings, `requesting reviews of pull request #${n}`, () =>
-        this.#post(`/pulls/${n}/requested_reviewers`, { reviewers: r.reviewers }, `requesting reviews of #${n}`, n),
+        this.#post(
+          `/pulls/${n}/requested_reviewers`,
+          { reviewers: r.reviewers },
+          REVIEWERS,
+          `requesting reviews of #${n}`,
+          n,
+        ),
       );
     return { ...pr, warnings };
   }
@@ -152,10 +160,10 @@ export class GitHubPulls implements PullRequestProvider {
   }
 
   /** post sends one best-effort call about pull request `n`, throwing its failure for bestEffort to report. */
-  async #post(path: string, body: unknown, what: string, n: number): Promise<void> {
+  async #post(path: string, body: unknown, task: Task, what: string, n: number): Promise<void> {
     const { api } = this.#s;
     const answer = await api.request('POST', api.url(this.#path + path), { body, deadline: api.deadline() });
-    if (!ok(answer)) throw pullFailure(answer, this.#s, what, { number: n });
+    if (!ok(answer)) throw pullFailure(answer, { ...this.#s, task }, what, { number: n });
   }
 
   /**

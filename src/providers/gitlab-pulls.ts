@@ -4,7 +4,6 @@ import type { Answer } from './http.ts';
 import { collectPages } from './pages.ts';
 import type { ProviderContext } from './provider.ts';
 import {
-  PULL_REQUESTS,
   bestEffort,
   checkedBranch,
   checkedChange,
@@ -12,6 +11,7 @@ import {
   checkedOpen,
   ok,
   pickPull,
+  pullTask,
   pullFailure,
   serverNumber,
   serverText,
@@ -46,7 +46,13 @@ export class GitLabPulls implements PullRequestProvider {
   readonly #path: string;
 
   constructor(ctx: ProviderContext, project: { path: string; id: string }) {
-    this.#s = { ...ctx, provider: 'GitLab', repo: project.path, scope: GITLAB_PULL_SCOPE, task: PULL_REQUESTS };
+    this.#s = {
+      ...ctx,
+      provider: 'GitLab',
+      repo: project.path,
+      scope: GITLAB_PULL_SCOPE,
+      task: pullTask('merge request'),
+    };
     this.#path = `/projects/${project.id}/merge_requests`;
   }
 

@@ -9,23 +9,45 @@ import {
   type PullRequestChange,
 } from './types.ts';
 
-/** PULL_REQUESTS is the task of the pull-request adapters, for failure's messages. */
-export const PULL_REQUESTS: Task = {
-  items: 'pull requests',
-  one: 'the pull request',
-  manage: 'open and update pull requests on',
-  tooMany: 'the operator looks no further',
-  refused(kind, said) {
-    if (kind === 'conflict')
-      return /already exists|another open/i.test(said)
-        ? 'a pull request from that head branch into that base branch is open already: find it and update it'
-        : 'the pull request changed meanwhile: read it again and retry';
-    return (
-      'check that the head branch is pushed and has commits the base branch lacks, that the base branch exists, and ' +
-      'the title'
-    );
-  },
+/**
+ * pullTask is the task of the pull-request adapters, for failure's messages; GitLab calls them merge requests.
+ */
+export function pullTask(noun: 'pull request' | 'merge request' = 'pull request'): Task {
+  return {
+    items: `${noun}s`,
+    one: `the ${noun}`,
+    manage: `open and update ${noun}s on`,
+    tooMany: 'the operator looks no further',
+    refused(kind, said) {
+      if (kind === 'conflict')
+        return /already exists|another open|only one/i.test(said)
+          ? `a ${noun} from that head branch into that base branch is open already: find it and update it`
+          : `the ${noun} changed meanwhile: read it again and retry`;
+      return (
+        'check that the head branch is pushed and has commits the base branch lacks, that the base branch exists, ' +
+        'and the title'
+      );
+    },
+  };
+}
+
+/** PULL_REQUESTS is the task of the GitHub, Gitea and Bitbucket Server adapters. */
+export const PULL_REQUESTS = pullTask();
+
+/** REVIEWERS is the task of a call that asks for reviews: what it refuses is a reviewer. */
+export const REVIEWERS: Task = {
+  ...PULL_REQUESTS,
+  one: 'the reviewers',
+  refused: () => 'check that each reviewer is a user who may read the repository (a collaborator of it)',
 };
+
+/** LABELS is the task of a call that adds labels. */
+export const LABELS: Task = { ...PULL_REQUESTS, one: 'the labels', refused: () => 'check the label names' };
+
+/** pullName is how messages name pull request `n` on the subject's provider: `pull request #3`, `merge request !3`. */
+export function pullName(s: Subject, n: number): string {
+  return s.task?.items === 'merge requests' ? `merge request !${n}` : `pull request #${n}`;
+}
 
 /** MAX_TITLE bounds a title: GitLab and Bitbucket Server take 255 characters, GitHub 256. */
 const MAX_TITLE = 255;
@@ -159,7 +181,7 @@ export function pullFailure(
   if (answer.status === 404 && (kind === undefined || kind === 'notFound')) {
     const missing =
       about.number !== undefined
-        ? `no pull request #${about.number} in ${s.repo}`
+        ? `no ${pullName(s, about.number)} in ${s.repo}`
         : about.head !== undefined
           ? `no repository ${s.repo} with the branches ${about.head} and ${about.base}`
           : undefined;
