@@ -164,6 +164,149 @@ export async function createGiteaRepo(name: string, opts: { dir?: string } = {})
   return r.json.ssh_url as string;
 }
 
+/** GITEA_REVIEWER is a second user of the lab's Gitea, who approves and merges pull requests (giteaReviewer). */
+export const GITEA_REVIEWER = 'labreviewer';
+
+/** MergeStyle is how Gitea merges a pull request (the `Do` of its merge API). */
+export type MergeStyle = 'merge' | 'rebase' | 'rebase-merge' | 'squash' | 'fast-forward-only';
+
+/** LabPull is a pull request as listPulls reports it, Gitea's `merged` kept apart from its state. */
+export interface LabPull {
+  number: number;
+  state: 'open' | 'closed';
+  merged: boolean;
+  head: string;
+  base: string;
+  title: string;
+}
+
+/** giteaOk is giteaRequest that throws unless the answer's status is one of `expect` (default: any 2xx). */
+async function giteaOk(
+  method: string,
+  apiPath: string,
+  body: unknown,
+  opts: { dir?: string },
+  expect?: number[],
+): Promise<any> {
+  const r = await giteaRequest(method, apiPath, body, opts);
+  const good = expect ? expect.includes(r.status) : r.status >= 200 && r.status < 300;
+  if (!good) throw new Error(`Gitea ${method} ${apiPath}: HTTP ${r.status} ${r.text.slice(0, 300)}`);
+  return r.json;
+}
+
+/** repoPath is the API path of the admin user's repo `repo`. */
+function repoPath(repo: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(repo)) throw new Error(`bad repo name: ${repo}`);
+  return `/repos/${GITEA_OWNER}/${repo}`;
+}
+
+/**
+ * protectBranch protects `branch` of the admin user's repo `repo` (Gitea's branch_protections API): nobody pushes to
+ * it but the users in `pushWhitelist` (none: every change comes through a pull request), and a pull request into it
+ * needs `requiredApprovals` approvals (default 0). Admins are held to the rule too (no force merge).
+ */
+export async function protectBranch(
+  repo: string,
+  branch: string,
+  rule: { requiredApprovals?: number; pushWhitelist?: string[] } = {},
+  opts: { dir?: string } = {},
+): Promise<void> {
+  const whitelist = rule.pushWhitelist ?? [];
+  await giteaOk(
+    'POST',
+    `${repoPath(repo)}/branch_protections`,
+    {
+      rule_name: branch,
+      enable_push: whitelist.length > 0,
+      enable_push_whitelist: whitelist.length > 0,
+      push_whitelist_usernames: whitelist,
+      required_approvals: rule.requiredApprovals ?? 0,
+      block_admin_merge_override: true,
+    },
+    opts,
+    [201],
+  );
+}
+
+/**
+ * giteaReviewer makes GITEA_REVIEWER (once) and a collaborator with write access on `repo`, so that its approval
+ * counts, and returns its name. It has no password or token of its own: the lab acts as it through the admin token's
+ * `sudo`.
+ */
+export async function giteaReviewer(repo: string, opts: { dir?: string } = {}): Promise<string> {
+  await giteaOk(
+    'POST',
+    '/admin/users',
+    {
+      username: GITEA_REVIEWER,
+      email: `${GITEA_REVIEWER}@lab.invalid`,
+      password: randomBytes(16).toString('hex'),
+      must_change_password: false,
+    },
+    opts,
+    [201, 422],
+  );
+  await giteaOk('PUT', `${repoPath(repo)}/collaborators/${GITEA_REVIEWER}`, { permission: 'write' }, opts, [204]);
+  return GITEA_REVIEWER;
+}
+
+/** approvePull approves pull request `number` of `repo` as GITEA_REVIEWER (made if needed). */
+export async function approvePull(repo: string, number: number, opts: { dir?: string } = {}): Promise<void> {
+  await giteaReviewer(repo, opts);
+  await giteaOk(
+    'POST',
+    `${repoPath(repo)}/pulls/${number}/reviews?sudo=${GITEA_REVIEWER}`,
+    { event: 'APPROVED', body: 'Looks good to the lab.' },
+    opts,
+    [200],
+  );
+}
+
+/**
+ * mergePull merges pull request `number` of `repo` the way a reviewer does it in the web UI: GITEA_REVIEWER approves
+ * it, then merges it with `style` (default a merge commit) through the API. Throws with Gitea's answer when Gitea
+ * refuses (a required check, a conflict).
+ */
+export async function mergePull(
+  repo: string,
+  number: number,
+  style: MergeStyle = 'merge',
+  opts: { dir?: string } = {},
+): Promise<void> {
+  await approvePull(repo, number, opts);
+  await giteaOk('POST', `${repoPath(repo)}/pulls/${number}/merge?sudo=${GITEA_REVIEWER}`, { Do: style }, opts, [200]);
+}
+
+/** closePull closes pull request `number` of `repo` unmerged, as the admin user. */
+export async function closePull(repo: string, number: number, opts: { dir?: string } = {}): Promise<void> {
+  await giteaOk('PATCH', `${repoPath(repo)}/pulls/${number}`, { state: 'closed' }, opts, [201]);
+}
+
+/** listPulls lists every pull request of `repo`, open and closed, newest first. */
+export async function listPulls(repo: string, opts: { dir?: string } = {}): Promise<LabPull[]> {
+  const out: LabPull[] = [];
+  for (let page = 1; page <= 100; page++) {
+    const list: any[] = await giteaOk(
+      'GET',
+      `${repoPath(repo)}/pulls?state=all&limit=50&page=${page}`,
+      undefined,
+      opts,
+    );
+    out.push(
+      ...list.map((p) => ({
+        number: p.number,
+        state: p.state,
+        merged: p.merged === true,
+        head: p.head?.ref,
+        base: p.base?.ref,
+        title: p.title,
+      })),
+    );
+    if (list.length < 50) break;
+  }
+  return out;
+}
+
 /** giteaRunning tells whether the lab in `dir` runs Gitea (both its processes) and says so in its env. */
 export function giteaRunning(dir: string, env: LabEnv): boolean {
   return env.LAB_GITEA_API !== undefined && GITEA_PROCESSES.every((n) => running(dir, n) !== undefined);

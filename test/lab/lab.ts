@@ -56,7 +56,21 @@ export { fluxRunning, fluxStart, fluxStop, type FluxInfo, type FluxStartOptions 
 export { labTarget, labTargets, targetCreds, type LabTarget } from './fleet.ts';
 export { CLUSTER_API_VERSION, CLUSTER_CRD_FILE, ensureClusterApiCRDs, installClusterApiCRDs } from './capi.ts';
 export { authorizeKey, createRepo, gitSshCommand, GIT_USER } from './git.ts';
-export { createGiteaRepo, giteaRequest, GITEA_OWNER, GITEA_PROCESSES } from './gitea.ts';
+export {
+  approvePull,
+  closePull,
+  createGiteaRepo,
+  giteaRequest,
+  giteaReviewer,
+  listPulls,
+  mergePull,
+  protectBranch,
+  GITEA_OWNER,
+  GITEA_PROCESSES,
+  GITEA_REVIEWER,
+  type LabPull,
+  type MergeStyle,
+} from './gitea.ts';
 export { freePorts } from './ports.ts';
 export { labPids, rssKiB } from './process.ts';
 
