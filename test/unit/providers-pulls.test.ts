@@ -53,6 +53,10 @@ interface Host {
   decorationFails: boolean;
   /** mergeState is GitHub's mergeStateStatus of every pull request. */
   mergeState: string;
+  /** autoMergeOff is GitHub's repository setting "Allow auto-merge" turned off. */
+  autoMergeOff?: boolean;
+  /** stallLabels makes the labels call never answer. */
+  stallLabels?: boolean;
   hits: { method: string; url: string; headers: http.IncomingHttpHeaders; body: any }[];
 }
 
@@ -135,6 +139,11 @@ const github: Dialect = {
       if (/enablePullRequestAutoMerge/.test(q)) {
         const pr = host.pulls.find((p) => `PR_node${p.number}` === body.variables?.id);
         if (!pr) return reply(200, { data: null, errors: [{ type: 'NOT_FOUND', message: 'Could not resolve' }] });
+        if (host.autoMergeOff)
+          return reply(200, {
+            data: { enablePullRequestAutoMerge: null },
+            errors: [{ type: 'UNPROCESSABLE', message: 'Pull request Auto merge is not allowed for this repository' }],
+          });
         if (host.mergeState === 'CLEAN')
           return reply(200, { errors: [{ type: 'UNPROCESSABLE', message: 'Pull request is in clean status' }] });
         pr.autoMerge = true;
@@ -200,6 +209,7 @@ const github: Dialect = {
     }
     if (kind === 'pulls' && pr && !sub && req.method === 'GET') return reply(200, view(pr));
     if (kind === 'issues' && pr && sub === 'labels' && req.method === 'POST') {
+      if (host.stallLabels) return;
       if (host.decorationFails)
         return reply(403, { message: `Resource not accessible by integration${echo(host, req)}` });
       for (const l of body.labels) if (!pr.labels.includes(l)) pr.labels.push(l);
@@ -883,6 +893,29 @@ describe('GitHub auto-merge', () => {
       host.hits.map((h) => `${h.method} ${new URL(h.url, 'http://x').pathname}`),
       ['POST /api/graphql', 'POST /api/graphql'],
     );
+  });
+});
+
+describe('GitHub and cancellation', () => {
+  test('says to allow auto-merge in the settings when the repository does not', async () => {
+    const { host, pulls } = await serve(github, { autoMergeOff: true });
+    const err = await failure(() => pulls.autoMerge!(add(host, { head: HEAD, base: 'main' }).number));
+    assert.equal(err.kind, 'invalid');
+    assert.match(
+      err.message,
+      /GitHub refused enabling auto-merge of pull request #1 for acme\/fleet \(Pull request Auto merge/,
+    );
+    assert.match(err.message, /allow auto-merge in the repository settings/);
+  });
+
+  test('an abort while the labels are added fails the open, and is no warning', { timeout: 10_000 }, async () => {
+    const { host, port } = await serve(github, { stallLabels: true });
+    const ac = new AbortController();
+    const pulls = pullsFor(options(github, port, host.token, { signal: ac.signal }));
+    const opening = pulls.open({ head: HEAD, base: 'main', title: 't', body: '', labels: ['flux'] });
+    while (!host.hits.some((h) => h.url.endsWith('/labels'))) await new Promise((r) => setTimeout(r, 5));
+    ac.abort();
+    await assert.rejects(opening, (err: Error) => err.name === 'CancelledError');
   });
 });
 
