@@ -26,7 +26,7 @@ export interface Task {
   items: string;
   /** one names the thing a refused request was about: `the deploy key`, `the pull request`. */
   one: string;
-  /** manage is what the token needs the scope for: `manage deploy keys of`, `open pull requests on`. */
+  /** manage is what the token needs the scope for: `manage deploy keys of`, `open and update pull requests on`. */
   manage: string;
   /** tooMany says what to do about a listing longer than a page bound: `remove unused ones`. */
   tooMany: string;

@@ -204,16 +204,16 @@ export function ok(answer: Answer): boolean {
 }
 
 /**
- * bestEffort runs a call that adds labels or reviewers and turns its failure into a warning: those are extras, and
- * an open that made the pull request has succeeded.
+ * bestEffort runs a call that adds labels or reviewers and turns its ProviderError into a warning: those are extras,
+ * and an open that made the pull request has succeeded.
  */
 export async function bestEffort(warnings: string[], what: string, call: () => Promise<string | void>): Promise<void> {
   try {
     const warning = await call();
     if (warning) warnings.push(warning);
   } catch (err) {
-    // A cancelled reconcile ends the open too: the caller must not report it as done.
-    if (isCancelled(err)) throw err;
-    warnings.push(`${what} failed: ${err instanceof Error ? err.message : String(err)}`);
+    // A cancelled reconcile ends the open too (the caller must not report it as done), and a bug is no warning.
+    if (isCancelled(err) || !(err instanceof ProviderError)) throw err;
+    warnings.push(`${what} failed: ${err.message}`);
   }
 }
