@@ -19,12 +19,13 @@ import {
   webUrl,
 } from './pulls.ts';
 import type { OwnerRepo } from './repo.ts';
-import type {
-  OpenPullRequest,
-  OpenedPullRequest,
-  PullRequest,
-  PullRequestChange,
-  PullRequestProvider,
+import {
+  ProviderError,
+  type OpenPullRequest,
+  type OpenedPullRequest,
+  type PullRequest,
+  type PullRequestChange,
+  type PullRequestProvider,
 } from './types.ts';
 
 /** GITEA_PULL_SCOPE is the permission that opens pull requests and labels them, for messages. */
@@ -78,7 +79,7 @@ export class GiteaPulls implements PullRequestProvider {
           const items = answer.json.filter((j) => this.#ownHead(j)).map((j) => this.#toPull(answer, j, 'the list'));
           return { items, next: giteaNext(answer, seen) };
         },
-        (answer) => pullFailure(answer, this.#s, 'listing pull requests'),
+        (answer) => this.#failure(answer, 'listing pull requests'),
         { until: ours, ...bounds },
       );
     };
@@ -93,7 +94,7 @@ export class GiteaPulls implements PullRequestProvider {
     const { api } = this.#s;
     const body = { head: r.head, base: r.base, title: r.title, body: r.body };
     const answer = await api.request('POST', api.url(`${this.#path}/pulls`), { body, deadline: api.deadline() });
-    if (!ok(answer)) throw pullFailure(answer, this.#s, 'opening a pull request', { head: r.head, base: r.base });
+    if (!ok(answer)) throw this.#failure(answer, 'opening a pull request', { head: r.head, base: r.base });
     const pr = this.#toPull(answer, answer.json, 'opening a pull request');
     const warnings: string[] = [];
     if (r.labels.length)
@@ -163,6 +164,21 @@ export class GiteaPulls implements PullRequestProvider {
       throw pullFailure(answer, { ...this.#s, task: REVIEWERS }, `requesting reviews of pull request #${n}`, {
         number: n,
       });
+  }
+
+  /**
+   * failure is pullFailure, but a 404 of the repository's pull requests also says that Gitea hides them while it
+   * takes the repository for empty (before its first push is processed) or when its Pull Requests unit is off.
+   */
+  #failure(answer: Answer, what: string, about: { head?: string; base?: string } = {}) {
+    const err = pullFailure(answer, this.#s, what, about);
+    if (answer.status !== 404) return err;
+    return new ProviderError(
+      'notFound',
+      `${err.message}; Gitea also answers 404 while the repository is empty (a first push takes a moment to be ` +
+        'seen) and when its Pull Requests unit is off',
+      { status: 404 },
+    );
   }
 
   /** ownHead is true for a pull request whose head branch is in the repository itself. */

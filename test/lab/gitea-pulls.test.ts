@@ -30,6 +30,7 @@ import {
 import { pullsFor, type PullRequestProvider } from '../../src/providers/index.ts';
 
 const execFileP = promisify(execFile);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'flux-lab-gitea-pulls-'));
 fs.chmodSync(work, 0o755); // the lab's git user must traverse it
 const dir = path.join(work, 'lab');
@@ -79,10 +80,31 @@ async function pushBranch(branch: string, file: string): Promise<string> {
   await gitOk('add', '.');
   await gitOk('commit', '-q', '-m', `add ${file}`);
   await gitOk('push', '-q', url, `HEAD:refs/heads/${branch}`);
-  return gitOk('rev-parse', 'HEAD');
+  const commit = await gitOk('rev-parse', 'HEAD');
+  await pushSeen(branch, commit);
+  return commit;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * pushSeen waits until Gitea's API shows `commit` on `branch`: Gitea processes a push in a queue of its own, and
+ * hides an empty repository's pull requests until then.
+ */
+async function pushSeen(branch: string, commit: string): Promise<void> {
+  let seen: unknown;
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await sleep(100)) {
+    const r = await giteaRequest(
+      'GET',
+      `/repos/${GITEA_OWNER}/${REPO}/branches/${encodeURIComponent(branch)}`,
+      undefined,
+      {
+        dir,
+      },
+    );
+    seen = r.json?.commit?.id ?? `HTTP ${r.status}`;
+    if (seen === commit) return;
+  }
+  assert.fail(`Gitea shows ${String(seen)} on ${branch}, not the pushed ${commit}`);
+}
 
 before(
   async () => {
@@ -94,6 +116,7 @@ before(
     await gitOk('add', '.');
     await gitOk('commit', '-q', '-m', 'first');
     await gitOk('push', '-q', url, 'main');
+    await pushSeen('main', await gitOk('rev-parse', 'HEAD'));
     pulls = pullsFor({ type: 'gitea', apiUrl: env.LAB_GITEA_API, token: env.LAB_GITEA_TOKEN!, repoUrl: url });
   },
   { timeout: 3_600_000 },

@@ -55,6 +55,8 @@ interface Host {
   mergeState: string;
   /** autoMergeOff is GitHub's repository setting "Allow auto-merge" turned off. */
   autoMergeOff?: boolean;
+  /** empty is a Gitea repository with no branch yet, whose pull requests Gitea hides. */
+  empty?: boolean;
   /** stallLabels makes the labels call never answer. */
   stallLabels?: boolean;
   hits: { method: string; url: string; headers: http.IncomingHttpHeaders; body: any }[];
@@ -351,7 +353,7 @@ const gitea: Dialect = {
       /^\/api\/v1\/repos\/acme\/fleet\/(pulls|issues)(?:\/(\d+))?(?:\/(labels|requested_reviewers|merge))?$/.exec(
         url.pathname,
       );
-    if (!m) return reply(404, { message: "The target couldn't be found.", url: swagger });
+    if (!m || (host.empty && m[1] === 'pulls')) return reply(404, { message: 'not found', url: swagger });
     const [, kind, num, sub] = m;
     const pr = num ? host.pulls.find((p) => p.number === Number(num)) : undefined;
     if (num && !pr) return reply(404, { message: "The target couldn't be found.", url: swagger });
@@ -919,7 +921,14 @@ describe('GitHub and cancellation', () => {
   });
 });
 
-describe('Gitea labels', () => {
+describe('Gitea labels and an empty repository', () => {
+  test('says that Gitea hides the pull requests of a repository it takes for empty', async () => {
+    const { pulls } = await serve(gitea, { empty: true });
+    const err = await failure(() => pulls.find(HEAD, 'main'));
+    assert.equal(err.kind, 'notFound');
+    assert.match(err.message, /shows no repository acme\/fleet .*404 while the repository is empty/);
+  });
+
   test('warns of labels the repository does not have, which Gitea leaves out without an error', async () => {
     const { host, pulls } = await serve(gitea);
     const opened = await pulls.open({ head: HEAD, base: 'main', title: 't', body: '', labels: ['flux', 'nope'] });
