@@ -63,6 +63,8 @@ export const Catalogue = {
   GitAuthenticationFailed: { retryMs: 30_000 },
   DeployKeyNotAuthorized: { retryMs: 15_000, computed: true, quiet: true },
   PushRejected: {},
+  PullRequestOpen: { retryMs: 30_000, quiet: true },
+  PullRequestClosed: { stalls: true },
   PushRaceLost: { retryMs: 2_000, computed: true },
   GitOperationFailed: {},
   // the git host's API (spec.git.provider)

@@ -1,4 +1,5 @@
 import { reasonInfo, type Reason } from './conditions.ts';
+import type { ClusterBootstrapStatus } from './types.ts';
 
 /**
  * PhaseError is how a phase says why it stopped: the reason and a message that says what to fix. The
@@ -9,12 +10,19 @@ import { reasonInfo, type Reason } from './conditions.ts';
 export class PhaseError extends Error {
   readonly reason: Reason;
   readonly retryAfterMs?: number;
+  /** status is what the phase found before it stopped, for the status all the same (an open pull request). */
+  readonly status?: Partial<ClusterBootstrapStatus>;
 
-  constructor(reason: Reason, message: string, opts: { cause?: unknown; retryAfterMs?: number } = {}) {
+  constructor(
+    reason: Reason,
+    message: string,
+    opts: { cause?: unknown; retryAfterMs?: number; status?: Partial<ClusterBootstrapStatus> } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'PhaseError';
     this.reason = reason;
     this.retryAfterMs = opts.retryAfterMs ?? reasonInfo(reason).retryMs;
+    this.status = opts.status;
   }
 
   /** terminal is true for configuration errors: the resource is Stalled. */

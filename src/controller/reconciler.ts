@@ -13,10 +13,10 @@ import { guarded, reasonOf, sleep } from '../cancel.ts';
 import type { Repositories } from '../git/repository.ts';
 import { SecretIdentityStore } from '../kube/identity.ts';
 import type { Logger } from '../logger.ts';
-import type { Clock, Context, GitRemote, KubeApi, ProviderKeys } from '../phases/context.ts';
+import type { Clock, Context, GitRemote, KubeApi, ProviderKeys, ProviderPulls } from '../phases/context.ts';
 import { asPhaseError } from '../phases/errors.ts';
 import { bootstrap, teardown, type RunPhase } from '../phases/pipeline.ts';
-import { providerKeys } from '../providers/index.ts';
+import { providerKeys, providerPulls } from '../providers/index.ts';
 import type { ProviderOptions } from '../providers/types.ts';
 import { forgetHostKeys, scanHostKeysShared } from '../ssh/hostkeys.ts';
 import type { EventRecorder } from './events.ts';
@@ -40,6 +40,8 @@ export interface ReconcilerOptions {
   targetClient: (kubeconfig: string | undefined) => KubeApi;
   /** provider connects to a git host's API; providers/index.ts's by default. */
   provider?: (opts: ProviderOptions & { signal?: AbortSignal }) => ProviderKeys;
+  /** pulls replaces the pull-request adapter (providerPulls), for tests. */
+  pulls?: (opts: ProviderOptions & { signal?: AbortSignal }) => ProviderPulls;
   /** clock is the time the phases see; the real one by default. */
   clock?: (signal: AbortSignal) => Clock;
   /** policy is what the operator's flags allow beyond the safe default. */
@@ -132,6 +134,9 @@ export class Reconciler {
         Object.assign(status, found);
         if (message) markCondition(status, cb.metadata.generation, condition, 'True', Reasons.Succeeded, message, now);
         return result;
+      } catch (err) {
+        if (err instanceof PhaseError && err.status) Object.assign(status, err.status);
+        throw err;
       } finally {
         this.#o.metrics?.phaseDuration.observe({ phase: condition }, (performance.now() - started) / 1000);
       }
@@ -174,6 +179,7 @@ export class Reconciler {
       scanHostKeys: 'scanHostKeys' in git ? (host, port) => git.scanHostKeys(host, port) : scanHostKeysShared,
     };
     const provider = this.#o.provider ?? providerKeys;
+    const pulls = this.#o.pulls ?? providerPulls;
     return {
       cb,
       opts,
@@ -182,6 +188,7 @@ export class Reconciler {
       git: guarded(remote, signal),
       identity: guarded(new SecretIdentityStore(mgmt, cb), signal),
       provider: (o) => guarded(provider({ ...o, signal }), signal),
+      pulls: (o) => guarded(pulls({ ...o, signal }), signal),
       targetClient: (kubeconfig) => this.#bind(targetClient(kubeconfig), signal),
       clock,
       signal,

@@ -1,7 +1,9 @@
 import { Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
+import type { ClusterBootstrapStatus } from '../api/types.ts';
 import { GitError } from '../git/errors.ts';
-import type { GitAuth } from '../git/types.ts';
+import type { GitAuth, UpdateResult } from '../git/types.ts';
+import { proposeChange } from './pulls.ts';
 import { fluxFiles } from '../manifests/files.ts';
 import { KustomizationError } from '../manifests/sync.ts';
 import { SopsConfigError } from '../manifests/sops.ts';
@@ -31,26 +33,35 @@ export async function commitManifests(
   const appendix = opts.git.messageAppendix ? `\n\n${opts.git.messageAppendix}` : '';
   const auth: GitAuth =
     creds.transport === 'ssh' ? { transport: 'ssh', privateKey: creds.privateKey, knownHosts } : creds;
-  let head: string;
-  let pushed: boolean;
-  let attempts: number;
-  let found: string[] | undefined;
   const path = opts.git.path;
-  try {
-    ({ head, pushed, attempts, found } = await ctx.git.update({
+  const update = (proposeTo?: string) =>
+    ctx.git.update({
       url: opts.git.url,
       branch: opts.git.branch,
+      proposeTo,
       auth,
       author: opts.git.author,
       message: `Bootstrap Flux ${opts.flux.version} on ${cb.metadata.namespace}/${cb.metadata.name}${appendix}`,
       files: fluxFiles(opts, sops?.rule),
       scan: sops?.previous && { path, needle: sops.previous.recipient, exclude: [`${path}/.sops.yaml`] },
-    }));
+    });
+  // Pull-request mode: always, or once branch protection refused a push (and while its pull request is open).
+  const pr = opts.git.pullRequest;
+  const viaPr = pr && (pr.when === 'Always' || cb.status?.pullRequest?.state === 'open');
+  let result: UpdateResult;
+  try {
+    try {
+      result = await update(viaPr ? pr.branch : undefined);
+    } catch (err) {
+      if (!(pr && !viaPr && err instanceof GitError && err.kind === 'protected')) throw err;
+      ctx.log.info({ branch: opts.git.branch }, 'the branch is protected: proposing the change in a pull request');
+      result = await update(pr.branch);
+    }
   } catch (err) {
     if (err instanceof KustomizationError)
       throw new PhaseError(
         Reasons.KustomizationInvalid,
-        `${opts.git.path}/flux-system/kustomization.yaml in the repository cannot be kept: fix it by hand`,
+        `${path}/flux-system/kustomization.yaml in the repository cannot be kept: fix it by hand`,
         { cause: err },
       );
     if (err instanceof SopsConfigError)
@@ -63,6 +74,8 @@ export async function commitManifests(
         : '';
     throw gitPhaseError(err, hint);
   }
+  if (result.proposal) await proposeChange(ctx, result.proposal);
+  const { head, pushed, attempts, found } = result;
   if (pushed) ctx.log.info({ commit: head, branch: opts.git.branch, attempts }, 'pushed the flux-system manifests');
   // A push with the spec unchanged since the last one means someone changed the files in git: said, not silent.
   if (pushed && cb.status?.lastPushedCommit && cb.status.observedGeneration === cb.metadata.generation)
@@ -72,10 +85,20 @@ export async function commitManifests(
       `restored ${opts.git.path}/flux-system in the repository: it was changed outside the operator (commit ${head})`,
     );
   // A restart between the push and the status write finds nothing to change: the head holds our push.
-  const status =
+  const status: Partial<ClusterBootstrapStatus> =
     pushed || !cb.status?.lastPushedCommit
       ? { lastPushedCommit: head, lastPushedRevision: `${opts.git.branch}@sha1:${head}` }
       : {};
+  // The change is on the branch: its pull request, if there was one, is done with (merged, however it was).
+  if (cb.status?.pullRequest) {
+    status.pullRequest = undefined;
+    if (cb.status.pullRequest.state === 'open')
+      await ctx.record(
+        'Normal',
+        'PullRequestMerged',
+        `the change of pull request #${cb.status.pullRequest.number} is on ${opts.git.branch}`,
+      );
+  }
   return {
     result: { head, sopsPending: found ?? [] },
     message: `${opts.git.path}/flux-system is up to date at ${opts.git.branch}@sha1:${head}`,

@@ -152,6 +152,8 @@ export interface Context {
   identity: IdentityStore;
   /** provider connects to the git host's API with a token (spec.git.provider). */
   provider: (opts: ProviderOptions) => ProviderKeys;
+  /** pulls connects to the git host's pull-request API with the same token (spec.git.pullRequest). */
+  pulls: (opts: ProviderOptions) => ProviderPulls;
   /** targetClient returns a client for a kubeconfig, or for the operator's own cluster when it is undefined. */
   targetClient: (kubeconfig: string | undefined) => KubeApi;
   clock: Clock;

@@ -15,7 +15,14 @@ import { GitError } from '../../src/git/errors.ts';
 import type { GitAuth, UpdateRequest, UpdateResult } from '../../src/git/types.ts';
 import { KubeError, type KubeObject } from '../../src/kube/client.ts';
 import { decodeSecret } from '../../src/kube/objects.ts';
-import type { Clock, Context, GitRemote, KubeApi, ProviderKeys } from '../../src/phases/context.ts';
+import type { Clock, Context, GitRemote, KubeApi, ProviderKeys, ProviderPulls } from '../../src/phases/context.ts';
+import {
+  ProviderError,
+  type OpenPullRequest,
+  type OpenedPullRequest,
+  type PullRequest,
+  type PullRequestChange,
+} from '../../src/providers/types.ts';
 import { Reconciler } from '../../src/controller/reconciler.ts';
 import type { EventRecorder } from '../../src/controller/events.ts';
 import type { HostKey } from '../../src/ssh/hostkeys.ts';
@@ -292,7 +299,17 @@ export class FakeGit implements GitRemote {
     return this.head;
   }
 
+  /** protected refuses pushes to the base branch, as branch protection does. */
+  protected = false;
+  /** heads are the head branches of pull-request mode: their files, and a commit id. */
+  readonly heads = new Map<string, { files: Map<string, string>; commit: string }>();
+
   async update(req: UpdateRequest): Promise<UpdateResult> {
+    if (req.proposeTo !== undefined) return this.#propose(req, req.proposeTo);
+    if (this.protected && this.#can(req.auth, true)) {
+      const changed = req.files.some((f) => f.render(this.files.get(f.path)) !== this.files.get(f.path));
+      if (changed) throw new GitError('protected', `push to ${req.url}: Not allowed to push to protected branch`);
+    }
     await this.calls.note(`git fetch ${req.url}`);
     if (!this.#can(req.auth, false)) throw new GitError('auth', `fetch ${req.url}: Permission denied (publickey)`);
     const scan = req.scan;
@@ -314,9 +331,88 @@ export class FakeGit implements GitRemote {
     return { head: this.head, pushed: true, attempts: 1, found };
   }
 
+  /** #propose is pull-request mode: judged against the base, then rendered onto the head branch. */
+  async #propose(req: UpdateRequest, branch: string): Promise<UpdateResult> {
+    await this.calls.note(`git fetch ${req.url} ${branch}`);
+    const onBase = req.files.every((f) => f.render(this.files.get(f.path)) === this.files.get(f.path));
+    if (onBase) return { head: this.head ?? '', pushed: false, attempts: 1 };
+    const held = this.heads.get(branch);
+    const spent = !held || [...held.files].every(([p, c]) => this.files.get(p) === c);
+    const files = new Map(spent ? this.files : held.files);
+    let changed = spent;
+    for (const f of req.files) {
+      const content = f.render(files.get(f.path));
+      if (content !== files.get(f.path)) changed = true;
+      files.set(f.path, content);
+    }
+    if (!changed)
+      return {
+        head: this.head ?? '',
+        pushed: false,
+        attempts: 1,
+        proposal: { branch, commit: held!.commit, pushed: false },
+      };
+    await this.calls.note(`git push ${req.url} ${branch}`);
+    this.commits++;
+    const commit = createHash('sha1').update(`head ${this.commits}`).digest('hex');
+    this.heads.set(branch, { files, commit });
+    return { head: this.head ?? '', pushed: false, attempts: 1, proposal: { branch, commit, pushed: true } };
+  }
+
+  /** merge squashes a head branch into the base, as a reviewer merging its pull request does. */
+  merge(branch: string): void {
+    for (const [p, c] of this.heads.get(branch)!.files) this.files.set(p, c);
+    this.commits++;
+    this.head = createHash('sha1').update(`${this.commits}`).digest('hex');
+  }
+
   async scanHostKeys(host: string, port: number): Promise<HostKey[]> {
     await this.calls.note(`ssh-keyscan ${host}:${port}`);
     return this.hostKeys.map((k) => ({ ...k }));
+  }
+}
+
+/** FakePulls is a git host's pull-request API over a FakeGit's head branches. */
+export class FakePulls implements ProviderPulls {
+  readonly prs: PullRequest[] = [];
+  readonly calls: Calls;
+
+  constructor(calls: Calls) {
+    this.calls = calls;
+  }
+
+  async find(head: string, base: string): Promise<PullRequest | undefined> {
+    await this.calls.note(`pulls find ${head}`);
+    const mine = this.prs.filter((p) => p.head === head && p.base === base);
+    return mine.find((p) => p.state === 'open') ?? mine.at(-1);
+  }
+
+  async open(req: OpenPullRequest): Promise<OpenedPullRequest> {
+    await this.calls.note(`pulls open ${req.head}`);
+    if (this.prs.some((p) => p.head === req.head && p.state === 'open'))
+      throw new ProviderError('conflict', 'a pull request for this branch already exists');
+    const number = this.prs.length + 1;
+    const pr: PullRequest = {
+      number,
+      url: `https://git.example/org/fleet/pulls/${number}`,
+      state: 'open',
+      head: req.head,
+      base: req.base,
+      title: req.title,
+    };
+    this.prs.push(pr);
+    return { ...pr, warnings: [] };
+  }
+
+  async update(number: number, change: PullRequestChange): Promise<PullRequest> {
+    const pr = this.prs[number - 1];
+    Object.assign(pr, change.title ? { title: change.title } : {});
+    return { ...pr };
+  }
+
+  /** set changes a pull request's state, as a reviewer does. */
+  set(number: number, state: PullRequest['state']): void {
+    this.prs[number - 1].state = state;
   }
 }
 
@@ -366,6 +462,7 @@ export interface World {
   target: FakeKube;
   git: FakeGit;
   provider: FakeProvider;
+  pulls: FakePulls;
   clock: FakeClock;
   events: Recorded[];
   reconciler: Reconciler;
@@ -396,6 +493,7 @@ export async function world(
   const target = new FakeKube(calls, 'https://target.example');
   const git = new FakeGit(calls);
   const provider = new FakeProvider(git);
+  const pulls = new FakePulls(calls);
   const clock = new FakeClock();
   const events: Recorded[] = [];
   const flux: World['flux'] = { running: false };
@@ -463,6 +561,7 @@ export async function world(
         return target;
       },
       provider: () => provider,
+      pulls: () => pulls,
       clock: () => clock,
     });
   const w: World = {
@@ -471,6 +570,7 @@ export async function world(
     target,
     git,
     provider,
+    pulls,
     clock,
     events,
     reconciler: restart(),
@@ -503,6 +603,7 @@ export function contextOf(w: World, signal = new AbortController().signal): Cont
     git: w.git,
     identity: new SecretIdentityStore(w.mgmt, cb),
     provider: () => w.provider,
+    pulls: () => w.pulls,
     targetClient: () => w.target,
     clock: w.clock,
     signal,
