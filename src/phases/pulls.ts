@@ -10,6 +10,8 @@ import { providerPhaseError } from './errors.ts';
 export interface Proposal {
   branch: string;
   commit: string;
+  /** pushed is true when this pass put a new commit on the head branch. */
+  pushed: boolean;
 }
 
 /**
@@ -44,6 +46,13 @@ export async function proposeChange(ctx: Context, proposal: Proposal): Promise<n
         `pull request #${found.number} ${found.url} was closed without merging: the operator opens no other until ` +
           `the spec changes or ${RECONCILE_REQUESTED_AT} is set`,
         { status: { pullRequest: { ...last, state: 'closed' } } },
+      );
+    // Merged, with nothing new pushed since, but the base does not show it yet (a host merging in the background).
+    if (found?.state === 'merged' && !proposal.pushed)
+      throw new PhaseError(
+        Reasons.PullRequestOpen,
+        `pull request #${found.number} ${found.url} is merged; waiting for ${base} to show the change`,
+        { retryAfterMs: 5_000 },
       );
     let open = found?.state === 'open' ? found : undefined;
     if (!open) {

@@ -124,3 +124,15 @@ test('pull-request mode needs a provider to open pull requests with', async () =
   assert.equal(condition(w, 'Ready')?.reason, 'InvalidSpec');
   assert.match(condition(w, 'Ready')?.message ?? '', /spec\.git\.pullRequest needs spec\.git\.provider/);
 });
+
+test('a pull request merged before the branch shows it opens no second one', async () => {
+  const w = await proposing();
+  await w.reconcile();
+  w.pulls.set(1, 'merged'); // the host said merged; the base is not updated yet
+  await w.reconcile();
+  assert.equal(w.pulls.prs.length, 1);
+  assert.match(condition(w, 'Committed')?.message ?? '', /is merged; waiting for main/);
+  w.git.merge(HEAD);
+  await w.reconcile();
+  assert.equal(condition(w, 'Ready')?.status, 'True');
+});
