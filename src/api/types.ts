@@ -66,6 +66,7 @@ export interface ClusterBootstrapSpec {
       reviewers?: string[];
       autoMerge?: boolean;
     };
+    signing?: { secretRef: { name: string } };
     sharePushCredentials?: boolean;
     knownHosts?: string;
     author?: { name?: string; email?: string };

@@ -39,6 +39,8 @@ export interface BootstrapOptions {
     };
     author: { name: string; email: string };
     messageAppendix: string;
+    /** signingSecretName names the Secret whose `signing.key` signs every commit (spec.git.signing). */
+    signingSecretName?: string;
     /** pullRequest, when enabled: changes go to `branch` and one pull request into git.branch (see phases/pulls.ts). */
     pullRequest?: {
       when: 'Always' | 'Protected';
@@ -449,6 +451,7 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
       author,
       messageAppendix,
       ...(pullRequest && { pullRequest }),
+      ...(spec.git.signing?.secretRef?.name && { signingSecretName: spec.git.signing.secretRef.name }),
     },
     flux: {
       version,

@@ -96,7 +96,16 @@ function settle(p: Pending, err: unknown, result?: UpdateResult): void {
 /** batchKey groups updates that can share a commit: same branch, same credentials, same author. */
 function batchKey(req: UpdateRequest): string {
   return createHash('sha256')
-    .update(JSON.stringify([req.branch, req.proposeTo ?? '', req.auth, req.author.name, req.author.email]))
+    .update(
+      JSON.stringify([
+        req.branch,
+        req.proposeTo ?? '',
+        req.auth,
+        req.author.name,
+        req.author.email,
+        req.signingKey ?? '',
+      ]),
+    )
     .digest('hex');
 }
 
@@ -441,7 +450,7 @@ export class Repositories {
           return;
         }
       },
-      { multiplex: true },
+      { multiplex: true, signingKey: batch[0].req.signingKey },
     );
   }
 

@@ -245,13 +245,20 @@ export async function withAuth<T>(
   auth: GitAuth,
   protocols: readonly string[],
   fn: (env: Record<string, string>) => Promise<T>,
-  opts: { multiplex?: boolean } = {},
+  opts: { multiplex?: boolean; signingKey?: string } = {},
 ): Promise<T> {
   const tmp = await mkdtemp(join(tmpdir(), `${KEY_FOLDER_PREFIX}${process.pid}-`));
   const control = join(tmp, CONTROL_SOCKET);
   // A unix socket's path has room for about 100 bytes: a deep TMPDIR goes without sharing rather than fail.
   const multiplex = opts.multiplex === true && auth.transport === 'ssh' && Buffer.byteLength(control) < 100;
   try {
+    // Commits are signed with an SSH key (gpg.format=ssh) kept, like the transport key, in this private folder only.
+    const signing: [string, string][] = [];
+    if (opts.signingKey) {
+      const file = join(tmp, 'signing');
+      await writeFile(file, opts.signingKey.endsWith('\n') ? opts.signingKey : `${opts.signingKey}\n`, { mode: 0o600 });
+      signing.push(['gpg.format', 'ssh'], ['user.signingKey', file], ['commit.gpgSign', 'true']);
+    }
     if (auth.transport === 'https') {
       const basic = Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
       const extra: [string, string][] = [['http.extraHeader', `Authorization: Basic ${basic}`]];
@@ -259,13 +266,13 @@ export async function withAuth<T>(
         await writeFile(join(tmp, 'ca.crt'), auth.ca, { mode: 0o600 });
         extra.push(['http.sslCAInfo', join(tmp, 'ca.crt')]);
       }
-      return await fn(gitEnv(protocols, extra));
+      return await fn(gitEnv(protocols, [...extra, ...signing]));
     }
     const key = join(tmp, 'identity');
     const knownHosts = join(tmp, 'known_hosts');
     await writeFile(key, auth.privateKey.endsWith('\n') ? auth.privateKey : `${auth.privateKey}\n`, { mode: 0o600 });
     await writeFile(knownHosts, auth.knownHosts, { mode: 0o600 });
-    const env = gitEnv(protocols);
+    const env = gitEnv(protocols, signing);
     env.GIT_SSH_COMMAND = [
       'ssh -F /dev/null',
       `-i ${shellQuote(key)}`,

@@ -21,6 +21,8 @@ export interface UpdateRequest {
   auth: GitAuth;
   author: { name: string; email: string };
   message: string;
+  /** signingKey, an OpenSSH private key, signs every commit of the update (gpg.format=ssh). */
+  signingKey?: string;
   files: FileUpdate[];
   /**
    * proposeTo, for pull-request mode, names the head branch the change goes to instead of `branch` (the base): the

@@ -7,7 +7,8 @@ import { proposeChange } from './pulls.ts';
 import { fluxFiles } from '../manifests/files.ts';
 import { KustomizationError } from '../manifests/sync.ts';
 import { SopsConfigError } from '../manifests/sops.ts';
-import type { Context } from './context.ts';
+import { invalidRef, readRef, type Context } from './context.ts';
+import { isPrivateKey } from '../ssh/keys.ts';
 import { gitPhaseError } from './errors.ts';
 import type { Sops } from './sops.ts';
 import type { PushCredentials, Step } from './types.ts';
@@ -34,12 +35,14 @@ export async function commitManifests(
   const auth: GitAuth =
     creds.transport === 'ssh' ? { transport: 'ssh', privateKey: creds.privateKey, knownHosts } : creds;
   const path = opts.git.path;
+  const signingKey = await readSigningKey(ctx);
   const update = (proposeTo?: string) =>
     ctx.git.update({
       url: opts.git.url,
       branch: opts.git.branch,
       proposeTo,
       auth,
+      signingKey,
       author: opts.git.author,
       message: `Bootstrap Flux ${opts.flux.version} on ${cb.metadata.namespace}/${cb.metadata.name}${appendix}`,
       files: fluxFiles(opts, sops?.rule),
@@ -104,4 +107,15 @@ export async function commitManifests(
     message: `${opts.git.path}/flux-system is up to date at ${opts.git.branch}@sha1:${head}`,
     status,
   };
+}
+
+/** readSigningKey reads the OpenSSH private key of spec.git.signing, if any. */
+async function readSigningKey(ctx: Context): Promise<string | undefined> {
+  const name = ctx.opts.git.signingSecretName;
+  if (!name) return undefined;
+  const ref = { name, field: 'spec.git.signing.secretRef', what: 'an OpenSSH private key under the key "signing.key"' };
+  const key = (await readRef(ctx, ref))['signing.key'];
+  if (!key || !isPrivateKey(key))
+    throw invalidRef(ctx, ref, 'must hold an OpenSSH private key under the key "signing.key"');
+  return key;
 }

@@ -384,3 +384,28 @@ test('pull-request mode: the change goes to the head branch, adds up there, and 
   assert.equal(git(url, 'rev-parse', `${after.proposal!.commit}^`), theirs, "on top of the reviewer's commit");
   assert.equal(git(url, 'show', 'flux/pr:clusters/a/note.txt'), 'reviewer');
 });
+
+test('with a signing key every commit is SSH-signed, direct and on a pull-request branch; git verify-commit passes', async () => {
+  const { generateKeyPair } = await import('../../src/ssh/keys.ts');
+  const key = await generateKeyPair({ algorithm: 'ed25519', comment: 'signing' });
+  const url = bareRepo();
+  const rs = repos();
+  const direct = await rs.update(request(url, 'a.yaml', 'a\n', { signingKey: key.privateKey }));
+  const proposed = await rs.update(request(url, 'b.yaml', 'b\n', { signingKey: key.privateKey, proposeTo: 'pr' }));
+  const allowed = join(mkdtempSync(join(tmpdir(), 'signers-')), 'allowed');
+  writeFileSync(allowed, `test@example.com namespaces="git" ${key.publicKey.trim()}\n`);
+  for (const commit of [direct.head, proposed.proposal!.commit])
+    execFileSync('git', ['-C', url, '-c', `gpg.ssh.allowedSignersFile=${allowed}`, 'verify-commit', commit], {
+      stdio: 'pipe',
+    });
+  const unsigned = await rs.update(request(url, 'c.yaml', 'c\n'));
+  const r = spawnSync('git', [
+    '-C',
+    url,
+    '-c',
+    `gpg.ssh.allowedSignersFile=${allowed}`,
+    'verify-commit',
+    unsigned.head,
+  ]);
+  assert.notEqual(r.status, 0, 'an unsigned commit does not verify');
+});

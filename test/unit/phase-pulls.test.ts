@@ -136,3 +136,33 @@ test('a pull request merged before the branch shows it opens no second one', asy
   await w.reconcile();
   assert.equal(condition(w, 'Ready')?.status, 'True');
 });
+
+test('spec.git.signing hands the key of its Secret to every commit; a Secret without one is reported', async () => {
+  const { generateKeyPair } = await import('../../src/ssh/keys.ts');
+  const key = await generateKeyPair({ algorithm: 'ed25519', comment: 'signing' });
+  const w = await world({ git: { signing: { secretRef: { name: 'signer' } } } } as any, { provider: true });
+  const seen: (string | undefined)[] = [];
+  const update = w.git.update.bind(w.git);
+  w.git.update = (req) => (seen.push(req.signingKey), update(req));
+  await w.reconcile();
+  assert.equal(condition(w, 'Committed')?.reason, 'GitCredentialsMissing');
+  assert.match(condition(w, 'Committed')?.message ?? '', /signer.*spec\.git\.signing\.secretRef/);
+  w.mgmt.put({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'signer', namespace: 'team' },
+    stringData: { 'signing.key': 'nope' },
+  });
+  await w.reconcile();
+  assert.equal(condition(w, 'Committed')?.reason, 'GitCredentialsInvalid');
+  w.mgmt.put({
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: 'signer', namespace: 'team' },
+    stringData: { 'signing.key': key.privateKey },
+  });
+  await w.reconcile();
+  assert.equal(condition(w, 'Committed')?.status, 'True');
+  assert.equal(seen.at(-1), key.privateKey);
+  assert.doesNotMatch(JSON.stringify([w.cb().status, w.events]), /PRIVATE KEY/);
+});
