@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { cacheKey, ensureBinary, GITEA_BUILD, LAB_BUILDS, type BuildSpec } from './build.ts';
+import { cacheKey, ensureBinary, GITEA_BUILD, KUSTOMIZE_BUILD, LAB_BUILDS, type BuildSpec } from './build.ts';
 
 function haveGo(): boolean {
   try {
@@ -58,6 +58,11 @@ describe('lab build', { skip: haveGo() ? false : 'go not installed' }, () => {
     assert.equal(GITEA_BUILD.cgo, true);
     const go = 'go version go1.26.8 linux/amd64';
     assert.notEqual(await cacheKey(GITEA_BUILD, go), await cacheKey({ ...GITEA_BUILD, cgo: false }, go));
+  });
+
+  it('leaves kustomize out of the lab builds (built on demand), with the Go its go.mod asks for', () => {
+    assert.ok(!Object.values(LAB_BUILDS).some((b) => b.name === 'kustomize'), 'lab:up does not build kustomize');
+    assert.equal(KUSTOMIZE_BUILD.goToolchain, 'auto');
   });
 
   it('builds a missing binary once, then serves it from the cache', async () => {

@@ -39,6 +39,12 @@ export interface BuildSpec {
   flags: string[];
   /** Build with cgo (CGO_ENABLED=1, part of the cache key); default off. */
   cgo?: boolean;
+  /**
+   * GOTOOLCHAIN of the build; default `local` (the installed Go). `auto` lets go fetch the Go that the module's
+   * go.mod asks for (its `toolchain` line, from the module proxy) when the installed one is older; the key then
+   * holds the `go version` of the Go that builds.
+   */
+  goToolchain?: string;
 }
 
 const GO_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'go');
@@ -127,9 +133,14 @@ async function isExecutable(file: string): Promise<boolean> {
   }
 }
 
-/** Environment of every go invocation: static host build with the installed toolchain, no workspace. */
-function goEnv(cgo = false): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, CGO_ENABLED: cgo ? '1' : '0', GOTOOLCHAIN: 'local', GOWORK: 'off' };
+/** Environment of every go invocation: static host build with the installed toolchain (unless told), no workspace. */
+function goEnv(cgo = false, toolchain = 'local'): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    CGO_ENABLED: cgo ? '1' : '0',
+    GOTOOLCHAIN: toolchain,
+    GOWORK: 'off',
+  };
   // Always build for the host the lab runs on.
   for (const k of ['GOOS', 'GOARCH', 'GOAMD64', 'GOARM', 'GOARM64', 'GOFLAGS']) delete env[k];
   return env;
@@ -215,7 +226,7 @@ async function makeContext(opts: EnsureOptions | undefined): Promise<Context> {
 /** Returns the absolute path of one binary, building it into the cache if it is missing. */
 export async function ensureBinary(spec: BuildSpec, opts?: EnsureOptions & { context?: Context }): Promise<string> {
   const ctx = opts?.context ?? (await makeContext(opts));
-  const key = await cacheKey(spec, ctx.goVersion);
+  const key = await cacheKey(spec, await goVersionOf(spec, ctx));
   const entry = path.join(ctx.cacheDir, `${spec.name}-${key}`);
   const binary = path.join(entry, spec.name);
   if (await isExecutable(binary)) {
@@ -232,6 +243,15 @@ export async function ensureBinary(spec: BuildSpec, opts?: EnsureOptions & { con
     await build(spec, key, entry, ctx);
     return binary;
   });
+}
+
+/** goVersionOf is the `go version` of the Go that builds spec: the installed one, unless spec.goToolchain says. */
+async function goVersionOf(spec: BuildSpec, ctx: Context): Promise<string> {
+  if (!spec.goToolchain || spec.goToolchain === 'local') return ctx.goVersion;
+  const res = await run(ctx.go, ['version'], { cwd: spec.moduleDir, env: goEnv(spec.cgo, spec.goToolchain) });
+  if (res.code !== 0)
+    throw new Error(`'go version' for ${spec.name} (GOTOOLCHAIN=${spec.goToolchain}) failed: ${tail(res.output)}`);
+  return res.output.trim().split('\n').at(-1)!;
 }
 
 async function build(spec: BuildSpec, key: string, entry: string, ctx: Context): Promise<void> {
@@ -252,7 +272,7 @@ async function build(spec: BuildSpec, key: string, entry: string, ctx: Context):
     const args = ['build', '-v', ...spec.flags, '-o', path.join(tmp, spec.name), spec.pkg];
     let res: RunResult;
     try {
-      res = await run(ctx.go, args, { cwd: spec.moduleDir, env: goEnv(spec.cgo), logFile });
+      res = await run(ctx.go, args, { cwd: spec.moduleDir, env: goEnv(spec.cgo, spec.goToolchain), logFile });
     } catch (err) {
       throw new Error(`building ${spec.name}: cannot run ${ctx.go}`, { cause: err });
     }
@@ -373,7 +393,11 @@ export async function ensureHelm(opts?: EnsureOptions): Promise<string> {
 /** cachedBinary returns the path of a binary already in the cache, or undefined; it never builds. */
 export async function cachedBinary(spec: BuildSpec, opts?: EnsureOptions): Promise<string | undefined> {
   const ctx = await makeContext(opts);
-  const binary = path.join(ctx.cacheDir, `${spec.name}-${await cacheKey(spec, ctx.goVersion)}`, spec.name);
+  const binary = path.join(
+    ctx.cacheDir,
+    `${spec.name}-${await cacheKey(spec, await goVersionOf(spec, ctx))}`,
+    spec.name,
+  );
   return (await isExecutable(binary)) ? binary : undefined;
 }
 
@@ -388,6 +412,28 @@ export const SOPS_BUILD: BuildSpec = {
 /** ensureSops returns the absolute path of sops, building it into the cache if it is missing (minutes, once). */
 export async function ensureSops(opts?: EnsureOptions): Promise<string> {
   return ensureBinary(SOPS_BUILD, opts);
+}
+
+/** Kustomize release the kustomize module builds (keep in sync with test/lab/go/kustomize/go.mod). */
+export const KUSTOMIZE_VERSION = 'v5.8.3';
+
+/**
+ * KUSTOMIZE_BUILD builds kustomize, for rendering Flux's install manifests from source (test/flux-manifests.ts).
+ * It is not in LAB_BUILDS: `ensureLabBinaries` (lab:up) never builds it; `ensureKustomize` does, when asked.
+ * kustomize v5.8.3 needs Go 1.27: with an older installed Go, go fetches the go.mod's toolchain from the proxy.
+ * No version ldflag: `kustomize version` reads v5.8.3 from the binary's build info.
+ */
+export const KUSTOMIZE_BUILD: BuildSpec = {
+  name: 'kustomize',
+  moduleDir: path.join(GO_DIR, 'kustomize'),
+  pkg: 'sigs.k8s.io/kustomize/kustomize/v5',
+  goToolchain: 'auto',
+  flags: [...COMMON_FLAGS],
+};
+
+/** ensureKustomize returns the absolute path of kustomize, building it into the cache if it is missing. */
+export async function ensureKustomize(opts?: EnsureOptions): Promise<string> {
+  return ensureBinary(KUSTOMIZE_BUILD, opts);
 }
 
 /** Gitea release the gitea module builds (keep in sync with test/lab/go/gitea/go.mod). */

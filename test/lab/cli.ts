@@ -3,6 +3,7 @@
  *   node test/lab/cli.ts build                      build or find the six binaries, link them into .lab/bin
  *   node test/lab/cli.ts build helm                 the same, and helm (built only on demand)
  *   node test/lab/cli.ts build gitea                the same, and Gitea (built only on demand)
+ *   node test/lab/cli.ts build kustomize            the same, and kustomize (built only on demand)
  *   node test/lab/cli.ts up                         start the lab (no-op when up), print .lab/env
  *   node test/lab/cli.ts up --gitea                 the same with Gitea (also LAB_GITEA=1; added to a lab already up)
  *   node test/lab/cli.ts up --targets N             the same with N extra target clusters (also LAB_TARGETS=N; added
@@ -21,7 +22,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ensureGitea } from './build.ts';
+import { ensureGitea, ensureKustomize } from './build.ts';
 import {
   authorizeKey,
   ensureBinaries,
@@ -39,7 +40,7 @@ import {
 const dir = process.env.LAB_DIR || undefined;
 const log = (line: string) => process.stderr.write(`[lab ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 const usage =
-  'usage: node test/lab/cli.ts build [helm|gitea] | up [--gitea] [--targets N] [--target-controllers] [--capi] | ' +
+  'usage: node test/lab/cli.ts build [helm|gitea|kustomize] | up [--gitea] [--targets N] [--target-controllers] [--capi] | ' +
   'down | ' +
   'authorize-key <pubkey-file> [--rw] | flux start|stop [--targets 0,1,…|all] | env | status';
 const yes = (v: string | undefined) => ['1', 'true', 'yes'].includes(v ?? '');
@@ -74,6 +75,7 @@ async function main(argv: string[]): Promise<number> {
       // `build helm`: helm too, which lab:up does not build (the chart's tests do, on demand).
       if (rest.includes('helm')) await ensureHelm({ dir, log });
       if (rest.includes('gitea')) console.log(await ensureGitea({ log })); // Gitea too (lab:up --gitea starts it)
+      if (rest.includes('kustomize')) console.log(await ensureKustomize({ log })); // for npm run flux:manifests
       const bin = await ensureBinaries({ dir, log });
       for (const f of fs.readdirSync(bin)) console.log(`${path.join(bin, f)} -> ${fs.realpathSync(path.join(bin, f))}`);
       return 0;
