@@ -2,8 +2,8 @@
  * flux-manifests renders Flux's install manifests for a version from source, as Flux's own release does, and
  * writes them where the operator ships them:
  *
- *   npm run flux:manifests -- v2.9.4 [--out DIR]     (default DIR: src/manifests/flux/<version>)
- *   npm run flux:manifests -- v2.9.5 --stand-in notification-controller@v1.9.3 …
+ *   npm run flux:manifests -- v2.9.5 [--out DIR] [--stand-in <controller>@<version>]…
+ *                                                     (default DIR: src/manifests/flux/<version>)
  *
  * The steps are those of flux2's release (.github/workflows/release.yaml in its module): the controllers' release
  * assets, `manifests/scripts/bundle.sh` (the manifests `flux` embeds), then `flux install --export` with
@@ -17,9 +17,10 @@
  *   `kustomize build config/manager`.
  *
  * A controller module the Go module proxy does not serve at the pinned version stops the rendering, unless a
- * `--stand-in <controller>@<earlier patch version>` is given: then its assets are built from that version's
+ * `--stand-in <controller>@<earlier patch version>` is given (used only when the module cannot be fetched): then its assets are built from that version's
  * config/ with the pinned image tag, and only if the controller's api module (what its CRDs are generated from) is
- * the same at both versions. The summary line says which controllers were built so.
+ * the same at both versions. The summary line says which controllers were built so; SHIPPED_STAND_INS records
+ * those the shipped versions were rendered with.
  *
  * kustomize is the lab's (KUSTOMIZE_BUILD, built once and cached). source-watcher.yaml holds source-watcher's
  * objects as `flux install` renders them when source-watcher is one of the components (the release's
@@ -48,6 +49,21 @@ export const RELEASE_COMPONENTS = [...DEFAULT_COMPONENTS, ...EXTRA_COMPONENTS.fi
  * other templates is refused until installOverlay is checked against them and their sha256 added here.
  */
 const INSTALL_TEMPLATES = new Set(['71f8d9501ef67bd84557b78e6712eac5a4fb978131b0ea96f9b5c53c6f58fcf4']);
+
+/**
+ * SHIPPED_STAND_INS are the stand-ins the shipped versions were rendered with (the Go module proxy here does not
+ * serve these controllers at the versions Flux pins), used when the command line gives none for that version, so
+ * `npm run flux:manifests -- <version>` reproduces what ships. Where the modules can be fetched, the stand-ins are
+ * not used: the integration test then checks that the real modules render what ships.
+ */
+export const SHIPPED_STAND_INS: Record<string, Record<string, string>> = {
+  'v2.9.5': {
+    'notification-controller': 'v1.9.3',
+    'image-reflector-controller': 'v1.2.4',
+    'image-automation-controller': 'v1.2.4',
+    'source-watcher': 'v2.2.3',
+  },
+};
 
 /** A release asset URL of flux2's bases: https://github.com/fluxcd/<controller>/releases/download/<v>/<file>. */
 const RELEASE_ASSET =
@@ -79,8 +95,9 @@ export interface RenderOptions {
   kustomize?: string;
   /**
    * Stand-ins, controller name to an earlier patch version, for controllers whose module at the pinned version
-   * the Go module proxy does not serve: their assets are built from the earlier version's config/ with the image
-   * tag of the pinned one, and only if the controller's api module (its CRDs' source) is the same at both.
+   * cannot be fetched (the Go module proxy does not serve it): their assets are built from the earlier version's
+   * config/ with the image tag of the pinned one, and only if the controller's api module (its CRDs' source) is
+   * the same at both. A stand-in for a module that can be fetched is not used.
    */
   standIns?: Record<string, string>;
   log?: (line: string) => void;
@@ -190,7 +207,8 @@ async function localizeReleaseAssets(
 
 /**
  * controllerConfig returns the config/ folder a controller's release assets are built from: that of its module at
- * the pinned version, or, for a stand-in, a copy of the stand-in version's with the pinned version's image tag.
+ * the pinned version whenever that can be fetched (a stand-in is then not used), else, for a stand-in, a copy of
+ * the stand-in version's with the pinned version's image tag.
  * `{ unfetched }`: the module at the pinned version cannot be fetched (the error) and no stand-in was given.
  */
 async function controllerConfig(
@@ -206,7 +224,6 @@ async function controllerConfig(
     if (!standIn) return { unfetched: err };
     return standInConfig(release, standIn, opts.work);
   }
-  if (standIn) throw new Error(`${module}@${version} is served: drop the stand-in ${name}@${standIn}`);
   return checkConfig(pinned);
 }
 
@@ -461,7 +478,8 @@ if (import.meta.main) {
   }
   try {
     const started = Date.now();
-    const rendered = await renderFlux(args.version, { standIns: args.standIns });
+    const standIns = Object.keys(args.standIns).length ? args.standIns : (SHIPPED_STAND_INS[args.version] ?? {});
+    const rendered = await renderFlux(args.version, { standIns });
     const dir = path.resolve(args.out ?? path.join(SHIPPED, args.version));
     await writeRendered(rendered, dir);
     const sum = createHash('sha256').update(rendered.components).digest('hex');
