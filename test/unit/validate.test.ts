@@ -25,7 +25,7 @@ test('a minimal spec gets the defaults flux bootstrap uses', () => {
   const o = validate(cb({}), policy);
   assert.equal(o.git.branch, 'main');
   assert.equal(o.git.path, 'clusters/prod-eu');
-  assert.equal(o.flux.version, 'v2.9.4');
+  assert.equal(o.flux.version, 'v2.9.5');
   assert.deepEqual(o.flux.components, [
     'source-controller',
     'kustomize-controller',
@@ -59,7 +59,7 @@ test(
   "Flux v2.9's source-watcher is accepted in componentsExtra, after the default components, for every shipped " +
     'version',
   () => {
-    for (const version of ['v2.9.3', 'v2.9.4']) {
+    for (const version of ['v2.9.3', 'v2.9.4', 'v2.9.5']) {
       const o = validate(cb({ flux: { version, componentsExtra: ['source-watcher'] } }), policy);
       assert.deepEqual(o.flux.components, [
         'source-controller',
@@ -206,14 +206,15 @@ test('the sync options are built once, from the git and flux fields', () => {
 
 test('spec.flux.version takes a semver range, resolved to the newest shipped version it matches; an exact version stays', () => {
   const rows: [string, string | RegExp][] = [
-    ['2.9.x', 'v2.9.4'],
-    ['~2.9', 'v2.9.4'],
-    ['>=2.9.0 <2.11.0', 'v2.9.4'],
-    ['2.x', 'v2.9.4'],
+    ['2.9.x', 'v2.9.5'],
+    ['~2.9', 'v2.9.5'],
+    ['>=2.9.0 <2.11.0', 'v2.9.5'],
+    ['2.x', 'v2.9.5'],
+    ['<2.9.5', 'v2.9.4'],
     ['<2.9.4', 'v2.9.3'],
     ['v2.9.3', 'v2.9.3'],
     ['2.9.3', 'v2.9.3'],
-    ['2.10.x', /matches no Flux version shipped.*v2\.9\.3, v2\.9\.4, or a range/],
+    ['2.10.x', /matches no Flux version shipped.*v2\.9\.3, v2\.9\.4, v2\.9\.5, or a range/],
     ['v9.9.9', /matches no Flux version/],
     ['not a version', /matches no Flux version/],
   ];
@@ -227,5 +228,5 @@ test('spec.flux.version takes a semver range, resolved to the newest shipped ver
         wanted,
       );
   }
-  assert.equal(validate(cb({}), policy).latestFluxVersion, 'v2.9.4');
+  assert.equal(validate(cb({}), policy).latestFluxVersion, 'v2.9.5');
 });
