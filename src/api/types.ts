@@ -74,6 +74,8 @@ export interface ClusterBootstrapSpec {
   };
   flux?: {
     version?: string;
+    /** Where the install manifests come from: only `bundled` (the versions shipped inside the operator) for now. */
+    distribution?: string;
     components?: string[];
     componentsExtra?: string[];
     namespace?: string;

@@ -239,6 +239,13 @@ export function validate(cb: ClusterBootstrap, policy: Policy = { targetlessName
     invalid(Reasons.InvalidSpec, `spec.git.branch ${JSON.stringify(branch)} is not a valid branch name`);
 
   const flux = spec.flux ?? {};
+  const distribution = flux.distribution ?? 'bundled';
+  if (distribution !== 'bundled')
+    invalid(
+      Reasons.InvalidSpec,
+      `spec.flux.distribution ${JSON.stringify(String(distribution).slice(0, 64))} is not supported: this ` +
+        'operator installs the Flux versions bundled with it only (distribution: bundled)',
+    );
   const versions = shippedVersions();
   const wanted = flux.version ?? newestVersion(versions);
   const version = resolveVersion(wanted, versions);

@@ -230,3 +230,18 @@ test('spec.flux.version takes a semver range, resolved to the newest shipped ver
   }
   assert.equal(validate(cb({}), policy).latestFluxVersion, 'v2.9.5');
 });
+
+test('spec.flux.distribution is bundled, or unset; any other is refused until the operator supports it', () => {
+  assert.equal(validate(cb({ flux: { distribution: 'bundled' } }), policy).flux.version, 'v2.9.5');
+  assert.equal(validate(cb({}), policy).flux.version, 'v2.9.5');
+  assert.throws(
+    () => validate(cb({ flux: { distribution: 'oci' } }), policy),
+    (err: unknown) =>
+      err instanceof PhaseError &&
+      err.reason === 'InvalidSpec' &&
+      err.terminal &&
+      /^spec\.flux\.distribution "oci" is not supported: .*bundled with it only \(distribution: bundled\)$/.test(
+        err.message,
+      ),
+  );
+});
