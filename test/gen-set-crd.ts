@@ -119,6 +119,22 @@ export function setCRD(): string {
                         'Selects kubeconfig Secrets (<cluster>-kubeconfig, key value) in the namespace, for fleets ' +
                         'without Cluster API.',
                     },
+                    rollout: {
+                      type: 'object',
+                      description:
+                        "How a new Flux version (the template's, or the newest its range matches) reaches the " +
+                        'clusters: without it, all at once.',
+                      properties: {
+                        maxUnavailable: {
+                          type: 'integer',
+                          minimum: 1,
+                          maximum: 10000,
+                          description:
+                            'At most this many clusters on the new version and not Ready with it at once; the ' +
+                            'rollout stops while a cluster is Stalled on it.',
+                        },
+                      },
+                    },
                     template: {
                       type: 'object',
                       description: 'The ClusterBootstrap made for each selected cluster.',
@@ -179,6 +195,20 @@ export function setCRD(): string {
                           name: { type: 'string', description: 'The ClusterBootstrap (and cluster) name.' },
                           reason: { type: 'string', description: 'The reason of its Ready condition.' },
                           message: { type: 'string', description: 'The message of its Ready condition.' },
+                        },
+                      },
+                    },
+                    rollout: {
+                      type: 'object',
+                      description: 'How far the move of the clusters to a new Flux version is (spec.rollout).',
+                      properties: {
+                        version: { type: 'string', description: 'The Flux version being rolled out.' },
+                        updated: { type: 'integer', description: 'Clusters given that version.' },
+                        pending: { type: 'integer', description: 'Clusters not yet Ready with it.' },
+                        blockedBy: {
+                          type: 'array',
+                          items: { type: 'string' },
+                          description: 'Clusters holding the rollout up: not Ready, or Stalled, on the new version.',
                         },
                       },
                     },

@@ -218,9 +218,13 @@ export interface ClusterBootstrapSet {
       metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
       spec: ClusterBootstrapSpec;
     };
+    /** rollout moves the clusters to a new Flux version a few at a time (see controller/sets.ts's rollout). */
+    rollout?: { maxUnavailable?: number };
   };
   status?: {
     observedGeneration?: number;
+    /** rollout says how far the move to `version` is, and which clusters hold it up. */
+    rollout?: { version: string; updated: number; pending: number; blockedBy?: string[] };
     conditions?: Condition[];
     selected?: number;
     ready?: number;

@@ -11,6 +11,8 @@ import {
   type LabelSelector,
 } from '../api/types.ts';
 import { validate, type Policy } from '../api/validate.ts';
+import { newestVersion, resolveVersion } from '../api/versions.ts';
+import { shippedVersions } from '../manifests/components.ts';
 import { KubeError } from '../kube/client.ts';
 import { guarded, reasonOf } from '../cancel.ts';
 import type { KubeApi } from '../phases/context.ts';
@@ -81,6 +83,13 @@ export class SetReconciler {
       );
       const owned = [...here.values()].filter((cb) => ownedBy(cb, set));
       const conflicts: string[] = [];
+      const { versions, progress } = rollout(
+        set,
+        selected.filter((c) => c.ready).map((c) => c.name),
+        here,
+      );
+      if (progress) status.rollout = progress;
+      else delete status.rollout;
       for (const cluster of selected.filter((c) => c.ready)) {
         // The cache may lag: one it does not show is looked up on the server before anything is applied, so a
         // ClusterBootstrap someone else made (by hand, another set) is never overwritten.
@@ -90,7 +99,7 @@ export class SetReconciler {
           conflicts.push(cluster.name);
           continue;
         }
-        await this.#apply(mgmt, set, cluster.name);
+        await this.#apply(mgmt, set, cluster.name, versions.get(cluster.name));
       }
       const keep = new Set(selected.filter((c) => c.ready).map((c) => c.name));
       for (const cb of owned.filter((cb) => !keep.has(cb.metadata.name) && !cb.metadata.deletionTimestamp)) {
@@ -119,7 +128,8 @@ export class SetReconciler {
         ),
         conflicts,
       });
-      const done = status.ready === selected.length && conflicts.length === 0;
+      const rolling = status.rollout && status.rollout.pending > 0;
+      const done = status.ready === selected.length && conflicts.length === 0 && !rolling;
       const message = done
         ? `all ${selected.length} selected clusters are bootstrapped and Ready`
         : `${status.ready} of ${selected.length} selected clusters Ready` +
@@ -128,6 +138,11 @@ export class SetReconciler {
             : '') +
           (conflicts.length
             ? `; ${conflicts.length} bootstrapped by another set or by hand: ${conflicts.join(', ')}`
+            : '') +
+          (rolling
+            ? `; rolling out Flux ${status.rollout!.version}: ${status.rollout!.updated} updated, ` +
+              `${status.rollout!.pending} to go` +
+              (status.rollout!.blockedBy?.length ? `, held up by ${status.rollout!.blockedBy.join(', ')}` : '')
             : '');
       markCondition(
         status,
@@ -194,8 +209,9 @@ export class SetReconciler {
     };
   }
 
-  async #apply(mgmt: KubeApi, set: ClusterBootstrapSet, cluster: string): Promise<void> {
+  async #apply(mgmt: KubeApi, set: ClusterBootstrapSet, cluster: string, version?: string): Promise<void> {
     const { cb } = this.#desired(set, cluster);
+    if (version) cb.spec.flux = { ...cb.spec.flux, version };
     const { uid: _uid, ...metadata } = cb.metadata;
     await mgmt.apply({ ...cb, metadata } as any, { fieldManager: SET_FIELD_MANAGER, force: true });
   }
@@ -263,4 +279,65 @@ export function selectorQuery(s: LabelSelector): string {
     else parts.push(`!${e.key}`);
   }
   return parts.join(',');
+}
+
+/**
+ * rollout decides the Flux version of each of a set's clusters when spec.rollout.maxUnavailable is set: the template's
+ * version (an exact one or a range, resolved among the shipped versions) is given to new clusters at once, and to
+ * the others a few at a time — never more than maxUnavailable of them on the new version and not yet Ready with
+ * it. A cluster Stalled on the new version stops the rollout until it is fixed. Without the knob every cluster gets
+ * the template's version as it is (and resolves a range itself).
+ */
+export function rollout(
+  set: ClusterBootstrapSet,
+  clusters: string[],
+  existing: Map<string, ClusterBootstrap>,
+): { versions: Map<string, string>; progress?: NonNullable<ClusterBootstrapSet['status']>['rollout'] } {
+  const versions = new Map<string, string>();
+  const max = set.spec.rollout?.maxUnavailable;
+  const wanted = set.spec.template.spec.flux?.version;
+  const shipped = shippedVersions();
+  const target = resolveVersion(wanted ?? newestVersion(shipped), shipped);
+  if (!max || !target) return { versions };
+  const on = (cb: ClusterBootstrap) => resolveVersion(cb.spec.flux?.version ?? newestVersion(shipped), shipped);
+  const readyAt = (cb: ClusterBootstrap) =>
+    cb.status?.fluxVersion === target &&
+    findCondition(cb.status?.conditions, ConditionTypes.Ready)?.status === 'True' &&
+    cb.status.observedGeneration === cb.metadata.generation;
+  const mine = clusters
+    .map((name) => existing.get(name))
+    .filter((cb): cb is ClusterBootstrap => !!cb && ownedBy(cb, set));
+  const moving = mine.filter((cb) => on(cb) === target && !readyAt(cb));
+  const stalled = moving.filter(
+    (cb) => findCondition(cb.status?.conditions, ConditionTypes.Stalled)?.status === 'True',
+  );
+  let slots = stalled.length > 0 ? 0 : max - moving.length;
+  let pending = 0;
+  for (const name of [...clusters].sort()) {
+    const cb = existing.get(name);
+    const current = cb && ownedBy(cb, set) ? on(cb) : undefined;
+    if (!current || current === target) versions.set(name, target);
+    else if (slots > 0) {
+      versions.set(name, target);
+      slots--;
+    } else {
+      // Held back: pinned to what it runs now, so a range does not move it on its own.
+      versions.set(name, cb!.status?.fluxVersion ?? current);
+      pending++;
+    }
+  }
+  // What is on the new version and not Ready with it yet, now that the batch is chosen.
+  const unready = [...versions]
+    .filter(([name, v]) => v === target && !(existing.get(name) && readyAt(existing.get(name)!)))
+    .map(([name]) => name);
+  const blockedBy = stalled.length > 0 ? stalled.map((cb) => cb.metadata.name) : pending > 0 ? unready : [];
+  return {
+    versions,
+    progress: {
+      version: target,
+      updated: [...versions.values()].filter((v) => v === target).length,
+      pending: pending + unready.length,
+      ...(blockedBy.length > 0 && { blockedBy: blockedBy.slice(0, 20) }),
+    },
+  };
 }

@@ -168,3 +168,68 @@ test("a ClusterBootstrap the informer's cache does not show yet is looked up bef
   assert.equal(f.mgmt.read(KIND, NS, 'fresh').spec.git.url, 'ssh://h/y.git');
   assert.deepEqual(f.status().conflicts, ['fresh']);
 });
+
+test(
+  'with rollout.maxUnavailable a new Flux version reaches the clusters a few at a time, and stops at one that ' +
+    'stalls on it',
+  async () => {
+    const f = fleet();
+    for (const c of ['a', 'b', 'c', 'd']) f.cluster(c);
+    const set = f.mgmt.read(SET_KIND, NS, 'prod');
+    const put = (version: string) =>
+      f.mgmt.put({
+        ...set,
+        metadata: { ...set.metadata, generation: (f.mgmt.read(SET_KIND, NS, 'prod').metadata.generation ?? 1) + 1 },
+        spec: {
+          ...set.spec,
+          rollout: { maxUnavailable: 2 },
+          template: { spec: { ...set.spec.template.spec, flux: { version } } },
+        },
+      });
+    const version = (name: string) => f.mgmt.read(KIND, NS, name).spec.flux.version;
+    /** settle plays each ClusterBootstrap: Ready with the version it was given, or Stalled when told. */
+    const settle = (stalled: string[] = []) => {
+      for (const cb of f.mgmt.of(KIND) as ClusterBootstrap[]) {
+        const bad = stalled.includes(cb.metadata.name);
+        f.mgmt.put({
+          ...cb,
+          status: {
+            observedGeneration: cb.metadata.generation,
+            fluxVersion: bad ? undefined : cb.spec.flux?.version,
+            conditions: [
+              { type: 'Ready', status: bad ? 'False' : 'True', reason: bad ? 'ApplyFailed' : 'Succeeded', message: '' },
+              ...(bad ? [{ type: 'Stalled', status: 'True', reason: 'ApplyFailed', message: '' }] : []),
+            ],
+          },
+        } as any);
+      }
+    };
+    put('v2.9.3');
+    await f.reconcile();
+    assert.deepEqual(
+      ['a', 'b', 'c', 'd'].map(version),
+      ['v2.9.3', 'v2.9.3', 'v2.9.3', 'v2.9.3'],
+      'new clusters at once',
+    );
+    settle();
+    put('2.9.x'); // a range: resolved once by the set, handed out in batches
+    await f.reconcile();
+    assert.deepEqual(['a', 'b', 'c', 'd'].map(version), ['v2.9.5', 'v2.9.5', 'v2.9.3', 'v2.9.3']);
+    assert.deepEqual(f.status().rollout, { version: 'v2.9.5', updated: 2, pending: 4, blockedBy: ['a', 'b'] });
+    assert.equal(f.status().conditions.find((c: any) => c.type === 'Ready').status, 'False');
+    await f.reconcile();
+    assert.deepEqual(['c', 'd'].map(version), ['v2.9.3', 'v2.9.3'], 'no more while two are not Ready with it');
+    settle(['b']); // a Ready; b stalls on the new version
+    await f.reconcile();
+    assert.deepEqual(['c', 'd'].map(version), ['v2.9.3', 'v2.9.3'], 'a stalled cluster stops the rollout');
+    assert.deepEqual(f.status().rollout.blockedBy, ['b']);
+    assert.match(f.status().message, /rolling out Flux v2\.9\.5: 2 updated, 3 to go, held up by b/);
+    settle(); // b fixed
+    await f.reconcile();
+    assert.deepEqual(['c', 'd'].map(version), ['v2.9.5', 'v2.9.5']);
+    settle();
+    await f.reconcile();
+    assert.deepEqual(f.status().rollout, { version: 'v2.9.5', updated: 4, pending: 0 });
+    assert.equal(f.status().conditions.find((c: any) => c.type === 'Ready').status, 'True');
+  },
+);
