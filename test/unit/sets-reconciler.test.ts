@@ -233,3 +233,18 @@ test(
     assert.equal(f.status().conditions.find((c: any) => c.type === 'Ready').status, 'True');
   },
 );
+
+test("a set's clusters in pull-request mode share one head branch, so the changes ready together share one PR", async () => {
+  const f = fleet();
+  f.cluster('a');
+  f.cluster('b');
+  const set = f.mgmt.read(SET_KIND, NS, 'prod');
+  const git = { ...set.spec.template.spec.git, pullRequest: { enabled: true } };
+  f.mgmt.put({ ...set, spec: { ...set.spec, template: { spec: { ...set.spec.template.spec, git } } } });
+  await f.reconcile();
+  for (const name of ['a', 'b']) {
+    const pr = f.mgmt.read(KIND, NS, name).spec.git.pullRequest;
+    assert.equal(pr.branch, 'flux-bootstrap/fleet-prod');
+    assert.match(pr.title, /clusters of ClusterBootstrapSet prod/);
+  }
+});
