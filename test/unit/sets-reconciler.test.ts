@@ -239,7 +239,8 @@ test("a set's clusters in pull-request mode share one head branch, so the change
   f.cluster('a');
   f.cluster('b');
   const set = f.mgmt.read(SET_KIND, NS, 'prod');
-  const git = { ...set.spec.template.spec.git, pullRequest: { enabled: true } };
+  const provider = { type: 'gitea', url: 'https://git.example/api/v1', secretRef: { name: 'api' } };
+  const git = { ...set.spec.template.spec.git, provider, pullRequest: { enabled: true } };
   f.mgmt.put({ ...set, spec: { ...set.spec, template: { spec: { ...set.spec.template.spec, git } } } });
   await f.reconcile();
   for (const name of ['a', 'b']) {
