@@ -285,7 +285,10 @@ export class WorkQueue<K = string> {
       return;
     }
     this.#failures.delete(id);
-    if (this.#started && (outcome.kind === 'resync' || outcome.kind === 'requeue')) this.add(key, outcome.afterMs);
+    // Resyncs are spread by ±10%, so a fleet made at once does not stay one wave of work every period.
+    if (this.#started && outcome.kind === 'resync')
+      this.add(key, Math.round(outcome.afterMs * (0.9 + Math.random() * 0.2)));
+    else if (this.#started && outcome.kind === 'requeue') this.add(key, outcome.afterMs);
   }
 
   /** backoff is the delay before the n-th retry: exponential, capped, with 10% jitter. */

@@ -259,3 +259,20 @@ test('new work runs before the periodic looks and retries already waiting', asyn
   await until(() => seen.length === 6);
   assert.equal(seen[0], 'ns/new');
 });
+
+test('resyncs are spread over ±10% of the period, so a fleet made at once does not stay one wave', async () => {
+  const period = 600_000;
+  const q = new WorkQueue({ concurrency: 4, worker: async () => ({ kind: 'resync', afterMs: period }) as Outcome });
+  const delays: number[] = [];
+  const add = q.add.bind(q);
+  q.add = (key, delayMs = 0, opts) => (delayMs > 0 && delays.push(delayMs), add(key, delayMs, opts));
+  for (let i = 0; i < 50; i++) q.add(`ns/c-${i}`);
+  q.start();
+  await until(() => delays.length === 50);
+  q.shutdown();
+  assert.ok(
+    delays.every((d) => d >= period * 0.9 && d <= period * 1.1),
+    'within ±10%',
+  );
+  assert.ok(new Set(delays).size > 40, 'and spread, not one wave');
+});
