@@ -7,8 +7,7 @@ import { syncObjects } from '../manifests/sync.ts';
 import { RECONCILE_REQUESTED_AT } from '../api/types.ts';
 import type { Context, KubeApi } from './context.ts';
 import { applyError } from './errors.ts';
-import type { Sops } from './sops.ts';
-import type { FluxSecret, Step } from './types.ts';
+import type { FluxSecret, Sops, Step } from './types.ts';
 
 const ESTABLISH_TIMEOUT_MS = 60_000;
 

@@ -3,20 +3,20 @@ import { PhaseError } from '../api/errors.ts';
 import type { ClusterBootstrapStatus } from '../api/types.ts';
 import { GitError } from '../git/errors.ts';
 import type { GitAuth, UpdateResult } from '../git/types.ts';
-import { proposeChange } from './pulls.ts';
 import { fluxFiles } from '../manifests/files.ts';
 import { KustomizationError } from '../manifests/sync.ts';
 import { SopsConfigError } from '../manifests/sops.ts';
 import { invalidRef, readRef, type Context } from './context.ts';
 import { isPrivateKey } from '../ssh/keys.ts';
 import { gitPhaseError } from './errors.ts';
-import type { Sops } from './sops.ts';
-import type { PushCredentials, Step } from './types.ts';
+import type { Proposal, PushCredentials, Sops, Step } from './types.ts';
 
 /** Committed is the branch's head after the commit, and the files still encrypted for a SOPS key being retired. */
 export interface Committed {
   head: string;
   sopsPending: string[];
+  /** proposal is the head branch the change waits on, in pull-request mode, until it is on the branch. */
+  proposal?: Proposal;
 }
 
 /**
@@ -77,7 +77,7 @@ export async function commitManifests(
         : '';
     throw gitPhaseError(err, hint);
   }
-  if (result.proposal) await proposeChange(ctx, result.proposal);
+  if (result.proposal) return { result: { head: result.head, sopsPending: [], proposal: result.proposal } };
   const { head, pushed, attempts, found } = result;
   if (pushed) ctx.log.info({ commit: head, branch: opts.git.branch, attempts }, 'pushed the flux-system manifests');
   // A push with the spec unchanged since the last one means someone changed the files in git: said, not silent.

@@ -246,3 +246,27 @@ export function backoffWhileWaiting(
   const waitedMs = waiting ? ctx.clock.now() - Date.parse(waiting.lastTransitionTime ?? '') : 0;
   return Math.min(maxMs, Math.max(minMs, Number.isFinite(waitedMs) ? waitedMs / 2 : 0));
 }
+
+/**
+ * providerOptions reads the git host's API token from spec.git.provider's Secret; undefined for a `generic` provider,
+ * whose deploy key a person registers.
+ */
+export async function providerOptions(ctx: Context): Promise<ProviderOptions | undefined> {
+  const { provider, url } = ctx.opts.git;
+  if (provider.type === 'generic' || !provider.secretName) return undefined;
+  const ref = {
+    name: provider.secretName,
+    field: 'spec.git.provider.secretRef',
+    what: 'the API token under the key "token"',
+  };
+  const data = await readRef(ctx, ref);
+  if (!data.token) throw invalidRef(ctx, ref, `must hold the ${provider.type} API token under the key "token"`);
+  return {
+    type: provider.type,
+    apiUrl: provider.url,
+    token: data.token,
+    repoUrl: url,
+    tokenRef: `Secret ${ctx.cb.metadata.namespace}/${provider.secretName}`,
+    caData: data['ca.crt'],
+  };
+}

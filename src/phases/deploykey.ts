@@ -2,9 +2,9 @@ import { ConditionTypes as C, Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
 import { GitError, redact } from '../git/errors.ts';
 import type { GitAuth } from '../git/types.ts';
-import { ProviderError, type ProviderOptions } from '../providers/types.ts';
+import { ProviderError } from '../providers/types.ts';
 import { fingerprint } from '../ssh/keys.ts';
-import { backoffWhileWaiting, invalidRef, readRef, type Context, type ProviderKeys } from './context.ts';
+import { backoffWhileWaiting, providerOptions, type Context, type ProviderKeys } from './context.ts';
 import { gitPhaseError, providerPhaseError } from './errors.ts';
 import type { FluxSecret, HttpsCredentials, Identity, PushCredentials, Step } from './types.ts';
 
@@ -104,30 +104,6 @@ const recentlyEnsured = new Map<string, number>();
 
 /** deployKeyTitle names Flux's deploy key on the git host after the cluster. */
 export const deployKeyTitle = (ctx: Context) => `flux-${ctx.cb.metadata.namespace}-${ctx.cb.metadata.name}`;
-
-/**
- * providerOptions reads the git host's API token from spec.git.provider's Secret; undefined for a `generic` provider,
- * whose deploy key a person registers.
- */
-export async function providerOptions(ctx: Context): Promise<ProviderOptions | undefined> {
-  const { provider, url } = ctx.opts.git;
-  if (provider.type === 'generic' || !provider.secretName) return undefined;
-  const ref = {
-    name: provider.secretName,
-    field: 'spec.git.provider.secretRef',
-    what: 'the API token under the key "token"',
-  };
-  const data = await readRef(ctx, ref);
-  if (!data.token) throw invalidRef(ctx, ref, `must hold the ${provider.type} API token under the key "token"`);
-  return {
-    type: provider.type,
-    apiUrl: provider.url,
-    token: data.token,
-    repoUrl: url,
-    tokenRef: `Secret ${ctx.cb.metadata.namespace}/${provider.secretName}`,
-    caData: data['ca.crt'],
-  };
-}
 
 /** connectProvider builds the git host's deploy-key API client from spec.git.provider (see providerOptions). */
 export async function connectProvider(ctx: Context): Promise<Step<ProviderKeys | undefined>> {

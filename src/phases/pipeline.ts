@@ -11,6 +11,7 @@ import { connectTarget, judgeKubeconfig } from './target.ts';
 import { applyComponents, applySync } from './apply.ts';
 import { observeFlux } from './observe.ts';
 import { ensureSopsKey, settleSopsRotation } from './sops.ts';
+import { proposeChange } from './pulls.ts';
 import { removeDeployKeys, uninstallFlux } from './uninstall.ts';
 
 /** RunPhase runs one step under a condition: it marks the condition with the step's outcome and merges its status. */
@@ -33,7 +34,8 @@ export async function bootstrap(ctx: Context, phase: RunPhase): Promise<string> 
     authorizeFlux(ctx, identity, push, knownHosts, fluxHttps),
   );
   const judged = await phase(C.Applied, () => judgeKubeconfig(ctx));
-  const { head, sopsPending } = await phase(C.Committed, () => commitManifests(ctx, push, knownHosts, sops));
+  const { head, sopsPending, proposal } = await phase(C.Committed, () => commitManifests(ctx, push, knownHosts, sops));
+  if (proposal) await phase(C.Committed, () => proposeChange(ctx, proposal));
   if (sops?.previous) sops = await phase(C.IdentityReady, () => settleSopsRotation(ctx, sops!, sopsPending));
   const target = await phase(C.Applied, () => connectTarget(ctx, judged));
   const components = await phase(C.Applied, () => applyComponents(ctx, target));

@@ -2,17 +2,9 @@ import { Reasons } from '../api/conditions.ts';
 import { PhaseError } from '../api/errors.ts';
 import { RECONCILE_REQUESTED_AT, type ClusterBootstrapStatus } from '../api/types.ts';
 import { ProviderError } from '../providers/types.ts';
-import type { Context, ProviderPulls } from './context.ts';
-import { providerOptions } from './deploykey.ts';
+import { providerOptions, type Context, type ProviderPulls } from './context.ts';
 import { providerPhaseError } from './errors.ts';
-
-/** Proposal is the head branch a change was pushed to, from the git layer. */
-export interface Proposal {
-  branch: string;
-  commit: string;
-  /** pushed is true when this pass put a new commit on the head branch. */
-  pushed: boolean;
-}
+import type { Proposal } from './types.ts';
 
 /**
  * proposeChange opens — or finds open — the one pull request of a change pushed to its head branch, and always ends

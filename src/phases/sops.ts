@@ -1,20 +1,8 @@
 import { ROTATE_SOPS_AT } from '../api/types.ts';
 import { SOPS_SECRET } from '../api/validate.ts';
-import type { SopsRule } from '../manifests/sops.ts';
-import { ageKeyOf, generateAgeKey, type AgeKey } from '../sops/keys.ts';
+import { ageKeyOf, generateAgeKey } from '../sops/keys.ts';
 import type { Context, StoredIdentity } from './context.ts';
-import type { Identity, Step } from './types.ts';
-
-/**
- * Sops is the cluster's SOPS state for the later phases: the age keys the target holds (the current one, and the
- * one being retired), and the creation rule committed in `<path>/.sops.yaml`.
- */
-export interface Sops {
-  current: AgeKey;
-  previous?: AgeKey;
-  rule: SopsRule;
-  requestedAt?: string;
-}
+import type { Identity, Sops, Step } from './types.ts';
 
 /**
  * ensureSopsKey returns the cluster's age key, made on the first pass with spec.sops enabled and kept in the

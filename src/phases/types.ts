@@ -1,5 +1,7 @@
 import type { ClusterBootstrapStatus } from '../api/types.ts';
 import type { KeyPair } from '../ssh/keys.ts';
+import type { SopsRule } from '../manifests/sops.ts';
+import type { AgeKey } from '../sops/keys.ts';
 
 /** Step is what a phase hands back: its result, the message of its condition, and what it adds to the status. */
 export interface Step<T = void> {
@@ -59,3 +61,22 @@ export type PushCredentials = { transport: 'ssh'; privateKey: string; knownHosts
  * credentials.
  */
 export type FluxSecret = Record<string, string>;
+
+/**
+ * Sops is the cluster's SOPS state for the later phases: the age keys the target holds (the current one, and the
+ * one being retired), and the creation rule committed in `<path>/.sops.yaml`.
+ */
+export interface Sops {
+  current: AgeKey;
+  previous?: AgeKey;
+  rule: SopsRule;
+  requestedAt?: string;
+}
+
+/** Proposal is the head branch a change was pushed to in pull-request mode, from the git layer. */
+export interface Proposal {
+  branch: string;
+  commit: string;
+  /** pushed is true when this pass put a new commit on the head branch. */
+  pushed: boolean;
+}
