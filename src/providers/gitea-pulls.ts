@@ -9,10 +9,10 @@ import {
   REVIEWERS,
   bestEffort,
   checkedBranch,
-  checkedChange,
   checkedNumber,
   checkedOpen,
   ok,
+  patchPull,
   pullFailure,
   serverNumber,
   serverText,
@@ -108,17 +108,9 @@ export class GiteaPulls implements PullRequestProvider {
     return { ...pr, warnings };
   }
 
-  async update(number: number, change: PullRequestChange): Promise<PullRequest> {
-    const n = checkedNumber(number);
-    const c = checkedChange(change);
-    const { api } = this.#s;
-    const url = api.url(`${this.#path}/pulls/${n}`);
-    const answer =
-      c.title === undefined && c.body === undefined
-        ? await api.request('GET', url, { deadline: api.deadline() })
-        : await api.request('PATCH', url, { body: { title: c.title, body: c.body }, deadline: api.deadline() });
-    if (!ok(answer)) throw pullFailure(answer, this.#s, `updating pull request #${n}`, { number: n });
-    return this.#toPull(answer, answer.json, `updating pull request #${n}`);
+  update(number: number, change: PullRequestChange): Promise<PullRequest> {
+    const url = this.#s.api.url(`${this.#path}/pulls/${checkedNumber(number)}`);
+    return patchPull(this.#s, url, number, change, (a, j, what) => this.#toPull(a, j, what));
   }
 
   /**

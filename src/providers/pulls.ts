@@ -168,6 +168,28 @@ export function serverNumber(value: unknown): number | undefined {
 }
 
 /**
+ * patchPull updates a pull request's title and body with a PATCH of `{title, body}` to `url` (GitHub's and Gitea's
+ * API alike), or reads it when nothing changes; `toPull` reads the answer.
+ */
+export async function patchPull(
+  s: Subject,
+  url: URL,
+  number: number,
+  change: PullRequestChange,
+  toPull: (answer: Answer, json: any, what: string) => PullRequest,
+): Promise<PullRequest> {
+  const n = checkedNumber(number);
+  const c = checkedChange(change);
+  const { api } = s;
+  const answer =
+    c.title === undefined && c.body === undefined
+      ? await api.request('GET', url, { deadline: api.deadline() })
+      : await api.request('PATCH', url, { body: { title: c.title, body: c.body }, deadline: api.deadline() });
+  if (!ok(answer)) throw pullFailure(answer, s, `updating pull request #${n}`, { number: n });
+  return toPull(answer, answer.json, `updating pull request #${n}`);
+}
+
+/**
  * pullFailure is failure for a call about pull requests, with a 404 that names what is missing: the pull request
  * `number`, or the branches of an open, rather than the repository alone.
  */

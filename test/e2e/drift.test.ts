@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
-import { API_VERSION, KIND, RECONCILE_REQUESTED_AT } from '../../src/api/types.ts';
+import { API_VERSION, KIND } from '../../src/api/types.ts';
 import {
   applyCB,
   authorizeWhenPublished,
@@ -24,6 +24,7 @@ import {
   waitCondition,
   waitFor,
   writeFile,
+  reconcileNow,
 } from './harness.ts';
 import { readLabEnv } from '../lab/lab.ts';
 import { E2E_LAB_DIR } from './harness.ts';
@@ -43,18 +44,6 @@ const suite = operatorSuite('e2e-drift', async (ns) => {
   await waitCondition(ns, name, 'Applied', 'True', undefined, 120_000);
 });
 
-/** reconcileNow asks for a reconcile as `flux reconcile` does, and waits until it was handled. */
-async function reconcileNow(): Promise<void> {
-  const at = `${Date.now()}`;
-  await mgmt().mergePatch(API_VERSION, KIND, suite.ns, name, {
-    metadata: { annotations: { [RECONCILE_REQUESTED_AT]: at } },
-  });
-  await waitFor(
-    'the reconcile request to be handled',
-    async () => (await mgmt().get<any>(API_VERSION, KIND, suite.ns, name))?.status?.lastHandledReconcileAt === at,
-  );
-}
-
 /** driftEvent waits for a DriftRepaired Event whose message matches. */
 async function driftEvent(re: RegExp): Promise<string> {
   return waitFor(`a DriftRepaired Event matching ${re}`, async () => {
@@ -66,7 +55,7 @@ async function driftEvent(re: RegExp): Promise<string> {
 
 test("Flux's git Secret deleted from the target is put back, and said", async () => {
   await target().delete('v1', 'Secret', 'flux-drift', 'flux-drift');
-  await reconcileNow();
+  await reconcileNow(suite.ns, name);
   await driftEvent(/Secret flux-drift\/flux-drift \(missing\)/);
   assert.ok(await target().get('v1', 'Secret', 'flux-drift', 'flux-drift'));
 });
@@ -76,7 +65,7 @@ test('a GitRepository changed and a Kustomization deleted in the target are put 
     spec: { url: 'ssh://git@evil.example/elsewhere.git' },
   });
   await target().delete('kustomize.toolkit.fluxcd.io/v1', 'Kustomization', 'flux-drift', 'flux-drift');
-  await reconcileNow();
+  await reconcileNow(suite.ns, name);
   const message = await driftEvent(/GitRepository flux-drift\/flux-drift \(changed\)/);
   assert.match(message, /Kustomization flux-drift\/flux-drift \(missing\)/);
   assert.equal(
@@ -93,13 +82,13 @@ test(
     const applied = async () => (await mgmt().get<any>(API_VERSION, KIND, suite.ns, name)).status.appliedComponents;
     const before = await applied();
     await target().delete('apps/v1', 'Deployment', 'flux-drift', 'source-controller');
-    await reconcileNow();
+    await reconcileNow(suite.ns, name);
     await driftEvent(/Deployment flux-drift\/source-controller \(missing\)/);
     assert.ok(await target().get('apps/v1', 'Deployment', 'flux-drift', 'source-controller'));
     const repaired = await applied();
     assert.match(repaired.digest, /^sha256:[0-9a-f]{64}$/);
     assert.ok(Date.parse(repaired.appliedAt) > Date.parse(before.appliedAt), 'the components were applied again');
-    await reconcileNow();
+    await reconcileNow(suite.ns, name);
     assert.deepEqual(await applied(), repaired, 'the next pass found them all there and applied none');
   },
 );
@@ -111,7 +100,7 @@ test("Flux's namespace deleted from the target comes back with what the operator
     async () => !(await target().get('v1', 'Namespace', undefined, 'flux-drift')),
     90_000,
   );
-  await reconcileNow();
+  await reconcileNow(suite.ns, name);
   const message = await driftEvent(/Namespace flux-drift \(missing\)/);
   assert.match(message, /Secret flux-drift\/flux-drift \(missing\)/);
   assert.ok(await target().get('v1', 'Secret', 'flux-drift', 'flux-drift'));
@@ -134,7 +123,7 @@ test(
     git(['add', '-A'], dir);
     git(['-c', 'user.name=someone', '-c', 'user.email=someone@example.com', 'commit', '-qm', 'hand edits'], dir);
     git(['push', '-q', 'origin', 'HEAD:main'], dir);
-    await reconcileNow();
+    await reconcileNow(suite.ns, name);
     await driftEvent(/restored clusters\/drifty\/flux-system in the repository/);
     git(['pull', '-q', 'origin', 'main'], dir);
     assert.match(readFileSync(join(fs, 'gotk-components.yaml'), 'utf8'), /kind: CustomResourceDefinition/);
@@ -150,7 +139,7 @@ test('a deleted identity Secret in the management cluster gets a new key, and sa
     'the Secret to be gone',
     async () => !(await mgmt().get('v1', 'Secret', suite.ns, `${name}-flux-identity`)),
   );
-  await reconcileNow();
+  await reconcileNow(suite.ns, name);
   const message = await driftEvent(/was missing: made a new key/);
   const after = (await mgmt().get<any>(API_VERSION, KIND, suite.ns, name)).status.identity.fingerprint;
   assert.notEqual(after, before);
@@ -160,7 +149,7 @@ test('a deleted identity Secret in the management cluster gets a new key, and sa
 test('new push credentials in their Secret are picked up without waiting for the resync', async () => {
   // A push Secret with a key that cannot write makes the next reconcile fail; putting the good key back heals it.
   await secret(suite.ns, 'git-push', { identity: 'not a key' });
-  await reconcileNow();
+  await reconcileNow(suite.ns, name);
   await waitCondition(suite.ns, name, 'HostKeyTrusted', 'False', 'GitCredentialsInvalid');
   await secret(suite.ns, 'git-push', { identity: readFileSync(readLabEnv(E2E_LAB_DIR).LAB_GIT_WRITER_KEY, 'utf8') });
   await waitCondition(suite.ns, name, 'HostKeyTrusted', 'True', undefined, 45_000);

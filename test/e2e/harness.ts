@@ -11,7 +11,13 @@ import { join } from 'node:path';
 import { readLabEnv, authorizeKey, createRepo, PROJECT_ROOT, type LabEnv } from '../lab/lab.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { freePorts } from '../lab/lab.ts';
-import { API_VERSION, KIND, type ClusterBootstrap, type ClusterBootstrapSpec } from '../../src/api/types.ts';
+import {
+  API_VERSION,
+  KIND,
+  RECONCILE_REQUESTED_AT,
+  type ClusterBootstrap,
+  type ClusterBootstrapSpec,
+} from '../../src/api/types.ts';
 import yaml from 'js-yaml';
 import { after, before } from 'node:test';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -169,6 +175,18 @@ export async function waitCondition(
       return c?.status === status && (!reason || c.reason === reason) ? cb : (false as const);
     },
     timeoutMs,
+  );
+}
+
+/** reconcileNow asks for a reconcile as `flux reconcile` does, and waits until it was handled. */
+export async function reconcileNow(ns: string, name: string): Promise<void> {
+  const at = `${Date.now()}`;
+  await mgmt().mergePatch(API_VERSION, KIND, ns, name, {
+    metadata: { annotations: { [RECONCILE_REQUESTED_AT]: at } },
+  });
+  await waitFor(
+    'the reconcile request to be handled',
+    async () => (await getCB(ns, name)).status?.lastHandledReconcileAt === at,
   );
 }
 

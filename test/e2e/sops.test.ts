@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { API_VERSION, KIND, RECONCILE_REQUESTED_AT, ROTATE_SOPS_AT } from '../../src/api/types.ts';
+import { API_VERSION, KIND, ROTATE_SOPS_AT } from '../../src/api/types.ts';
 import { decodeSecret } from '../../src/kube/objects.ts';
 import { generateAgeKey } from '../../src/sops/keys.ts';
 import { ensureSops } from '../lab/build.ts';
@@ -29,6 +29,7 @@ import {
   targetKubeconfigSecret,
   waitCondition,
   waitFor,
+  reconcileNow,
 } from './harness.ts';
 
 const name = 'sopsy';
@@ -104,17 +105,6 @@ async function clearValue(secretName: string, value: string): Promise<void> {
   );
 }
 
-async function reconcileNow(): Promise<void> {
-  const at = `${Date.now()}`;
-  await mgmt().mergePatch(API_VERSION, KIND, suite.ns, name, {
-    metadata: { annotations: { [RECONCILE_REQUESTED_AT]: at } },
-  });
-  await waitFor(
-    'the reconcile request to be handled',
-    async () => (await getCB(suite.ns, name)).status?.lastHandledReconcileAt === at,
-  );
-}
-
 /** ageKeys reads the age keys the target's sops-age Secret holds. */
 async function ageKeys(): Promise<Record<string, string>> {
   return decodeSecret(await target().get('v1', 'Secret', fluxNs, 'sops-age'));
@@ -187,7 +177,7 @@ test(
     for (const f of ['db.yaml', 'late.yaml']) runSops(['updatekeys', '--yes', f], oldKey);
     assert.doesNotMatch(readFileSync(join(folder(), 'db.yaml'), 'utf8'), new RegExp(old));
     push('re-encrypt for the new key');
-    await reconcileNow();
+    await reconcileNow(suite.ns, name);
     const done = await waitFor(
       'the rotation to finish',
       async () => {
