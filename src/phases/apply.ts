@@ -103,19 +103,17 @@ export async function applySync(
       type: 'Opaque',
       stringData: secretData,
     };
-    const secrets: KubeObject[] = [secret];
-    if (sops)
-      secrets.push({
-        apiVersion: 'v1',
-        kind: 'Secret',
-        metadata: { name: opts.sync.decryption!.secretName, namespace: opts.sync.namespace },
-        type: 'Opaque',
-        // data, not stringData: a key left out of a server-side apply of `data` is removed (the retired key).
-        data: encodeSecret({
-          'age.agekey': `${sops.current.identity}\n`,
-          ...(sops.previous && { 'previous.agekey': `${sops.previous.identity}\n` }),
-        }),
-      });
+    const ageKeys: KubeObject | undefined = sops && {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: opts.sync.decryption!.secretName, namespace: opts.sync.namespace },
+      type: 'Opaque',
+      // data, not stringData: a key left out of a server-side apply of `data` is removed (the retired key).
+      data: encodeSecret({
+        'age.agekey': `${sops.current.identity}\n`,
+        ...(sops.previous && { 'previous.agekey': `${sops.previous.identity}\n` }),
+      }),
+    };
     // After a key rotation, Flux is asked to fetch again at once with its new key.
     const sync = syncObjects(opts.sync).map((o) =>
       refetchAt && o.kind === 'GitRepository'
@@ -123,9 +121,9 @@ export async function applySync(
         : o,
     ) as KubeObject[];
     // A rotation changes the age key Secret on purpose: looked at for drift only when none is under way.
-    const watched = [secret, ...secrets.slice(1).filter(() => !sops?.previous), ...sync];
+    const watched = [secret, ...(ageKeys && !sops!.previous ? [ageKeys] : []), ...sync];
     const drifted = [...components.drifted, ...(wasApplied(ctx) ? await drift(target, watched) : [])];
-    await Promise.all(secrets.map((s) => target.apply(s)));
+    await Promise.all([secret, ...(ageKeys ? [ageKeys] : [])].map((s) => target.apply(s)));
     await Promise.all(sync.map((o) => target.apply(o)));
     if (drifted.length > 0)
       await ctx.record('Warning', 'DriftRepaired', `repaired in the target cluster: ${drifted.join(', ')}`);

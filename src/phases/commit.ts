@@ -51,15 +51,19 @@ export async function commitManifests(
   // Pull-request mode: always, or once branch protection refused a push (and while its pull request is open).
   const pr = opts.git.pullRequest;
   const viaPr = pr && (pr.when === 'Always' || cb.status?.pullRequest?.state === 'open');
+  const pushOrPropose = async (): Promise<UpdateResult> => {
+    if (viaPr) return update(pr.branch);
+    try {
+      return await update();
+    } catch (err) {
+      if (!(pr && err instanceof GitError && err.kind === 'protected')) throw err;
+      ctx.log.info({ branch: opts.git.branch }, 'the branch is protected: proposing the change in a pull request');
+      return update(pr.branch);
+    }
+  };
   let result: UpdateResult;
   try {
-    try {
-      result = await update(viaPr ? pr.branch : undefined);
-    } catch (err) {
-      if (!(pr && !viaPr && err instanceof GitError && err.kind === 'protected')) throw err;
-      ctx.log.info({ branch: opts.git.branch }, 'the branch is protected: proposing the change in a pull request');
-      result = await update(pr.branch);
-    }
+    result = await pushOrPropose();
   } catch (err) {
     if (err instanceof KustomizationError)
       throw new PhaseError(

@@ -16,31 +16,35 @@ export async function ensureSopsKey(ctx: Context, identity: Identity): Promise<S
   const { opts, cb } = ctx;
   if (!opts.sops.enabled) return { result: undefined };
   let keys = identity.sops;
+  let current = await ageKeyOf(keys?.key);
   const requested = cb.metadata.annotations?.[ROTATE_SOPS_AT];
-  const rotate = !!keys && !keys.previous && !!requested && requested !== cb.status?.lastHandledSopsRotateAt;
-  if (!keys || rotate || !(await ageKeyOf(keys.key))) {
+  const rotate = !!current && !keys!.previous && !!requested && requested !== cb.status?.lastHandledSopsRotateAt;
+  if (!current || rotate) {
+    // Decided again on the Secret as it is now: another reconcile may have made the key, or begun the rotation.
     const stored = await freshIdentity(ctx);
     keys = stored.sops;
-    const usable = await ageKeyOf(keys?.key);
-    if (!usable || (rotate && !keys?.previous)) {
+    current = await ageKeyOf(keys?.key);
+    if (!current || (rotate && !keys!.previous)) {
       const made = await generateAgeKey();
-      const next = usable
-        ? { key: made.identity, previous: usable.identity, requestedAt: requested }
+      const old = current;
+      const next = old
+        ? { key: made.identity, previous: old.identity, requestedAt: requested }
         : { key: made.identity };
       keys = (await ctx.identity.storeSops(stored, next)).sops;
-      if (keys?.key === made.identity) {
-        ctx.log.info({ recipient: made.recipient }, usable ? 'rotating the SOPS key' : 'made the SOPS key');
-        if (usable)
+      current = keys?.key === made.identity ? made : await ageKeyOf(keys?.key);
+      if (current === made) {
+        ctx.log.info({ recipient: made.recipient }, old ? 'rotating the SOPS key' : 'made the SOPS key');
+        if (old)
           await ctx.record(
             'Normal',
             'SopsRotationStarted',
-            `new SOPS recipient ${made.recipient}; the target keeps ${usable.recipient} until no file is ` +
+            `new SOPS recipient ${made.recipient}; the target keeps ${old.recipient} until no file is ` +
               'encrypted for it',
           );
       }
     }
   }
-  const current = (await ageKeyOf(keys!.key))!;
+  if (!current) throw new Error(`Secret ${ctx.identity.secretName} holds no usable SOPS age key`);
   const previous = await ageKeyOf(keys!.previous);
   const recipients = [current.recipient, ...opts.sops.extraRecipients.filter((r) => r !== current.recipient)];
   const owned = [current.recipient, ...(previous ? [previous.recipient] : [])];
