@@ -274,6 +274,11 @@ export async function mergePull(
   opts: { dir?: string } = {},
 ): Promise<void> {
   await approvePull(repo, number, opts);
+  // Gitea checks a new pull request's mergeability in the background and refuses a merge (405) until it has.
+  for (let i = 0; !(await giteaOk('GET', `${repoPath(repo)}/pulls/${number}`, undefined, opts)).mergeable; i++) {
+    if (i >= 300) throw new Error(`Gitea: pull request #${number} of ${repo} never became mergeable`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
   await giteaOk('POST', `${repoPath(repo)}/pulls/${number}/merge?sudo=${GITEA_REVIEWER}`, { Do: style }, opts, [200]);
 }
 
